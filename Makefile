@@ -1,0 +1,40 @@
+# ckptimg: see README.md. `make test` is what CI runs.
+GO ?= go
+export CGO_ENABLED = 0
+BIN := bin
+FUZZTIME ?= 5m
+
+.PHONY: all build test test-short bench fuzz golden lint vet demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ckptimg ./cmd/ckptimg
+	$(GO) build -o $(BIN)/ckpt-restart ./cmd/ckpt-restart
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: build lint
+	$(GO) test -count=1 -timeout 12m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+# Benchmarks print throughput and ratios; see docs/benchmarks.md.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./format/ ./...
+
+# Fuzz each reader target for FUZZTIME (default 5m).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./format/
+
+# Regenerate the golden images and their expected outputs.
+golden:
+	$(GO) test ./golden/ -run TestGolden -update
+
+clean:
+	rm -rf $(BIN)

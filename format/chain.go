@@ -1,0 +1,200 @@
+package format
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrFromFile: the pages asked for are not stored: they are mapped from the
+// area's backing file at restore.
+var ErrFromFile = errors.New("format: pages are not stored; they come from the area's file")
+
+// A Chain is a delta image followed by its parents, up to a full image. It
+// resolves RunParent runs to where the pages are stored. The images are
+// read, never merged; each keeps its own chunk and hash numbering.
+type Chain struct {
+	images []*Reader
+}
+
+// NewChain checks that each image is the parent of the one before it and
+// that the last is a full image.
+func NewChain(images ...*Reader) (*Chain, error) {
+	if len(images) == 0 {
+		return nil, errorf("empty chain")
+	}
+	for i, img := range images {
+		p := img.Meta().Parent
+		if i == len(images)-1 {
+			if p != nil {
+				return nil, fmt.Errorf("format: image %s is a delta; its parent %s (%q) is missing from the chain", img.ID(), p.ID, p.Name)
+			}
+			break
+		}
+		next := images[i+1]
+		if p == nil {
+			return nil, fmt.Errorf("format: image %s is not a delta, yet images follow it in the chain", img.ID())
+		}
+		if p.ID != next.ID() {
+			return nil, fmt.Errorf("format: image %s has parent %s, but the next image in the chain is %s", img.ID(), p.ID, next.ID())
+		}
+		if next.Meta().Machine.PageSize != img.Meta().Machine.PageSize {
+			return nil, fmt.Errorf("format: image %s and its parent have different page sizes", img.ID())
+		}
+	}
+	return &Chain{images: images}, nil
+}
+
+// Images returns the chain, the delta first.
+func (c *Chain) Images() []*Reader { return c.images }
+
+// Top returns the first image of the chain.
+func (c *Chain) Top() *Reader { return c.images[0] }
+
+// Piece is a resolved range of pages: stored in chunk Chunk of image Image
+// (RunData), or all zeros (RunZero).
+type Piece struct {
+	Addr      uint64
+	Pages     uint64
+	Kind      RunKind
+	Image     int
+	Chunk     uint32
+	Offset    uint32
+	HashIndex uint64
+}
+
+// Resolve returns where the pages of run r (of the top image's process pid)
+// are stored, following parents for RunParent runs.
+func (c *Chain) Resolve(pid int32, r Run) ([]Piece, error) {
+	return c.resolve(0, pid, r, nil)
+}
+
+func (c *Chain) resolve(level int, pid int32, r Run, out []Piece) ([]Piece, error) {
+	if r.Kind != RunParent {
+		return append(out, Piece{Addr: r.Addr, Pages: r.Pages, Kind: r.Kind, Image: level, Chunk: r.Chunk, Offset: r.Offset, HashIndex: r.HashIndex}), nil
+	}
+	if level+1 >= len(c.images) {
+		return out, fmt.Errorf("%w (process %d, %#x, %d pages)", ErrInParent, pid, r.Addr, r.Pages)
+	}
+	parent := c.images[level+1]
+	ps := uint64(parent.Meta().Machine.PageSize)
+	p := parent.Process(pid)
+	if p == nil {
+		return out, fmt.Errorf("format: parent %s has no process %d", parent.ID(), pid)
+	}
+	addr, end := r.Addr, r.Addr+r.Pages*ps
+	for addr < end {
+		a := findArea(p, addr)
+		if a == nil {
+			return out, fmt.Errorf("format: parent %s has no area at %#x of process %d", parent.ID(), addr, pid)
+		}
+		pr, _ := findRun(a, addr, ps)
+		if pr == nil {
+			return out, fmt.Errorf("format: parent %s does not hold the page at %#x of process %d", parent.ID(), addr, pid)
+		}
+		skip := (addr - pr.Addr) / ps
+		n := min(pr.Pages-skip, (end-addr)/ps)
+		sub := Run{Addr: addr, Pages: n, Kind: pr.Kind, Chunk: pr.Chunk}
+		if pr.Kind != RunZero {
+			sub.HashIndex = pr.HashIndex + skip
+		}
+		if pr.Kind == RunData {
+			sub.Offset = pr.Offset + uint32(skip*ps)
+		}
+		var err error
+		if out, err = c.resolve(level+1, pid, sub, out); err != nil {
+			return out, err
+		}
+		addr += n * ps
+	}
+	return out, nil
+}
+
+// ReadMemory reads len(p) bytes of process pid's memory at addr, as the
+// image records it. It returns the bytes read and, when short, why:
+// ErrNotMapped, ErrFromFile, or a read or corruption error.
+func (c *Chain) ReadMemory(pid int32, addr uint64, p []byte) (int, error) {
+	top := c.images[0]
+	proc := top.Process(pid)
+	if proc == nil {
+		return 0, fmt.Errorf("format: the image has no process %d", pid)
+	}
+	ps := uint64(top.Meta().Machine.PageSize)
+	n := 0
+	for n < len(p) {
+		at := addr + uint64(n)
+		a := findArea(proc, at)
+		if a == nil {
+			return n, fmt.Errorf("%w: %#x in process %d", ErrNotMapped, at, pid)
+		}
+		pageStart := at &^ (ps - 1)
+		want := min(uint64(len(p)-n), pageStart+ps-at)
+		r, _ := findRun(a, at, ps)
+		if r == nil {
+			if a.Flags&MapFile != 0 {
+				return n, fmt.Errorf("%w: %#x in %s", ErrFromFile, at, a.Name)
+			}
+			clear(p[n : n+int(want)])
+			n += int(want)
+			continue
+		}
+		pieces, err := c.Resolve(pid, Run{Addr: pageStart, Pages: 1, Kind: r.Kind, Chunk: r.Chunk,
+			Offset: r.Offset + uint32(pageStart-r.Addr), HashIndex: r.HashIndex + (pageStart-r.Addr)/ps})
+		if err != nil {
+			return n, err
+		}
+		pc := pieces[0]
+		if pc.Kind == RunZero {
+			clear(p[n : n+int(want)])
+		} else {
+			data, err := c.images[pc.Image].chunk(int(pc.Chunk))
+			if err != nil {
+				return n, err
+			}
+			off := uint64(pc.Offset) + at - pageStart
+			copy(p[n:n+int(want)], data[off:off+want])
+		}
+		n += int(want)
+	}
+	return n, nil
+}
+
+// ReadMemory reads the image's own memory; pages stored in a parent give
+// ErrInParent (use a Chain).
+func (r *Reader) ReadMemory(pid int32, addr uint64, p []byte) (int, error) {
+	return (&Chain{images: []*Reader{r}}).ReadMemory(pid, addr, p)
+}
+
+// parentIndex answers "what was the hash of this page in the parent".
+type parentIndex struct {
+	r        *Reader
+	hashes   []uint64
+	zeroHash uint64
+}
+
+func newParentIndex(r *Reader) (*parentIndex, error) {
+	h, err := r.PageHashes()
+	if err != nil {
+		return nil, err
+	}
+	return &parentIndex{r: r, hashes: h, zeroHash: ZeroPageHash(int(r.Meta().Machine.PageSize))}, nil
+}
+
+func (x *parentIndex) lookup(pid int32, addr uint64) (uint64, bool) {
+	p := x.r.Process(pid)
+	if p == nil {
+		return 0, false
+	}
+	a := findArea(p, addr)
+	if a == nil {
+		return 0, false
+	}
+	ps := uint64(x.r.Meta().Machine.PageSize)
+	run, _ := findRun(a, addr, ps)
+	if run == nil {
+		return 0, false
+	}
+	if run.Kind == RunZero {
+		return x.zeroHash, true
+	}
+	return x.hashes[run.HashIndex+(addr-run.Addr)/ps], true
+}

@@ -1,0 +1,410 @@
+package format
+
+// This file holds the image's metadata model. Every struct here is encoded
+// with the message encoding of encode.go: the `ckpt:"N"` tag is the field
+// number written on disk, so numbers are never reused or renumbered (see
+// docs/FORMAT.md, "Version rules"). A retired field keeps its number in a
+// comment.
+
+// Meta is everything an image holds besides page data and page hashes.
+type Meta struct {
+	// Tool names the program and version that wrote the image.
+	Tool string `ckpt:"1"`
+	// Created is the capture time, nanoseconds since the Unix epoch (UTC).
+	Created int64 `ckpt:"2"`
+	// Machine holds the facts a restorer must check before restoring.
+	Machine Machine `ckpt:"3"`
+	// Processes is the captured process tree; the first is its root.
+	Processes []Process `ckpt:"4"`
+	// Files is the file table: one entry per open file description.
+	Files []File `ckpt:"5"`
+	// Substs are file substitutions recorded by `ckptimg subst`, applied at
+	// restart.
+	Substs []Subst `ckpt:"6"`
+	// Remaps records the path prefix rewrites already applied to this
+	// image's paths, oldest first. Informational: the paths are rewritten.
+	Remaps []Remap `ckpt:"7"`
+	// Parent is set when the image is a delta: its RunParent runs are read
+	// from the parent image.
+	Parent *ParentRef `ckpt:"8"`
+	// Capture describes how the image was taken.
+	Capture CaptureInfo `ckpt:"9"`
+	// Blobs are byte streams stored in chunks that are not memory: contents
+	// of deleted files and memfds, pipe buffers too large to inline.
+	Blobs []Blob `ckpt:"10"`
+}
+
+// Machine holds facts about the machine the image was captured on.
+type Machine struct {
+	Arch          Arch   `ckpt:"1"`
+	KernelRelease string `ckpt:"2"`
+	PageSize      uint32 `ckpt:"3"`
+	// XStateSize is the size of the XSAVE area the kernel returned for
+	// NT_X86_XSTATE; XStateFeatures is XCR0 (the feature mask).
+	XStateSize     uint32 `ckpt:"4"`
+	XStateFeatures uint64 `ckpt:"5"`
+	// VDSO is the layout of the kernel-provided mappings, in address order.
+	VDSO []SpecialMapping `ckpt:"6"`
+	// VDSOHash is the XXH64 of the [vdso] mapping's contents: equal hashes
+	// mean the restoring kernel's vDSO code is the same.
+	VDSOHash uint64 `ckpt:"7"`
+	Hostname string `ckpt:"8"`
+}
+
+// SpecialMapping is one kernel-provided mapping ([vvar], [vdso], ...).
+type SpecialMapping struct {
+	Flags MapFlags `ckpt:"1"` // exactly one of the Special* bits
+	Start uint64   `ckpt:"2"`
+	Size  uint64   `ckpt:"3"`
+}
+
+// Process is one captured process.
+type Process struct {
+	PID  int32 `ckpt:"1"`
+	PPID int32 `ckpt:"2"`
+	PGID int32 `ckpt:"3"`
+	SID  int32 `ckpt:"4"`
+	// Comm is the task name of the main thread.
+	Comm    string   `ckpt:"5"`
+	Cmdline []string `ckpt:"6"`
+	Environ []string `ckpt:"7"`
+	// Exe is the executable, with its identity at capture.
+	Exe         FileRef     `ckpt:"8"`
+	Cwd         string      `ckpt:"9"`
+	Root        string      `ckpt:"10"`
+	Umask       uint32      `ckpt:"11"`
+	Creds       Creds       `ckpt:"12"`
+	Rlimits     []Rlimit    `ckpt:"13"`
+	Personality uint32      `ckpt:"14"`
+	Auxv        []byte      `ckpt:"15"`
+	MM          MMFields    `ckpt:"16"`
+	SigActions  []SigAction `ckpt:"17"`
+	Threads     []Thread    `ckpt:"18"`
+	Areas       []Area      `ckpt:"19"`
+	FDs         []FD        `ckpt:"20"`
+	// SharedPending are signals pending for the whole process.
+	SharedPending []SigInfo `ckpt:"21"`
+	// Exited is set for a zombie: only its identity and exit status remain.
+	Exited     bool  `ckpt:"22"`
+	ExitStatus int32 `ckpt:"23"`
+}
+
+// FileRef names a file by path and records its identity at capture, so a
+// restorer can tell a file that changed since.
+type FileRef struct {
+	Path string `ckpt:"1"`
+	// Dev is the device number as the kernel encodes it (new_encode_dev).
+	Dev     uint64 `ckpt:"2"`
+	Ino     uint64 `ckpt:"3"`
+	Mode    uint32 `ckpt:"4"`
+	Size    int64  `ckpt:"5"`
+	MtimeNs int64  `ckpt:"6"`
+}
+
+// Creds are a process's credentials.
+type Creds struct {
+	UID    [4]uint32 `ckpt:"1"` // real, effective, saved, filesystem
+	GID    [4]uint32 `ckpt:"2"`
+	Groups []uint32  `ckpt:"3"`
+	// Capability sets as the kernel prints them in /proc/PID/status.
+	CapInh     uint64 `ckpt:"4"`
+	CapPrm     uint64 `ckpt:"5"`
+	CapEff     uint64 `ckpt:"6"`
+	CapBnd     uint64 `ckpt:"7"`
+	CapAmb     uint64 `ckpt:"8"`
+	NoNewPrivs bool   `ckpt:"9"`
+	// Seccomp is the mode from /proc/PID/status (0 = none); filters are not
+	// captured, and a restorer refuses a nonzero mode it cannot rebuild.
+	Seccomp uint32 `ckpt:"10"`
+}
+
+// Rlimit is one resource limit; Max and Cur use ^uint64(0) for infinity.
+type Rlimit struct {
+	Resource uint32 `ckpt:"1"`
+	Cur      uint64 `ckpt:"2"`
+	Max      uint64 `ckpt:"3"`
+}
+
+// MMFields are the memory-descriptor fields a restorer sets with
+// prctl(PR_SET_MM_MAP).
+type MMFields struct {
+	StartCode  uint64 `ckpt:"1"`
+	EndCode    uint64 `ckpt:"2"`
+	StartData  uint64 `ckpt:"3"`
+	EndData    uint64 `ckpt:"4"`
+	StartBrk   uint64 `ckpt:"5"`
+	Brk        uint64 `ckpt:"6"`
+	StartStack uint64 `ckpt:"7"`
+	ArgStart   uint64 `ckpt:"8"`
+	ArgEnd     uint64 `ckpt:"9"`
+	EnvStart   uint64 `ckpt:"10"`
+	EnvEnd     uint64 `ckpt:"11"`
+}
+
+// SigAction is the kernel's struct sigaction for one signal. Only signals
+// whose action is not the default are recorded.
+type SigAction struct {
+	Signal   uint32 `ckpt:"1"`
+	Handler  uint64 `ckpt:"2"`
+	Flags    uint64 `ckpt:"3"`
+	Restorer uint64 `ckpt:"4"`
+	Mask     uint64 `ckpt:"5"`
+}
+
+// SigInfo is one queued signal: its number and the kernel's 128-byte
+// siginfo as PTRACE_PEEKSIGINFO returned it.
+type SigInfo struct {
+	Signal uint32 `ckpt:"1"`
+	Raw    []byte `ckpt:"2"`
+}
+
+// Thread is one thread of a process.
+type Thread struct {
+	TID  int32  `ckpt:"1"`
+	Comm string `ckpt:"2"`
+	// Regs holds the general registers; exactly one architecture's record
+	// is set, the one of Machine.Arch.
+	Regs Regs `ckpt:"3"`
+	// XState is the XSAVE area (NT_X86_XSTATE) on amd64, or the FP/SIMD
+	// register set on arm64.
+	XState        []byte    `ckpt:"4"`
+	SigMask       uint64    `ckpt:"5"`
+	AltStack      AltStack  `ckpt:"6"`
+	RobustList    uint64    `ckpt:"7"`
+	RobustListLen uint64    `ckpt:"8"`
+	ClearChildTID uint64    `ckpt:"9"`
+	Rseq          Rseq      `ckpt:"10"`
+	Pending       []SigInfo `ckpt:"11"`
+}
+
+// Regs is a tagged union of per-architecture register records.
+type Regs struct {
+	AMD64 *RegsAMD64 `ckpt:"1"`
+	ARM64 *RegsARM64 `ckpt:"2"`
+}
+
+// AltStack is a thread's alternate signal stack (stack_t).
+type AltStack struct {
+	SP    uint64 `ckpt:"1"`
+	Flags uint32 `ckpt:"2"`
+	Size  uint64 `ckpt:"3"`
+}
+
+// Rseq is a thread's restartable-sequences registration; Ptr 0 means none.
+type Rseq struct {
+	Ptr       uint64 `ckpt:"1"`
+	Len       uint32 `ckpt:"2"`
+	Flags     uint32 `ckpt:"3"`
+	Signature uint32 `ckpt:"4"`
+}
+
+// Area is one memory area (VMA) of a process.
+type Area struct {
+	Start uint64   `ckpt:"1"`
+	End   uint64   `ckpt:"2"`
+	Prot  Prot     `ckpt:"3"`
+	Flags MapFlags `ckpt:"4"`
+	// Name is what /proc/PID/maps shows: a path, "[heap]", "[stack]", or
+	// empty for an anonymous area.
+	Name string `ckpt:"5"`
+	// File is the backing file of a file-backed area (Flags&MapFile),
+	// Offset its file offset in bytes.
+	File   FileRef `ckpt:"6"`
+	Offset uint64  `ckpt:"7"`
+	// VMFlags are the two-letter flags of smaps' VmFlags line, as written.
+	VMFlags string `ckpt:"8"`
+	// Runs say how pages are stored, sorted by address and disjoint. A page
+	// no run covers was never populated: it reads as zeros in an anonymous
+	// area and comes from the file in a file-backed one.
+	Runs []Run `ckpt:"9"`
+}
+
+// Pages returns the area's size in pages of pageSize bytes.
+func (a *Area) Pages(pageSize uint64) uint64 { return (a.End - a.Start) / pageSize }
+
+// Run is a range of pages of one area stored one way.
+type Run struct {
+	Addr  uint64  `ckpt:"1"`
+	Pages uint64  `ckpt:"2"`
+	Kind  RunKind `ckpt:"3"`
+	// For RunData: the chunk index and the byte offset in its plaintext.
+	Chunk  uint32 `ckpt:"4"`
+	Offset uint32 `ckpt:"5"`
+	// HashIndex is the index in the page hash table of the hash of the run's
+	// first page; the others follow it. Set for RunData and RunParent runs.
+	HashIndex uint64 `ckpt:"6"`
+}
+
+// File is one open file description.
+type File struct {
+	// ID is the stable identifier `ckptimg ls` prints (as "f<ID>") and
+	// users type.
+	ID   uint32   `ckpt:"1"`
+	Type FileType `ckpt:"2"`
+	// Name is the symbolic name: the path of a file, or the kernel's name
+	// of an anonymous object ("pipe:[1234]", "anon_inode:[eventfd]").
+	Name string `ckpt:"3"`
+	// Flags are the open flags (O_*), Pos the file offset.
+	Flags uint32  `ckpt:"4"`
+	Pos   int64   `ckpt:"5"`
+	Ident FileRef `ckpt:"6"`
+	// Exactly one of the following is set, matching Type (none for the
+	// types that need nothing more).
+	Pipe     *PipeInfo     `ckpt:"7"`
+	Socket   *SocketInfo   `ckpt:"8"`
+	TTY      *TTYInfo      `ckpt:"9"`
+	Eventfd  *EventfdInfo  `ckpt:"10"`
+	Epoll    *EpollInfo    `ckpt:"11"`
+	Timerfd  *TimerfdInfo  `ckpt:"12"`
+	Signalfd *SignalfdInfo `ckpt:"13"`
+	Inotify  *InotifyInfo  `ckpt:"14"`
+	// Contents is the index+1 in Meta.Blobs of the saved contents of a
+	// deleted file or a memfd; 0 when none.
+	Contents uint32 `ckpt:"15"`
+	// Unsupported says why capture could not describe this file fully; a
+	// restorer needs a substitution for it.
+	Unsupported string `ckpt:"16"`
+}
+
+// PipeInfo describes one end of a pipe or FIFO.
+type PipeInfo struct {
+	// Ino identifies the pipe: both ends share it.
+	Ino uint64 `ckpt:"1"`
+	// Buffered holds the bytes that were in the pipe at capture; only the
+	// read end's entry carries them.
+	Buffered []byte `ckpt:"2"`
+	// BufferedBlob is the index+1 in Meta.Blobs when the bytes were too many
+	// to inline.
+	BufferedBlob uint32 `ckpt:"3"`
+}
+
+// SocketInfo describes a socket.
+type SocketInfo struct {
+	Family   uint32      `ckpt:"1"` // AF_*
+	Type     uint32      `ckpt:"2"` // SOCK_*
+	Protocol uint32      `ckpt:"3"`
+	State    SocketState `ckpt:"4"`
+	// Local and Peer are addresses: a path (unix, "@name" for abstract) or
+	// "host:port" (inet).
+	Local   string `ckpt:"5"`
+	Peer    string `ckpt:"6"`
+	Backlog uint32 `ckpt:"7"`
+	Ino     uint64 `ckpt:"8"`
+	// PeerIno identifies the other end of a connected unix socket.
+	PeerIno uint64 `ckpt:"9"`
+}
+
+// TTYInfo describes a terminal.
+type TTYInfo struct {
+	// Index is the pty number for /dev/pts/N, -1 otherwise.
+	Index  int32 `ckpt:"1"`
+	Master bool  `ckpt:"2"`
+	// Termios is the raw struct termios (TCGETS), Winsize struct winsize.
+	Termios []byte `ckpt:"3"`
+	Winsize []byte `ckpt:"4"`
+}
+
+// EventfdInfo is an eventfd's state.
+type EventfdInfo struct {
+	Count uint64 `ckpt:"1"`
+}
+
+// EpollInfo is an epoll instance's interest list.
+type EpollInfo struct {
+	Targets []EpollTarget `ckpt:"1"`
+}
+
+// EpollTarget is one watched fd of an epoll instance.
+type EpollTarget struct {
+	FD     int32  `ckpt:"1"`
+	FileID uint32 `ckpt:"2"`
+	Events uint32 `ckpt:"3"`
+	Data   uint64 `ckpt:"4"`
+}
+
+// TimerfdInfo is a timerfd's settings; times in nanoseconds, Value relative
+// to capture time.
+type TimerfdInfo struct {
+	ClockID    uint32 `ckpt:"1"`
+	Flags      uint32 `ckpt:"2"`
+	Ticks      uint64 `ckpt:"3"`
+	ValueNs    int64  `ckpt:"4"`
+	IntervalNs int64  `ckpt:"5"`
+}
+
+// SignalfdInfo is a signalfd's mask.
+type SignalfdInfo struct {
+	Mask uint64 `ckpt:"1"`
+}
+
+// InotifyInfo lists an inotify instance's watches.
+type InotifyInfo struct {
+	Watches []InotifyWatch `ckpt:"1"`
+}
+
+// InotifyWatch is one inotify watch.
+type InotifyWatch struct {
+	WD   int32  `ckpt:"1"`
+	Mask uint32 `ckpt:"2"`
+	Path string `ckpt:"3"`
+	Dev  uint64 `ckpt:"4"`
+	Ino  uint64 `ckpt:"5"`
+}
+
+// FD maps one fd number of a process to a file of the file table.
+type FD struct {
+	Num         int32  `ckpt:"1"`
+	FileID      uint32 `ckpt:"2"`
+	CloseOnExec bool   `ckpt:"3"`
+}
+
+// Subst replaces a file of the file table at restart. It applies to every
+// fd of every process that shares the file.
+type Subst struct {
+	FileID uint32    `ckpt:"1"`
+	Kind   SubstKind `ckpt:"2"`
+	// FD is the fd the restorer inherited (SubstFD); Path the file to open
+	// instead (SubstPath).
+	FD   int32  `ckpt:"3"`
+	Path string `ckpt:"4"`
+}
+
+// Remap is one path prefix rule applied by `ckptimg rewrite`.
+type Remap struct {
+	Old string `ckpt:"1"`
+	New string `ckpt:"2"`
+}
+
+// ParentRef names the parent of a delta image.
+type ParentRef struct {
+	ID ImageID `ckpt:"1"`
+	// Name is the parent's file name when the delta was written: a hint
+	// for finding it, never trusted over ID.
+	Name string `ckpt:"2"`
+}
+
+// CaptureInfo describes how an image was taken.
+type CaptureInfo struct {
+	// Method says how pages were chosen: "full", "hash" (a delta comparing
+	// page hashes with the parent) or "uffd-wp" (a delta reading only pages
+	// the kernel reported written).
+	Method   string `ckpt:"1"`
+	FrozenNs int64  `ckpt:"2"`
+	WallNs   int64  `ckpt:"3"`
+	// Command is the command line of the capture, for provenance.
+	Command    []string `ckpt:"4"`
+	Generation uint32   `ckpt:"5"`
+}
+
+// Blob is a byte stream stored in chunks as a list of extents.
+type Blob struct {
+	Size    uint64   `ckpt:"1"`
+	Extents []Extent `ckpt:"2"`
+}
+
+// Extent is a range of one chunk's plaintext.
+type Extent struct {
+	Chunk  uint32 `ckpt:"1"`
+	Offset uint32 `ckpt:"2"`
+	Length uint32 `ckpt:"3"`
+}

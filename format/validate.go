@@ -1,0 +1,133 @@
+package format
+
+import "fmt"
+
+// validateMeta checks every cross-reference of the metadata against the
+// chunk table and the hash count, so that code using a Reader's metadata
+// can index without checking again. Errors name the record by its path.
+func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
+	bad := func(path string, format string, args ...any) error {
+		return corrupt("metadata", 0, "%s: %s", path, fmt.Sprintf(format, args...))
+	}
+	ps := uint64(m.Machine.PageSize)
+	if ps < 4096 || ps > MaxPageSize || ps&(ps-1) != 0 {
+		return bad("machine.page_size", "%d is not a power of two between 4096 and %d", ps, MaxPageSize)
+	}
+	for i, s := range m.Machine.VDSO {
+		if s.Flags&^MapSpecial != 0 || s.Flags == 0 || s.Size%ps != 0 {
+			return bad(fmt.Sprintf("machine.vdso[%d]", i), "flags %s size %d", s.Flags, s.Size)
+		}
+	}
+	fileIDs := make(map[uint32]bool, len(m.Files))
+	for i := range m.Files {
+		f := &m.Files[i]
+		path := fmt.Sprintf("files[%d]", i)
+		if f.ID == 0 || fileIDs[f.ID] {
+			return bad(path, "file id %d is zero or repeated", f.ID)
+		}
+		fileIDs[f.ID] = true
+		if f.Contents > uint32(len(m.Blobs)) {
+			return bad(path, "contents blob %d of %d", f.Contents, len(m.Blobs))
+		}
+		if f.Pipe != nil && f.Pipe.BufferedBlob > uint32(len(m.Blobs)) {
+			return bad(path, "pipe buffer blob %d of %d", f.Pipe.BufferedBlob, len(m.Blobs))
+		}
+	}
+	for i := range m.Files {
+		if ep := m.Files[i].Epoll; ep != nil {
+			for j, t := range ep.Targets {
+				if t.FileID != 0 && !fileIDs[t.FileID] {
+					return bad(fmt.Sprintf("files[%d].epoll.targets[%d]", i, j), "unknown file id %d", t.FileID)
+				}
+			}
+		}
+	}
+	for i, b := range m.Blobs {
+		var sum uint64
+		for j, e := range b.Extents {
+			if int(e.Chunk) >= len(chunks) || uint64(e.Offset)+uint64(e.Length) > uint64(chunks[e.Chunk].PlainLen) {
+				return bad(fmt.Sprintf("blobs[%d].extents[%d]", i, j), "chunk %d offset %d length %d is outside the chunk table", e.Chunk, e.Offset, e.Length)
+			}
+			sum += uint64(e.Length)
+		}
+		if sum != b.Size {
+			return bad(fmt.Sprintf("blobs[%d]", i), "extents hold %d bytes, size is %d", sum, b.Size)
+		}
+	}
+	for i, s := range m.Substs {
+		path := fmt.Sprintf("substs[%d]", i)
+		if !fileIDs[s.FileID] {
+			return bad(path, "unknown file id %d", s.FileID)
+		}
+		if s.Kind < SubstFD || s.Kind > SubstTTY {
+			return bad(path, "unknown kind %d", s.Kind)
+		}
+	}
+	pids := map[int32]bool{}
+	for pi := range m.Processes {
+		p := &m.Processes[pi]
+		ppath := fmt.Sprintf("processes[%d]", pi)
+		if p.PID <= 0 || pids[p.PID] {
+			return bad(ppath, "pid %d is not positive or repeated", p.PID)
+		}
+		pids[p.PID] = true
+		tids := map[int32]bool{}
+		for ti := range p.Threads {
+			t := &p.Threads[ti]
+			tpath := fmt.Sprintf("%s.threads[%d]", ppath, ti)
+			if t.TID <= 0 || tids[t.TID] {
+				return bad(tpath, "tid %d is not positive or repeated", t.TID)
+			}
+			tids[t.TID] = true
+			if r := t.Regs.ARM64; r != nil && len(r.X) != 31 {
+				return bad(tpath, "arm64 record has %d x registers, want 31", len(r.X))
+			}
+		}
+		fds := map[int32]bool{}
+		for fi, fd := range p.FDs {
+			if fd.Num < 0 || fds[fd.Num] || !fileIDs[fd.FileID] {
+				return bad(fmt.Sprintf("%s.fds[%d]", ppath, fi), "fd %d is negative or repeated, or file id %d unknown", fd.Num, fd.FileID)
+			}
+			fds[fd.Num] = true
+		}
+		var prevEnd uint64
+		for ai := range p.Areas {
+			a := &p.Areas[ai]
+			apath := fmt.Sprintf("%s.areas[%d]", ppath, ai)
+			if a.Start%ps != 0 || a.End%ps != 0 || a.Start >= a.End || a.Start < prevEnd {
+				return bad(apath, "%#x-%#x is not page aligned, empty, or overlaps the previous area", a.Start, a.End)
+			}
+			prevEnd = a.End
+			if a.Prot&^(ProtRead|ProtWrite|ProtExec) != 0 {
+				return bad(apath, "protection %#x", uint32(a.Prot))
+			}
+			next := a.Start
+			for ri := range a.Runs {
+				r := &a.Runs[ri]
+				rpath := fmt.Sprintf("%s.runs[%d]", apath, ri)
+				if r.Pages == 0 || r.Addr%ps != 0 || r.Addr < next || r.Pages > (a.End-r.Addr)/ps {
+					return bad(rpath, "%d pages at %#x are not inside the area after the previous run", r.Pages, r.Addr)
+				}
+				next = r.Addr + r.Pages*ps
+				switch r.Kind {
+				case RunData:
+					if int(r.Chunk) >= len(chunks) || uint64(r.Offset)+r.Pages*ps > uint64(chunks[r.Chunk].PlainLen) {
+						return bad(rpath, "chunk %d offset %d for %d pages is outside the chunk table", r.Chunk, r.Offset, r.Pages)
+					}
+				case RunParent:
+					if m.Parent == nil {
+						return bad(rpath, "pages in the parent, but the image has no parent")
+					}
+				case RunZero:
+					continue
+				default:
+					return bad(rpath, "unknown run kind %d", r.Kind)
+				}
+				if r.HashIndex > hashCount || r.Pages > hashCount-r.HashIndex {
+					return bad(rpath, "hashes %d+%d are outside the table of %d", r.HashIndex, r.Pages, hashCount)
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,618 @@
+package format
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// WriterOption configures a Writer.
+type WriterOption func(*writerConfig) error
+
+type writerConfig struct {
+	level       int
+	concurrency int
+	chunkSize   int
+	pageSize    int
+	parent      *Reader
+	parentName  string
+}
+
+// Compression levels for WithCompression.
+const (
+	CompressionNone    = 0 // chunks stored raw
+	CompressionFastest = 1 // zstd fastest: the default
+	CompressionDefault = 2
+	CompressionBetter  = 3
+	CompressionBest    = 4
+)
+
+// WithCompression sets the chunk compression level (CompressionNone to
+// CompressionBest). Higher levels give smaller images and slower captures.
+func WithCompression(level int) WriterOption {
+	return func(c *writerConfig) error {
+		if level < CompressionNone || level > CompressionBest {
+			return errorf("compression level %d is not between %d and %d", level, CompressionNone, CompressionBest)
+		}
+		c.level = level
+		return nil
+	}
+}
+
+// WithConcurrency sets how many chunks are compressed at once; the default
+// is GOMAXPROCS. Memory use is about 3 chunks per unit of concurrency.
+func WithConcurrency(n int) WriterOption {
+	return func(c *writerConfig) error {
+		if n < 1 {
+			return errorf("concurrency %d is less than 1", n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
+
+// WithChunkSize sets the plaintext size of a chunk: larger chunks compress a
+// little better, smaller ones make random reads cheaper. Default 4 MiB.
+func WithChunkSize(n int) WriterOption {
+	return func(c *writerConfig) error {
+		if n < 4096 || n > MaxChunkSize {
+			return errorf("chunk size %d is not between 4096 and %d", n, MaxChunkSize)
+		}
+		c.chunkSize = n
+		return nil
+	}
+}
+
+// WithPageSize sets the page size of the pages given to AddPages; it must
+// equal the Machine.PageSize of the metadata. Default 4096.
+func WithPageSize(n int) WriterOption {
+	return func(c *writerConfig) error {
+		if n < 4096 || n > MaxPageSize || n&(n-1) != 0 {
+			return errorf("page size %d is not a power of two between 4096 and %d", n, MaxPageSize)
+		}
+		c.pageSize = n
+		return nil
+	}
+}
+
+// WithParent makes the image a delta against parent: a page whose hash
+// equals the parent's page at the same address of the same process is
+// recorded as RunParent instead of being stored. name is recorded as a hint
+// for finding the parent (its file name).
+func WithParent(parent *Reader, name string) WriterOption {
+	return func(c *writerConfig) error {
+		c.parent = parent
+		c.parentName = name
+		return nil
+	}
+}
+
+// A Writer writes an image as a stream: header, chunks as they fill, then on
+// Close the sections, the directory and the trailer. It never seeks, so the
+// output may be a pipe. Memory stays bounded: at most about three chunks per
+// unit of concurrency are in flight, plus 8 bytes of page hash per page.
+//
+// A Writer is not safe for concurrent use. The first error is kept and
+// returned by every later call.
+type Writer struct {
+	cfg      writerConfig
+	out      *bufio.Writer
+	off      uint64 // bytes written so far
+	err      error
+	errMu    sync.Mutex
+	closed   bool
+	zeroPage []byte
+
+	enc   *zstd.Encoder
+	cur   []byte // plaintext of the chunk being filled
+	free  chan []byte
+	queue chan *chunkJob
+	work  chan *chunkJob
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	chunks []Chunk // entries of the chunks already written, guarded by errMu
+	nchunk uint32  // chunks submitted, including raw copies
+
+	runs   map[int32][]Run
+	hashes []uint64
+
+	parentHashes *parentIndex
+}
+
+type chunkJob struct {
+	plain  []byte // nil for a raw copy
+	raw    []byte // stored bytes of a raw copy
+	entry  Chunk
+	stored []byte
+	ready  chan struct{}
+}
+
+// NewWriter starts an image on w and writes its header.
+func NewWriter(w io.Writer, opts ...WriterOption) (*Writer, error) {
+	cfg := writerConfig{level: CompressionFastest, concurrency: runtime.GOMAXPROCS(0), chunkSize: 4 << 20, pageSize: 4096}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	zw := &Writer{
+		cfg:      cfg,
+		out:      bufio.NewWriterSize(w, 1<<20),
+		zeroPage: make([]byte, cfg.pageSize),
+		runs:     map[int32][]Run{},
+		queue:    make(chan *chunkJob, 2*cfg.concurrency),
+		work:     make(chan *chunkJob, 2*cfg.concurrency),
+		free:     make(chan []byte, 3*cfg.concurrency+1),
+		done:     make(chan struct{}),
+	}
+	if cfg.level != CompressionNone {
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstdLevel(cfg.level)),
+			zstd.WithEncoderConcurrency(cfg.concurrency),
+			zstd.WithEncoderCRC(false), // the chunk table has the checksum
+			zstd.WithWindowSize(windowFor(cfg.chunkSize)),
+		)
+		if err != nil {
+			return nil, err
+		}
+		zw.enc = enc
+	}
+	if cfg.parent != nil {
+		idx, err := newParentIndex(cfg.parent)
+		if err != nil {
+			return nil, err
+		}
+		zw.parentHashes = idx
+	}
+	zw.write(newHeader()[:])
+	for i := 0; i < cfg.concurrency; i++ {
+		zw.wg.Add(1)
+		go zw.compressLoop()
+	}
+	go zw.writeLoop()
+	return zw, nil
+}
+
+func zstdLevel(l int) zstd.EncoderLevel {
+	switch l {
+	case CompressionDefault:
+		return zstd.SpeedDefault
+	case CompressionBetter:
+		return zstd.SpeedBetterCompression
+	case CompressionBest:
+		return zstd.SpeedBestCompression
+	}
+	return zstd.SpeedFastest
+}
+
+func windowFor(chunk int) int {
+	w := zstd.MinWindowSize
+	for w < chunk && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
+
+func (w *Writer) setErr(err error) {
+	w.errMu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.errMu.Unlock()
+}
+
+func (w *Writer) getErr() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// write is used from the writeLoop goroutine, and from Close after it ended.
+func (w *Writer) write(p []byte) {
+	if w.getErr() != nil {
+		return
+	}
+	n, err := w.out.Write(p)
+	w.off += uint64(n)
+	if err != nil {
+		w.setErr(err)
+	}
+}
+
+func (w *Writer) compressLoop() {
+	defer w.wg.Done()
+	for j := range w.work {
+		j.entry.PlainLen = uint32(len(j.plain))
+		j.entry.Checksum = xxhash.Sum64(j.plain)
+		j.entry.Codec = CodecRaw
+		j.stored = j.plain
+		if w.enc != nil {
+			dst := w.getBuf()[:0]
+			dst = w.enc.EncodeAll(j.plain, dst)
+			// Keep the compressed form only when it saves something worth
+			// a decode; random pages are stored raw.
+			if len(dst) < len(j.plain)-len(j.plain)/64 {
+				j.entry.Codec = CodecZstd
+				j.stored = dst
+			} else {
+				w.putBuf(dst)
+			}
+		}
+		j.entry.StoredLen = uint32(len(j.stored))
+		close(j.ready)
+	}
+}
+
+// writeLoop writes chunks in submission order as they become ready.
+func (w *Writer) writeLoop() {
+	defer close(w.done)
+	for j := range w.queue {
+		<-j.ready
+		j.entry.Offset = w.off
+		if j.raw != nil {
+			w.write(j.raw)
+		} else {
+			w.write(j.stored)
+			if j.entry.Codec == CodecZstd {
+				w.putBuf(j.stored)
+			}
+			w.putBuf(j.plain)
+		}
+		w.errMu.Lock()
+		w.chunks = append(w.chunks, j.entry)
+		w.errMu.Unlock()
+	}
+}
+
+func (w *Writer) getBuf() []byte {
+	select {
+	case b := <-w.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, w.cfg.chunkSize+w.cfg.chunkSize/128+1024)
+	}
+}
+
+func (w *Writer) putBuf(b []byte) {
+	select {
+	case w.free <- b[:0]:
+	default:
+	}
+}
+
+// flushChunk submits the chunk being filled, if any.
+func (w *Writer) flushChunk() {
+	if len(w.cur) == 0 {
+		return
+	}
+	j := &chunkJob{plain: w.cur, ready: make(chan struct{})}
+	w.cur = nil
+	w.nchunk++
+	w.queue <- j // blocks while too many chunks are in flight: bounds memory
+	w.work <- j
+}
+
+// room makes sure n more bytes fit the current chunk (n <= chunk size) and
+// returns the chunk index and offset they will have.
+func (w *Writer) room(n int) (uint32, uint32) {
+	if len(w.cur)+n > w.cfg.chunkSize {
+		w.flushChunk()
+	}
+	if w.cur == nil {
+		w.cur = w.getBuf()
+	}
+	return w.nchunk, uint32(len(w.cur))
+}
+
+func (w *Writer) check() error {
+	if w.closed {
+		return ErrClosed
+	}
+	return w.getErr()
+}
+
+// AddPages records the contents of the pages of process pid starting at
+// addr; len(data) must be a multiple of the page size. Pages found to be
+// all zeros become RunZero, pages equal to the parent's become RunParent,
+// the rest are stored. Pages may be added in any order but never twice;
+// Close places them in the areas of the metadata.
+func (w *Writer) AddPages(pid int32, addr uint64, data []byte) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	ps := w.cfg.pageSize
+	if len(data)%ps != 0 || addr%uint64(ps) != 0 {
+		return errorf("AddPages: address %#x or length %d is not page aligned", addr, len(data))
+	}
+	for off := 0; off < len(data); off += ps {
+		page := data[off : off+ps]
+		a := addr + uint64(off)
+		if bytes.Equal(page, w.zeroPage) {
+			w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunZero})
+			continue
+		}
+		h := hashPage(page)
+		if w.parentHashes != nil {
+			if ph, ok := w.parentHashes.lookup(pid, a); ok && ph == h {
+				w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunParent, HashIndex: uint64(len(w.hashes))})
+				w.hashes = append(w.hashes, h)
+				continue
+			}
+		}
+		chunk, coff := w.room(ps)
+		w.cur = append(w.cur, page...)
+		w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunData, Chunk: chunk, Offset: coff, HashIndex: uint64(len(w.hashes))})
+		w.hashes = append(w.hashes, h)
+	}
+	return w.getErr()
+}
+
+// AddParentPages records pages known unchanged since the parent (from the
+// kernel's dirty tracking) without reading them. Their hashes come from the
+// parent, which must have them.
+func (w *Writer) AddParentPages(pid int32, addr uint64, pages uint64) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if w.parentHashes == nil {
+		return errorf("AddParentPages on a writer without a parent")
+	}
+	ps := uint64(w.cfg.pageSize)
+	for i := uint64(0); i < pages; i++ {
+		a := addr + i*ps
+		h, ok := w.parentHashes.lookup(pid, a)
+		if !ok {
+			return errorf("AddParentPages: the parent has no page at %#x of process %d", a, pid)
+		}
+		if h == w.parentHashes.zeroHash {
+			w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunZero})
+			continue
+		}
+		w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunParent, HashIndex: uint64(len(w.hashes))})
+		w.hashes = append(w.hashes, h)
+	}
+	return nil
+}
+
+// addRun appends a one-page run, extending the previous run when it
+// continues it exactly.
+func (w *Writer) addRun(pid int32, r Run) {
+	runs := w.runs[pid]
+	if n := len(runs); n > 0 {
+		last := &runs[n-1]
+		ps := uint64(w.cfg.pageSize)
+		if last.Kind == r.Kind && last.Addr+last.Pages*ps == r.Addr &&
+			(r.Kind == RunZero || last.HashIndex+last.Pages == r.HashIndex) &&
+			(r.Kind != RunData || (last.Chunk == r.Chunk && uint64(last.Offset)+last.Pages*ps == uint64(r.Offset))) {
+			last.Pages += r.Pages
+			return
+		}
+	}
+	w.runs[pid] = append(runs, r)
+}
+
+// AddBlob stores the bytes of r in chunks and returns where they are; the
+// caller puts the Blob in Meta.Blobs.
+func (w *Writer) AddBlob(r io.Reader) (Blob, error) {
+	var b Blob
+	if err := w.check(); err != nil {
+		return b, err
+	}
+	for {
+		chunk, off := w.room(1)
+		space := w.cfg.chunkSize - len(w.cur)
+		n, err := io.ReadFull(r, w.cur[len(w.cur):len(w.cur)+space])
+		if n > 0 {
+			w.cur = w.cur[:len(w.cur)+n]
+			b.Extents = append(b.Extents, Extent{Chunk: chunk, Offset: off, Length: uint32(n)})
+			b.Size += uint64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return b, w.getErr()
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// CopyChunk copies chunk i of src into the image as it is stored, without
+// decoding it, and returns its index in this image. Runs and extents that
+// point into it must be given that index.
+func (w *Writer) CopyChunk(src *Reader, i int) (uint32, error) {
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	if i < 0 || i >= len(src.chunks) {
+		return 0, errorf("CopyChunk: chunk %d out of range", i)
+	}
+	w.flushChunk()
+	c := src.chunks[i]
+	raw := make([]byte, c.StoredLen)
+	if _, err := src.ra.ReadAt(raw, int64(c.Offset)); err != nil {
+		return 0, fmt.Errorf("format: reading chunk %d: %w", i, err)
+	}
+	j := &chunkJob{raw: raw, entry: c, ready: make(chan struct{})}
+	close(j.ready)
+	idx := w.nchunk
+	w.nchunk++
+	w.queue <- j
+	return idx, w.getErr()
+}
+
+// AppendHashes appends page hashes to the image's hash table and returns
+// the index of the first; runs copied from another image refer to them
+// through HashIndex.
+func (w *Writer) AppendHashes(h []uint64) (uint64, error) {
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	base := uint64(len(w.hashes))
+	w.hashes = append(w.hashes, h...)
+	return base, nil
+}
+
+// Abort stops the writer without completing the image; the output holds
+// no trailer and no reader accepts it.
+func (w *Writer) Abort() {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	w.setErr(errors.New("format: writer aborted"))
+	w.cur = nil
+	close(w.work)
+	close(w.queue)
+	w.wg.Wait()
+	<-w.done
+	if w.enc != nil {
+		w.enc.Close()
+	}
+}
+
+// Close places the pages added into the areas of meta (keeping runs meta
+// already has), checks meta the way a reader will, and writes the sections,
+// the directory and the trailer. It flushes but does not close or sync the
+// underlying writer. meta is modified: its runs are filled in, and Parent
+// and Machine.PageSize set when empty.
+func (w *Writer) Close(meta *Meta) (ImageID, error) {
+	if w.closed {
+		return ImageID{}, ErrClosed
+	}
+	w.flushChunk()
+	close(w.work)
+	close(w.queue)
+	w.wg.Wait()
+	<-w.done
+	w.closed = true
+	if w.enc != nil {
+		w.enc.Close()
+	}
+	if err := w.getErr(); err != nil {
+		return ImageID{}, err
+	}
+	if meta.Machine.PageSize == 0 {
+		meta.Machine.PageSize = uint32(w.cfg.pageSize)
+	}
+	if meta.Machine.PageSize != uint32(w.cfg.pageSize) {
+		return ImageID{}, errorf("metadata page size %d differs from the writer's %d", meta.Machine.PageSize, w.cfg.pageSize)
+	}
+	if w.cfg.parent != nil && meta.Parent == nil {
+		meta.Parent = &ParentRef{ID: w.cfg.parent.ID(), Name: w.cfg.parentName}
+	}
+	if err := w.placeRuns(meta); err != nil {
+		return ImageID{}, err
+	}
+	if err := validateMeta(meta, w.chunks, uint64(len(w.hashes))); err != nil {
+		return ImageID{}, fmt.Errorf("format: refusing to write invalid metadata: %w", err)
+	}
+
+	var dir []byte
+	// Page hashes: raw little-endian uint64s.
+	hb := make([]byte, 0, 8*len(w.hashes))
+	for _, h := range w.hashes {
+		hb = binary.LittleEndian.AppendUint64(hb, h)
+	}
+	w.hashes = nil
+	dir = w.writeSection(dir, SectionPageHashes, CodecRaw, hb, hb, uint64(len(hb)/8))
+	// Chunk table.
+	ct := make([]byte, 0, chunkEntrySize*len(w.chunks))
+	for i := range w.chunks {
+		ct = w.chunks[i].append(ct)
+	}
+	dir = w.writeSection(dir, SectionChunkTable, CodecRaw, ct, ct, uint64(len(w.chunks)))
+	// Metadata, zstd-compressed.
+	mb := marshalMessage(nil, meta)
+	if len(mb) > MaxMetadataSize {
+		return ImageID{}, errorf("metadata is %d bytes, over the limit of %d", len(mb), MaxMetadataSize)
+	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1))
+	stored := enc.EncodeAll(mb, nil)
+	enc.Close()
+	dir = w.writeSection(dir, SectionMetadata, CodecZstd, mb, stored, 0)
+
+	dirOff := w.off
+	w.write(dir)
+	sum := sha256.Sum256(dir)
+	id := ImageID(sum[:16])
+	w.write(newTrailer(dirOff, uint32(len(dir)), id, xxhash.Sum64(dir))[:])
+	if err := w.getErr(); err != nil {
+		return ImageID{}, err
+	}
+	if err := w.out.Flush(); err != nil {
+		return ImageID{}, err
+	}
+	return id, nil
+}
+
+func (w *Writer) writeSection(dir []byte, kind SectionKind, codec Codec, plain, stored []byte, count uint64) []byte {
+	s := Section{Kind: kind, Codec: codec, Offset: w.off, StoredLen: uint64(len(stored)),
+		PlainLen: uint64(len(plain)), Checksum: xxhash.Sum64(plain), Count: count}
+	w.write(stored)
+	return s.append(dir)
+}
+
+// placeRuns moves the runs built by AddPages into meta's areas, splitting a
+// run that spans two adjacent areas.
+func (w *Writer) placeRuns(meta *Meta) error {
+	ps := uint64(w.cfg.pageSize)
+	for pid, runs := range w.runs {
+		p := meta.process(pid)
+		if p == nil {
+			return errorf("pages were added for process %d, which the metadata does not list", pid)
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].Addr < runs[j].Addr })
+		ai := 0
+		for _, r := range runs {
+			for r.Pages > 0 {
+				for ai < len(p.Areas) && p.Areas[ai].End <= r.Addr {
+					ai++
+				}
+				if ai == len(p.Areas) || p.Areas[ai].Start > r.Addr {
+					return errorf("pages at %#x of process %d are in no area of the metadata", r.Addr, pid)
+				}
+				a := &p.Areas[ai]
+				n := min(r.Pages, (a.End-r.Addr)/ps)
+				part := r
+				part.Pages = n
+				a.Runs = append(a.Runs, part)
+				r.Addr += n * ps
+				r.Pages -= n
+				if r.Kind != RunZero {
+					r.HashIndex += n
+				}
+				if r.Kind == RunData {
+					r.Offset += uint32(n * ps)
+				}
+			}
+		}
+	}
+	for i := range meta.Processes {
+		for j := range meta.Processes[i].Areas {
+			a := &meta.Processes[i].Areas[j]
+			sort.Slice(a.Runs, func(x, y int) bool { return a.Runs[x].Addr < a.Runs[y].Addr })
+		}
+	}
+	w.runs = nil
+	return nil
+}
+
+func (m *Meta) process(pid int32) *Process {
+	for i := range m.Processes {
+		if m.Processes[i].PID == pid {
+			return &m.Processes[i]
+		}
+	}
+	return nil
+}
