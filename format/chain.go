@@ -3,6 +3,8 @@ package format
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 )
 
 // ErrFromFile: the pages asked for are not stored: they are mapped from the
@@ -197,4 +199,80 @@ func (x *parentIndex) lookup(pid int32, addr uint64) (uint64, bool) {
 		return x.zeroHash, true
 	}
 	return x.hashes[run.HashIndex+(addr-run.Addr)/ps], true
+}
+
+// OpenChain opens the image at path and, when it is a delta, its parents:
+// each parent is looked for first by the name recorded in the delta, then
+// among the *.ckpt files of the delta's directory and of dirs, and is
+// accepted only when its image id matches. The returned close function
+// closes every image.
+func OpenChain(path string, dirs ...string) (*Chain, func() error, error) {
+	var images []*Reader
+	closeAll := func() error {
+		var first error
+		for _, img := range images {
+			if err := img.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	r, err := Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	images = append(images, r)
+	search := append([]string{filepath.Dir(path)}, dirs...)
+	for r.Meta().Parent != nil {
+		if len(images) > maxChainLength {
+			closeAll()
+			return nil, nil, fmt.Errorf("format: parent chain of %s is longer than %d images", path, maxChainLength)
+		}
+		ref := r.Meta().Parent
+		p, err := findParent(ref, search)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("format: %s: %w", path, err)
+		}
+		images = append(images, p)
+		r = p
+	}
+	c, err := NewChain(images...)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return c, closeAll, nil
+}
+
+// maxChainLength bounds the parents OpenChain follows.
+const maxChainLength = 1000
+
+func findParent(ref *ParentRef, dirs []string) (*Reader, error) {
+	var candidates []string
+	for _, d := range dirs {
+		if ref.Name != "" {
+			candidates = append(candidates, filepath.Join(d, filepath.Base(ref.Name)))
+		}
+	}
+	for _, d := range dirs {
+		m, _ := filepath.Glob(filepath.Join(d, "*.ckpt"))
+		candidates = append(candidates, m...)
+	}
+	seen := map[string]bool{}
+	for _, c := range candidates {
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		p, err := Open(c)
+		if err != nil {
+			continue
+		}
+		if p.ID() == ref.ID {
+			return p, nil
+		}
+		p.Close()
+	}
+	return nil, fmt.Errorf("parent image %s (recorded name %q) not found in %s; pass its directory or merge the chain", ref.ID, ref.Name, strings.Join(dirs, ", "))
 }
