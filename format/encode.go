@@ -44,6 +44,7 @@ type fieldInfo struct {
 	kind     fieldKind
 	repeated bool // a slice or array of kind
 	array    int  // array length, or 0
+	fixed    int  // length of a [N]byte field, encoded as bytes of exactly N
 	ptr      bool // optional message held by pointer
 	elem     reflect.Type
 }
@@ -74,6 +75,8 @@ func messageFields(t reflect.Type) []fieldInfo {
 		case ft.Kind() == reflect.Slice && ft.Elem().Kind() != reflect.Uint8:
 			fi.repeated = true
 			ft = ft.Elem()
+		case ft.Kind() == reflect.Array && ft.Elem().Kind() == reflect.Uint8:
+			fi.fixed = ft.Len()
 		case ft.Kind() == reflect.Array:
 			fi.repeated = true
 			fi.array = ft.Len()
@@ -94,6 +97,8 @@ func messageFields(t reflect.Type) []fieldInfo {
 			fi.kind = kindString
 		case reflect.Slice:
 			fi.kind = kindBytes
+		case reflect.Array:
+			fi.kind = kindBytes // [N]byte
 		case reflect.Struct:
 			fi.kind = kindMessage
 		default:
@@ -165,7 +170,17 @@ func appendField(b []byte, fi *fieldInfo, f reflect.Value, always bool) []byte {
 			b = append(b, s...)
 		}
 	case kindBytes:
-		if p := f.Bytes(); len(p) != 0 || always {
+		var p []byte
+		if fi.fixed > 0 {
+			p = make([]byte, fi.fixed)
+			reflect.Copy(reflect.ValueOf(p), f)
+			if !always && allZero(p) {
+				return b
+			}
+		} else {
+			p = f.Bytes()
+		}
+		if len(p) != 0 || always {
 			b = binary.AppendUvarint(b, key)
 			b = binary.AppendUvarint(b, uint64(len(p)))
 			b = append(b, p...)
@@ -179,6 +194,15 @@ func appendField(b []byte, fi *fieldInfo, f reflect.Value, always bool) []byte {
 		}
 	}
 	return b
+}
+
+func allZero(p []byte) bool {
+	for _, x := range p {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func boolUint(v bool) uint64 {
@@ -313,6 +337,13 @@ func setScalar(f reflect.Value, fi *fieldInfo, u uint64, p []byte, off, depth in
 	case kindString:
 		f.SetString(string(p))
 	case kindBytes:
+		if fi.fixed > 0 {
+			if len(p) != fi.fixed {
+				return &decodeError{off, fmt.Sprintf("%d bytes where %d are required", len(p), fi.fixed)}
+			}
+			reflect.Copy(f, reflect.ValueOf(p))
+			return nil
+		}
 		f.SetBytes(append([]byte(nil), p...))
 	case kindMessage:
 		return decodeMessage(p, off, f, depth+1)

@@ -37,8 +37,8 @@ type RegsAMD64 struct {
 // (struct user_pt_regs) plus the TLS register.
 type RegsARM64 struct {
 	X      []uint64 `ckpt:"1"` // x0..x30, exactly 31 values
-	SP     uint64   `ckpt:"2"`
-	PC     uint64   `ckpt:"3"`
-	PState uint64   `ckpt:"4"`
-	TPIDR  uint64   `ckpt:"5"`
+	SP     uint64   `ckpt:"2"` // stack pointer
+	PC     uint64   `ckpt:"3"` // program counter
+	PState uint64   `ckpt:"4"` // processor state
+	TPIDR  uint64   `ckpt:"5"` // TLS register tpidr_el0
 }

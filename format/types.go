@@ -36,83 +36,83 @@ type Meta struct {
 
 // Machine holds facts about the machine the image was captured on.
 type Machine struct {
-	Arch          Arch   `ckpt:"1"`
-	KernelRelease string `ckpt:"2"`
-	PageSize      uint32 `ckpt:"3"`
+	Arch          Arch   `ckpt:"1"` // CPU architecture of the captured process
+	KernelRelease string `ckpt:"2"` // uname -r of the capturing kernel
+	PageSize      uint32 `ckpt:"3"` // page size in bytes; every address and length of memory is a multiple
 	// XStateSize is the size of the XSAVE area the kernel returned for
 	// NT_X86_XSTATE; XStateFeatures is XCR0 (the feature mask).
 	XStateSize     uint32 `ckpt:"4"`
-	XStateFeatures uint64 `ckpt:"5"`
+	XStateFeatures uint64 `ckpt:"5"` // XCR0: the XSAVE features enabled
 	// VDSO is the layout of the kernel-provided mappings, in address order.
 	VDSO []SpecialMapping `ckpt:"6"`
 	// VDSOHash is the XXH64 of the [vdso] mapping's contents: equal hashes
 	// mean the restoring kernel's vDSO code is the same.
 	VDSOHash uint64 `ckpt:"7"`
-	Hostname string `ckpt:"8"`
+	Hostname string `ckpt:"8"` // for information only
 }
 
 // SpecialMapping is one kernel-provided mapping ([vvar], [vdso], ...).
 type SpecialMapping struct {
 	Flags MapFlags `ckpt:"1"` // exactly one of the Special* bits
-	Start uint64   `ckpt:"2"`
-	Size  uint64   `ckpt:"3"`
+	Start uint64   `ckpt:"2"` // address at capture
+	Size  uint64   `ckpt:"3"` // size in bytes
 }
 
 // Process is one captured process.
 type Process struct {
-	PID  int32 `ckpt:"1"`
-	PPID int32 `ckpt:"2"`
-	PGID int32 `ckpt:"3"`
-	SID  int32 `ckpt:"4"`
+	PID  int32 `ckpt:"1"` // process id
+	PPID int32 `ckpt:"2"` // parent process id
+	PGID int32 `ckpt:"3"` // process group id
+	SID  int32 `ckpt:"4"` // session id
 	// Comm is the task name of the main thread.
 	Comm    string   `ckpt:"5"`
-	Cmdline []string `ckpt:"6"`
-	Environ []string `ckpt:"7"`
+	Cmdline []string `ckpt:"6"` // argv, one element per argument
+	Environ []string `ckpt:"7"` // the initial environment, one NAME=value per element
 	// Exe is the executable, with its identity at capture.
 	Exe         FileRef     `ckpt:"8"`
-	Cwd         string      `ckpt:"9"`
-	Root        string      `ckpt:"10"`
-	Umask       uint32      `ckpt:"11"`
-	Creds       Creds       `ckpt:"12"`
-	Rlimits     []Rlimit    `ckpt:"13"`
-	Personality uint32      `ckpt:"14"`
-	Auxv        []byte      `ckpt:"15"`
-	MM          MMFields    `ckpt:"16"`
-	SigActions  []SigAction `ckpt:"17"`
-	Threads     []Thread    `ckpt:"18"`
-	Areas       []Area      `ckpt:"19"`
-	FDs         []FD        `ckpt:"20"`
+	Cwd         string      `ckpt:"9"`  // working directory path
+	Root        string      `ckpt:"10"` // root directory path (usually "/")
+	Umask       uint32      `ckpt:"11"` // file mode creation mask
+	Creds       Creds       `ckpt:"12"` // credentials
+	Rlimits     []Rlimit    `ckpt:"13"` // resource limits, one per RLIMIT_* resource
+	Personality uint32      `ckpt:"14"` // personality(2) value
+	Auxv        []byte      `ckpt:"15"` // the auxiliary vector as the kernel stores it (/proc/PID/auxv)
+	MM          MMFields    `ckpt:"16"` // memory-descriptor fields
+	SigActions  []SigAction `ckpt:"17"` // signal dispositions that are not the default
+	Threads     []Thread    `ckpt:"18"` // threads; the first is the main thread (tid = pid)
+	Areas       []Area      `ckpt:"19"` // memory areas, sorted by address
+	FDs         []FD        `ckpt:"20"` // the fd table
 	// SharedPending are signals pending for the whole process.
 	SharedPending []SigInfo `ckpt:"21"`
 	// Exited is set for a zombie: only its identity and exit status remain.
 	Exited     bool  `ckpt:"22"`
-	ExitStatus int32 `ckpt:"23"`
+	ExitStatus int32 `ckpt:"23"` // wait status of a zombie
 }
 
 // FileRef names a file by path and records its identity at capture, so a
 // restorer can tell a file that changed since.
 type FileRef struct {
-	Path string `ckpt:"1"`
+	Path string `ckpt:"1"` // the path
 	// Dev is the device number as the kernel encodes it (new_encode_dev).
 	Dev     uint64 `ckpt:"2"`
-	Ino     uint64 `ckpt:"3"`
-	Mode    uint32 `ckpt:"4"`
-	Size    int64  `ckpt:"5"`
-	MtimeNs int64  `ckpt:"6"`
+	Ino     uint64 `ckpt:"3"` // inode number
+	Mode    uint32 `ckpt:"4"` // st_mode (type and permission bits)
+	Size    int64  `ckpt:"5"` // size in bytes
+	MtimeNs int64  `ckpt:"6"` // modification time, nanoseconds since the epoch
 }
 
 // Creds are a process's credentials.
 type Creds struct {
 	UID    [4]uint32 `ckpt:"1"` // real, effective, saved, filesystem
-	GID    [4]uint32 `ckpt:"2"`
-	Groups []uint32  `ckpt:"3"`
+	GID    [4]uint32 `ckpt:"2"` // real, effective, saved, filesystem
+	Groups []uint32  `ckpt:"3"` // supplementary groups
 	// Capability sets as the kernel prints them in /proc/PID/status.
 	CapInh     uint64 `ckpt:"4"`
-	CapPrm     uint64 `ckpt:"5"`
-	CapEff     uint64 `ckpt:"6"`
-	CapBnd     uint64 `ckpt:"7"`
-	CapAmb     uint64 `ckpt:"8"`
-	NoNewPrivs bool   `ckpt:"9"`
+	CapPrm     uint64 `ckpt:"5"` // permitted capabilities
+	CapEff     uint64 `ckpt:"6"` // effective capabilities
+	CapBnd     uint64 `ckpt:"7"` // bounding set
+	CapAmb     uint64 `ckpt:"8"` // ambient capabilities
+	NoNewPrivs bool   `ckpt:"9"` // PR_SET_NO_NEW_PRIVS is set
 	// Seccomp is the mode from /proc/PID/status (0 = none); filters are not
 	// captured, and a restorer refuses a nonzero mode it cannot rebuild.
 	Seccomp uint32 `ckpt:"10"`
@@ -120,9 +120,9 @@ type Creds struct {
 
 // Rlimit is one resource limit; Max and Cur use ^uint64(0) for infinity.
 type Rlimit struct {
-	Resource uint32 `ckpt:"1"`
-	Cur      uint64 `ckpt:"2"`
-	Max      uint64 `ckpt:"3"`
+	Resource uint32 `ckpt:"1"` // RLIMIT_* number
+	Cur      uint64 `ckpt:"2"` // soft limit
+	Max      uint64 `ckpt:"3"` // hard limit
 }
 
 // MMFields are the memory-descriptor fields a restorer sets with
@@ -144,73 +144,73 @@ type MMFields struct {
 // SigAction is the kernel's struct sigaction for one signal. Only signals
 // whose action is not the default are recorded.
 type SigAction struct {
-	Signal   uint32 `ckpt:"1"`
-	Handler  uint64 `ckpt:"2"`
-	Flags    uint64 `ckpt:"3"`
-	Restorer uint64 `ckpt:"4"`
-	Mask     uint64 `ckpt:"5"`
+	Signal   uint32 `ckpt:"1"` // signal number, 1 to 64
+	Handler  uint64 `ckpt:"2"` // sa_handler (0 = SIG_DFL, 1 = SIG_IGN)
+	Flags    uint64 `ckpt:"3"` // sa_flags
+	Restorer uint64 `ckpt:"4"` // sa_restorer
+	Mask     uint64 `ckpt:"5"` // sa_mask, bit n-1 for signal n
 }
 
 // SigInfo is one queued signal: its number and the kernel's 128-byte
 // siginfo as PTRACE_PEEKSIGINFO returned it.
 type SigInfo struct {
-	Signal uint32 `ckpt:"1"`
-	Raw    []byte `ckpt:"2"`
+	Signal uint32 `ckpt:"1"` // signal number
+	Raw    []byte `ckpt:"2"` // the 128-byte siginfo
 }
 
 // Thread is one thread of a process.
 type Thread struct {
-	TID  int32  `ckpt:"1"`
-	Comm string `ckpt:"2"`
+	TID  int32  `ckpt:"1"` // thread id
+	Comm string `ckpt:"2"` // thread name
 	// Regs holds the general registers; exactly one architecture's record
 	// is set, the one of Machine.Arch.
 	Regs Regs `ckpt:"3"`
 	// XState is the XSAVE area (NT_X86_XSTATE) on amd64, or the FP/SIMD
 	// register set on arm64.
 	XState        []byte    `ckpt:"4"`
-	SigMask       uint64    `ckpt:"5"`
-	AltStack      AltStack  `ckpt:"6"`
-	RobustList    uint64    `ckpt:"7"`
-	RobustListLen uint64    `ckpt:"8"`
-	ClearChildTID uint64    `ckpt:"9"`
-	Rseq          Rseq      `ckpt:"10"`
-	Pending       []SigInfo `ckpt:"11"`
+	SigMask       uint64    `ckpt:"5"`  // blocked signals, bit n-1 for signal n
+	AltStack      AltStack  `ckpt:"6"`  // sigaltstack
+	RobustList    uint64    `ckpt:"7"`  // robust futex list head (get_robust_list)
+	RobustListLen uint64    `ckpt:"8"`  // its length argument
+	ClearChildTID uint64    `ckpt:"9"`  // set_tid_address value (PR_GET_TID_ADDRESS)
+	Rseq          Rseq      `ckpt:"10"` // rseq registration
+	Pending       []SigInfo `ckpt:"11"` // signals pending for this thread, in queue order
 }
 
 // Regs is a tagged union of per-architecture register records.
 type Regs struct {
-	AMD64 *RegsAMD64 `ckpt:"1"`
-	ARM64 *RegsARM64 `ckpt:"2"`
+	AMD64 *RegsAMD64 `ckpt:"1"` // x86-64 registers
+	ARM64 *RegsARM64 `ckpt:"2"` // arm64 registers
 }
 
 // AltStack is a thread's alternate signal stack (stack_t).
 type AltStack struct {
-	SP    uint64 `ckpt:"1"`
-	Flags uint32 `ckpt:"2"`
-	Size  uint64 `ckpt:"3"`
+	SP    uint64 `ckpt:"1"` // ss_sp
+	Flags uint32 `ckpt:"2"` // ss_flags
+	Size  uint64 `ckpt:"3"` // ss_size
 }
 
 // Rseq is a thread's restartable-sequences registration; Ptr 0 means none.
 type Rseq struct {
-	Ptr       uint64 `ckpt:"1"`
-	Len       uint32 `ckpt:"2"`
-	Flags     uint32 `ckpt:"3"`
-	Signature uint32 `ckpt:"4"`
+	Ptr       uint64 `ckpt:"1"` // address of struct rseq
+	Len       uint32 `ckpt:"2"` // its length
+	Flags     uint32 `ckpt:"3"` // registration flags
+	Signature uint32 `ckpt:"4"` // abort signature
 }
 
 // Area is one memory area (VMA) of a process.
 type Area struct {
-	Start uint64   `ckpt:"1"`
-	End   uint64   `ckpt:"2"`
-	Prot  Prot     `ckpt:"3"`
-	Flags MapFlags `ckpt:"4"`
+	Start uint64   `ckpt:"1"` // first address
+	End   uint64   `ckpt:"2"` // address after the last byte
+	Prot  Prot     `ckpt:"3"` // protection
+	Flags MapFlags `ckpt:"4"` // kind of mapping
 	// Name is what /proc/PID/maps shows: a path, "[heap]", "[stack]", or
 	// empty for an anonymous area.
 	Name string `ckpt:"5"`
 	// File is the backing file of a file-backed area (Flags&MapFile),
 	// Offset its file offset in bytes.
 	File   FileRef `ckpt:"6"`
-	Offset uint64  `ckpt:"7"`
+	Offset uint64  `ckpt:"7"` // offset in the backing file, in bytes
 	// VMFlags are the two-letter flags of smaps' VmFlags line, as written.
 	VMFlags string `ckpt:"8"`
 	// Runs say how pages are stored, sorted by address and disjoint. A page
@@ -224,9 +224,9 @@ func (a *Area) Pages(pageSize uint64) uint64 { return (a.End - a.Start) / pageSi
 
 // Run is a range of pages of one area stored one way.
 type Run struct {
-	Addr  uint64  `ckpt:"1"`
-	Pages uint64  `ckpt:"2"`
-	Kind  RunKind `ckpt:"3"`
+	Addr  uint64  `ckpt:"1"` // first page address
+	Pages uint64  `ckpt:"2"` // number of pages, at least 1
+	Kind  RunKind `ckpt:"3"` // how the pages are stored
 	// For RunData: the chunk index and the byte offset in its plaintext.
 	Chunk  uint32 `ckpt:"4"`
 	Offset uint32 `ckpt:"5"`
@@ -240,24 +240,24 @@ type File struct {
 	// ID is the stable identifier `ckptimg ls` prints (as "f<ID>") and
 	// users type.
 	ID   uint32   `ckpt:"1"`
-	Type FileType `ckpt:"2"`
+	Type FileType `ckpt:"2"` // file type
 	// Name is the symbolic name: the path of a file, or the kernel's name
 	// of an anonymous object ("pipe:[1234]", "anon_inode:[eventfd]").
 	Name string `ckpt:"3"`
 	// Flags are the open flags (O_*), Pos the file offset.
 	Flags uint32  `ckpt:"4"`
-	Pos   int64   `ckpt:"5"`
-	Ident FileRef `ckpt:"6"`
+	Pos   int64   `ckpt:"5"` // file offset
+	Ident FileRef `ckpt:"6"` // identity of the inode (path, device, inode, mode, size, mtime)
 	// Exactly one of the following is set, matching Type (none for the
 	// types that need nothing more).
 	Pipe     *PipeInfo     `ckpt:"7"`
-	Socket   *SocketInfo   `ckpt:"8"`
-	TTY      *TTYInfo      `ckpt:"9"`
-	Eventfd  *EventfdInfo  `ckpt:"10"`
-	Epoll    *EpollInfo    `ckpt:"11"`
-	Timerfd  *TimerfdInfo  `ckpt:"12"`
-	Signalfd *SignalfdInfo `ckpt:"13"`
-	Inotify  *InotifyInfo  `ckpt:"14"`
+	Socket   *SocketInfo   `ckpt:"8"`  // for unix, inet and socket
+	TTY      *TTYInfo      `ckpt:"9"`  // for tty
+	Eventfd  *EventfdInfo  `ckpt:"10"` // for eventfd
+	Epoll    *EpollInfo    `ckpt:"11"` // for epoll
+	Timerfd  *TimerfdInfo  `ckpt:"12"` // for timerfd
+	Signalfd *SignalfdInfo `ckpt:"13"` // for signalfd
+	Inotify  *InotifyInfo  `ckpt:"14"` // for inotify
 	// Contents is the index+1 in Meta.Blobs of the saved contents of a
 	// deleted file or a memfd; 0 when none.
 	Contents uint32 `ckpt:"15"`
@@ -282,14 +282,14 @@ type PipeInfo struct {
 type SocketInfo struct {
 	Family   uint32      `ckpt:"1"` // AF_*
 	Type     uint32      `ckpt:"2"` // SOCK_*
-	Protocol uint32      `ckpt:"3"`
-	State    SocketState `ckpt:"4"`
+	Protocol uint32      `ckpt:"3"` // protocol number
+	State    SocketState `ckpt:"4"` // connection state
 	// Local and Peer are addresses: a path (unix, "@name" for abstract) or
 	// "host:port" (inet).
 	Local   string `ckpt:"5"`
-	Peer    string `ckpt:"6"`
-	Backlog uint32 `ckpt:"7"`
-	Ino     uint64 `ckpt:"8"`
+	Peer    string `ckpt:"6"` // peer address of a connected socket
+	Backlog uint32 `ckpt:"7"` // listen backlog
+	Ino     uint64 `ckpt:"8"` // socket inode
 	// PeerIno identifies the other end of a connected unix socket.
 	PeerIno uint64 `ckpt:"9"`
 }
@@ -298,86 +298,86 @@ type SocketInfo struct {
 type TTYInfo struct {
 	// Index is the pty number for /dev/pts/N, -1 otherwise.
 	Index  int32 `ckpt:"1"`
-	Master bool  `ckpt:"2"`
+	Master bool  `ckpt:"2"` // the master side of a pty
 	// Termios is the raw struct termios (TCGETS), Winsize struct winsize.
 	Termios []byte `ckpt:"3"`
-	Winsize []byte `ckpt:"4"`
+	Winsize []byte `ckpt:"4"` // struct winsize (TIOCGWINSZ)
 }
 
 // EventfdInfo is an eventfd's state.
 type EventfdInfo struct {
-	Count uint64 `ckpt:"1"`
+	Count uint64 `ckpt:"1"` // the counter
 }
 
 // EpollInfo is an epoll instance's interest list.
 type EpollInfo struct {
-	Targets []EpollTarget `ckpt:"1"`
+	Targets []EpollTarget `ckpt:"1"` // the interest list
 }
 
 // EpollTarget is one watched fd of an epoll instance.
 type EpollTarget struct {
-	FD     int32  `ckpt:"1"`
-	FileID uint32 `ckpt:"2"`
-	Events uint32 `ckpt:"3"`
-	Data   uint64 `ckpt:"4"`
+	FD     int32  `ckpt:"1"` // watched fd number in the owning process
+	FileID uint32 `ckpt:"2"` // the watched file, 0 if it is not in the file table
+	Events uint32 `ckpt:"3"` // event mask
+	Data   uint64 `ckpt:"4"` // user data
 }
 
 // TimerfdInfo is a timerfd's settings; times in nanoseconds, Value relative
 // to capture time.
 type TimerfdInfo struct {
-	ClockID    uint32 `ckpt:"1"`
-	Flags      uint32 `ckpt:"2"`
-	Ticks      uint64 `ckpt:"3"`
-	ValueNs    int64  `ckpt:"4"`
-	IntervalNs int64  `ckpt:"5"`
+	ClockID    uint32 `ckpt:"1"` // CLOCK_* id
+	Flags      uint32 `ckpt:"2"` // timerfd_settime flags
+	Ticks      uint64 `ckpt:"3"` // expirations not yet read
+	ValueNs    int64  `ckpt:"4"` // time to the next expiration, relative to capture; 0 = disarmed
+	IntervalNs int64  `ckpt:"5"` // period; 0 = one-shot
 }
 
 // SignalfdInfo is a signalfd's mask.
 type SignalfdInfo struct {
-	Mask uint64 `ckpt:"1"`
+	Mask uint64 `ckpt:"1"` // signals read through it, bit n-1 for signal n
 }
 
 // InotifyInfo lists an inotify instance's watches.
 type InotifyInfo struct {
-	Watches []InotifyWatch `ckpt:"1"`
+	Watches []InotifyWatch `ckpt:"1"` // the watches
 }
 
 // InotifyWatch is one inotify watch.
 type InotifyWatch struct {
-	WD   int32  `ckpt:"1"`
-	Mask uint32 `ckpt:"2"`
-	Path string `ckpt:"3"`
-	Dev  uint64 `ckpt:"4"`
-	Ino  uint64 `ckpt:"5"`
+	WD   int32  `ckpt:"1"` // watch descriptor
+	Mask uint32 `ckpt:"2"` // event mask
+	Path string `ckpt:"3"` // watched path, when known
+	Dev  uint64 `ckpt:"4"` // device of the watched inode
+	Ino  uint64 `ckpt:"5"` // watched inode
 }
 
 // FD maps one fd number of a process to a file of the file table.
 type FD struct {
-	Num         int32  `ckpt:"1"`
-	FileID      uint32 `ckpt:"2"`
-	CloseOnExec bool   `ckpt:"3"`
+	Num         int32  `ckpt:"1"` // fd number
+	FileID      uint32 `ckpt:"2"` // the open file description
+	CloseOnExec bool   `ckpt:"3"` // FD_CLOEXEC is set
 }
 
 // Subst replaces a file of the file table at restart. It applies to every
 // fd of every process that shares the file.
 type Subst struct {
-	FileID uint32    `ckpt:"1"`
-	Kind   SubstKind `ckpt:"2"`
+	FileID uint32    `ckpt:"1"` // the file replaced
+	Kind   SubstKind `ckpt:"2"` // what replaces it
 	// FD is the fd the restorer inherited (SubstFD); Path the file to open
 	// instead (SubstPath).
 	FD   int32  `ckpt:"3"`
-	Path string `ckpt:"4"`
+	Path string `ckpt:"4"` // the file to open instead (SubstPath)
 }
 
 // Remap is one path prefix rule applied by `ckptimg rewrite`.
 type Remap struct {
-	Old string `ckpt:"1"`
-	New string `ckpt:"2"`
+	Old string `ckpt:"1"` // the prefix replaced
+	New string `ckpt:"2"` // its replacement
 }
 
 // ParentRef names the parent of a delta image.
 type ParentRef struct {
-	ID ImageID `ckpt:"1"`
+	ID ImageID `ckpt:"1"` // the parent image id (16 bytes)
 	// Name is the parent's file name when the delta was written: a hint
 	// for finding it, never trusted over ID.
 	Name string `ckpt:"2"`
@@ -389,22 +389,22 @@ type CaptureInfo struct {
 	// page hashes with the parent) or "uffd-wp" (a delta reading only pages
 	// the kernel reported written).
 	Method   string `ckpt:"1"`
-	FrozenNs int64  `ckpt:"2"`
-	WallNs   int64  `ckpt:"3"`
+	FrozenNs int64  `ckpt:"2"` // how long the target was stopped, in nanoseconds
+	WallNs   int64  `ckpt:"3"` // how long the capture took, in nanoseconds
 	// Command is the command line of the capture, for provenance.
 	Command    []string `ckpt:"4"`
-	Generation uint32   `ckpt:"5"`
+	Generation uint32   `ckpt:"5"` // the generation number in interval captures (0 otherwise)
 }
 
 // Blob is a byte stream stored in chunks as a list of extents.
 type Blob struct {
-	Size    uint64   `ckpt:"1"`
-	Extents []Extent `ckpt:"2"`
+	Size    uint64   `ckpt:"1"` // bytes in the blob
+	Extents []Extent `ckpt:"2"` // where they are, in order
 }
 
 // Extent is a range of one chunk's plaintext.
 type Extent struct {
-	Chunk  uint32 `ckpt:"1"`
-	Offset uint32 `ckpt:"2"`
-	Length uint32 `ckpt:"3"`
+	Chunk  uint32 `ckpt:"1"` // chunk index
+	Offset uint32 `ckpt:"2"` // offset in the chunk plaintext
+	Length uint32 `ckpt:"3"` // bytes
 }
