@@ -1,0 +1,211 @@
+// Package testprog builds and runs the fixture programs that live-process
+// tests (ptrace, procfs, capture, restorer) and benchmarks use as targets.
+//
+// The sources are in _src (ignored by the go tool) and embedded. Build
+// compiles a fixture once per test binary; Start runs it, owns it (killed
+// by PID in t.Cleanup) and waits for its "ready" line.
+//
+// Fixtures (see the comment at the top of each source for its protocol):
+//
+//	counter[-static]  single-threaded C: count lines, output file offset, 64 MiB pattern, brk growth
+//	threads[-static]  C with 4 pthreads, cross-thread pthread_kill, join at a limit
+//	bigmem[-static]   C touching N MiB (half random, half written zeros), for benchmarks
+//	churn[-static]    C whose threads are created and joined continuously
+//	fdzoo[-static]    C holding pipes, sockets, eventfd, epoll, timerfd, signalfd, inotify, memfd, deleted file, dup
+//	gowork            Go: goroutines, a spinning goroutine, GC every loop, 64 MiB pattern
+package testprog
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+//go:embed _src
+var sources embed.FS
+
+// Names lists the fixtures Build accepts ("-static" variants of the C ones too).
+var Names = []string{"counter", "threads", "bigmem", "fdzoo", "churn", "gowork"}
+
+type buildResult struct {
+	path string
+	err  error
+	skip string // non-empty: the toolchain is missing, tests should skip
+}
+
+var (
+	buildMu    sync.Mutex
+	builds     = map[string]*buildResult{}
+	buildOnces = map[string]*sync.Once{}
+)
+
+// Build compiles fixture name (e.g. "counter", "counter-static", "gowork")
+// once per test binary and returns the path of the executable. It skips the
+// test if the compiler (gcc, or go for Go fixtures) is missing, and fails
+// it if compilation fails.
+//
+// Binaries go to a per-user directory under os.TempDir, keyed by a hash of
+// source, flags and compiler version, so repeated test runs share them
+// instead of leaving a new copy each time.
+func Build(t testing.TB, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	once, ok := buildOnces[name]
+	if !ok {
+		once = new(sync.Once)
+		buildOnces[name] = once
+	}
+	buildMu.Unlock()
+	once.Do(func() {
+		r := build(name)
+		buildMu.Lock()
+		builds[name] = r
+		buildMu.Unlock()
+	})
+	buildMu.Lock()
+	r := builds[name]
+	buildMu.Unlock()
+	switch {
+	case r.skip != "":
+		t.Skipf("testprog: cannot build %s: %s", name, r.skip)
+	case r.err != nil:
+		t.Fatalf("testprog: build %s: %v", name, r.err)
+	}
+	return r.path
+}
+
+func build(name string) *buildResult {
+	base, static := strings.CutSuffix(name, "-static")
+	if base == "gowork" {
+		if static {
+			// Go binaries without cgo are static already.
+			return &buildResult{err: fmt.Errorf("no %s variant: gowork is always static", name)}
+		}
+		return buildGo(base)
+	}
+	src, err := sources.ReadFile("_src/" + base + ".c")
+	if err != nil {
+		return &buildResult{err: fmt.Errorf("unknown fixture %q", name)}
+	}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		return &buildResult{skip: "gcc not found in PATH"}
+	}
+	version, err := exec.Command(gcc, "-dumpfullversion").Output()
+	if err != nil {
+		return &buildResult{skip: fmt.Sprintf("gcc -dumpfullversion: %v", err)}
+	}
+	flags := []string{"-O2", "-g", "-Wall", "-Wextra", "-pthread"}
+	if static {
+		flags = append(flags, "-static")
+	}
+	out, dir, err := cachePath(name, src, []byte(strings.Join(flags, " ")), version)
+	if err != nil {
+		return &buildResult{err: err}
+	}
+	if _, err := os.Stat(out); err == nil {
+		return &buildResult{path: out}
+	}
+	srcPath := filepath.Join(dir, base+".c")
+	if err := os.WriteFile(srcPath, src, 0o644); err != nil {
+		return &buildResult{err: err}
+	}
+	tmp := out + fmt.Sprintf(".tmp%d", os.Getpid())
+	args := append(append([]string{}, flags...), "-o", tmp, srcPath)
+	cmd := exec.Command(gcc, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		msg := stderr.String()
+		if static && strings.Contains(msg, "cannot find -lc") {
+			return &buildResult{skip: "no static libc (libc6-dev's libc.a) for -static"}
+		}
+		return &buildResult{err: fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, msg)}
+	}
+	// Rename so a concurrent test binary never runs a half-written file.
+	if err := os.Rename(tmp, out); err != nil {
+		return &buildResult{err: err}
+	}
+	return &buildResult{path: out}
+}
+
+func buildGo(name string) *buildResult {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return &buildResult{skip: "go not found in PATH"}
+	}
+	version, err := exec.Command(goTool, "env", "GOVERSION").Output()
+	if err != nil {
+		return &buildResult{skip: fmt.Sprintf("go env GOVERSION: %v", err)}
+	}
+	src, err := sources.ReadFile("_src/" + name + "/main.go")
+	if err != nil {
+		return &buildResult{err: fmt.Errorf("unknown fixture %q", name)}
+	}
+	out, dir, err := cachePath(name, src, nil, version)
+	if err != nil {
+		return &buildResult{err: err}
+	}
+	if _, err := os.Stat(out); err == nil {
+		return &buildResult{path: out}
+	}
+	mod := filepath.Join(dir, "mod-"+name)
+	if err := os.MkdirAll(mod, 0o755); err != nil {
+		return &buildResult{err: err}
+	}
+	goVer := strings.TrimPrefix(strings.TrimSpace(string(version)), "go")
+	if i := strings.IndexAny(goVer, " -"); i >= 0 {
+		goVer = goVer[:i]
+	}
+	gomod := fmt.Sprintf("module %s\n\ngo %s\n", name, goVer)
+	if err := os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644); err != nil {
+		return &buildResult{err: err}
+	}
+	if err := os.WriteFile(filepath.Join(mod, "main.go"), src, 0o644); err != nil {
+		return &buildResult{err: err}
+	}
+	tmp := out + fmt.Sprintf(".tmp%d", os.Getpid())
+	cmd := exec.Command(goTool, "build", "-o", tmp, ".")
+	cmd.Dir = mod
+	// A standalone module with no dependencies: keep the build off the
+	// network and away from the enclosing module's settings.
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "GOPROXY=off", "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		return &buildResult{err: fmt.Errorf("go build %s: %v\n%s", name, err, stderr.String())}
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return &buildResult{err: err}
+	}
+	return &buildResult{path: out}
+}
+
+// cachePath returns the output path for a fixture build keyed by its
+// inputs, and creates its directory.
+func cachePath(name string, parts ...[]byte) (out, dir string, err error) {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	key := hex.EncodeToString(h.Sum(nil))[:16]
+	dir = filepath.Join(os.TempDir(), fmt.Sprintf("ckptimg-testprog-%d", os.Getuid()), key)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	return filepath.Join(dir, name), dir, nil
+}
+
+var errNotFound = errors.New("testprog: line not found")
