@@ -1,17 +1,161 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/inspect"
 )
 
-// Placeholder: replaced by the command's implementation.
+type catOptions struct {
+	addr   string
+	pid    int32
+	dirs   []string
+	noFile bool
+}
+
 func newCatCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:    "cat",
-		Short:  "(not built yet)",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("cat: not built yet") },
+	opts := &catOptions{}
+	cmd := &cobra.Command{
+		Use:   "cat IMAGE --addr ADDR[+LEN]",
+		Short: "Write raw memory of a process from an image to stdout",
+		Long: `Write LEN bytes of a process's memory at ADDR, as the image records it, to
+standard output. ADDR and LEN are hexadecimal with 0x, or decimal; without
++LEN, cat writes up to the end of the memory area containing ADDR.
+
+Pages of a delta image that are in its parent are read from the parent
+(found by image id next to the image and in the --dir directories). Pages
+the image does not store because they come from a mapped file are read
+from that file when it still exists with the same identity (device, inode,
+size and modification time), else cat fails and says so (--no-file makes
+such pages an error without looking). Pages never populated read as zeros.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeImages,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCat(opts, args[0], cmd.OutOrStdout())
+		},
 	}
+	cmd.Flags().StringVar(&opts.addr, "addr", "", "memory to write: `ADDR[+LEN]`, hex (0x...) or decimal (required)")
+	cmd.Flags().Int32Var(&opts.pid, "pid", 0, "process whose memory to read (default: the image's first process)")
+	cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	cmd.Flags().StringSliceVar(&opts.dirs, "dir", nil, "also look for parent images in `directory` (repeatable)")
+	cmd.MarkFlagDirname("dir")
+	cmd.Flags().BoolVar(&opts.noFile, "no-file", false, "never read pages from mapped files outside the image")
+	return cmd
+}
+
+// parseAddrRange parses ADDR[+LEN]; length 0 means "to the end of the area".
+func parseAddrRange(s string) (addr, length uint64, err error) {
+	a, l, hasLen := strings.Cut(s, "+")
+	if addr, err = strconv.ParseUint(a, 0, 64); err != nil {
+		return 0, 0, cli.Usagef("--addr %q: address %q is not a number (hex with 0x, or decimal)", s, a)
+	}
+	if hasLen {
+		if length, err = strconv.ParseUint(l, 0, 64); err != nil || length == 0 {
+			return 0, 0, cli.Usagef("--addr %q: length %q is not a positive number", s, l)
+		}
+		if addr+length < addr {
+			return 0, 0, cli.Usagef("--addr %q: the range wraps around the address space", s)
+		}
+	}
+	return addr, length, nil
+}
+
+func runCat(opts *catOptions, path string, stdout io.Writer) error {
+	if opts.addr == "" {
+		return cli.Usagef("cat: --addr ADDR[+LEN] is required")
+	}
+	addr, length, err := parseAddrRange(opts.addr)
+	if err != nil {
+		return err
+	}
+	c, closeChain, err := format.OpenChain(path, opts.dirs...)
+	if err != nil {
+		return err
+	}
+	defer closeChain()
+	top := c.Top()
+	pid := opts.pid
+	if pid == 0 {
+		if len(top.Meta().Processes) == 0 {
+			return fmt.Errorf("cat: the image has no process")
+		}
+		pid = top.Meta().Processes[0].PID
+	}
+	proc := top.Process(pid)
+	if proc == nil {
+		return fmt.Errorf("cat: the image has no process %d", pid)
+	}
+	if length == 0 {
+		var found bool
+		for _, a := range proc.Areas {
+			if a.Start <= addr && addr < a.End {
+				length, found = a.End-addr, true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("cat: %#x is in no memory area of process %d (ckptimg ls --areas lists them)", addr, pid)
+		}
+	}
+	var open inspect.FileOpener
+	if !opts.noFile {
+		open = openAreaFile
+	}
+	buf := make([]byte, min(length, 1<<20))
+	for done := uint64(0); done < length; {
+		p := buf[:min(uint64(len(buf)), length-done)]
+		n, err := inspect.ReadMemory(c, pid, addr+done, p, open)
+		if _, werr := stdout.Write(p[:n]); werr != nil {
+			return werr
+		}
+		if err != nil {
+			return fmt.Errorf("cat: %w", err)
+		}
+		done += uint64(n)
+	}
+	return nil
+}
+
+// openAreaFile opens an area's backing file if it is still the file that
+// was mapped at capture: same device, inode, size and modification time.
+func openAreaFile(a *format.Area) (io.ReaderAt, error) {
+	if a.File.Path == "" {
+		return nil, fmt.Errorf("the image records no path for the file")
+	}
+	f, err := os.Open(a.File.Path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	want := a.File
+	switch {
+	case !ok:
+		err = fmt.Errorf("cannot check its identity")
+	case want.Ino != 0 && (uint64(sys.Dev) != want.Dev || sys.Ino != want.Ino):
+		err = fmt.Errorf("it is not the file that was mapped (device %#x inode %d, the image recorded device %#x inode %d)", sys.Dev, sys.Ino, want.Dev, want.Ino)
+	case want.Size != 0 && st.Size() != want.Size:
+		err = fmt.Errorf("it changed since the capture (size %d, the image recorded %d)", st.Size(), want.Size)
+	case want.MtimeNs != 0 && st.ModTime().UnixNano() != want.MtimeNs:
+		err = fmt.Errorf("it changed since the capture (modified %s)", st.ModTime().UTC().Format("2006-01-02T15:04:05.999999999Z"))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	// The file stays open until the process exits: cat is short-lived.
+	return f, nil
 }

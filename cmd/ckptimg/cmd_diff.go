@@ -1,17 +1,123 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/cmd/internal/render"
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/inspect"
 )
 
-// Placeholder: replaced by the command's implementation.
+type diffOptions struct {
+	output string
+}
+
 func newDiffCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:    "diff",
-		Short:  "(not built yet)",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("diff: not built yet") },
+	opts := &diffOptions{}
+	cmd := &cobra.Command{
+		Use:   "diff A B",
+		Short: "Show what differs between two images",
+		Long: `Show what differs between two images: every metadata field that differs, by
+its path (Processes[0].Areas[3].End), and the page ranges of each process whose
+contents differ, compared by page hash. Pages a delta keeps in its parent are
+compared by the hash the delta recorded, so parents need not be present.
+Blobs are compared by contents. How pages are encoded (chunks, compression)
+is not compared: two images can be equal with different image ids.
+
+Exit status 0 when the images are equal, 6 when they differ.`,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeImages,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDiff(opts, args[0], args[1], cmd.OutOrStdout())
+		},
 	}
+	addOutputFlag(cmd, &opts.output)
+	return cmd
+}
+
+func runDiff(opts *diffOptions, pathA, pathB string, stdout io.Writer) error {
+	p, err := newPrinter(opts.output)
+	if err != nil {
+		return err
+	}
+	a, err := format.Open(pathA)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	b, err := format.Open(pathB)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	res, err := inspect.Diff(a, b)
+	if err != nil {
+		return err
+	}
+	if err := p.Print(stdout, diffDoc{res}); err != nil {
+		return err
+	}
+	if !res.Equal {
+		return &cli.StatusError{Code: cli.ExitDiffers}
+	}
+	return nil
+}
+
+type diffDoc struct{ d *inspect.DiffResult }
+
+func (d diffDoc) JSON() any { return d.d }
+
+// Text prints one line per difference: "meta PATH|A|B" and
+// "mem PID START-END PAGES KIND".
+func (d diffDoc) Text() []string {
+	lines := []string{"a=" + d.d.A, "b=" + d.d.B, fmt.Sprintf("equal=%t", d.d.Equal)}
+	for _, m := range d.d.Metadata {
+		lines = append(lines, "meta "+render.Escape(m.Path, '|')+"|"+render.Escape(m.A, '|')+"|"+render.Escape(m.B, '|'))
+	}
+	for _, m := range d.d.Memory {
+		lines = append(lines, fmt.Sprintf("mem %d %016x-%016x %d %s", m.PID, uint64(m.Start), uint64(m.End), m.Pages, m.Kind))
+	}
+	return lines
+}
+
+func (d diffDoc) Tables() []render.Table {
+	status := "equal"
+	if !d.d.Equal {
+		status = "different"
+	}
+	ts := []render.Table{{Rows: [][]string{{"A:", d.d.A}, {"B:", d.d.B}, {"Result:", status}}}}
+	if len(d.d.Metadata) > 0 {
+		t := render.Table{Title: "Metadata", Header: []string{"FIELD", "A", "B"}}
+		for _, m := range d.d.Metadata {
+			t.Rows = append(t.Rows, []string{cell(m.Path), cell(orNone(m.A)), cell(orNone(m.B))})
+		}
+		ts = append(ts, t)
+	}
+	if len(d.d.Memory) > 0 {
+		t := render.Table{Title: "Memory", Header: []string{"PID", "START", "END", "PAGES", "DIFFERENCE"}, Right: []int{0, 3}}
+		for _, m := range d.d.Memory {
+			t.Rows = append(t.Rows, []string{itoa(m.PID), fmt.Sprintf("%012x", uint64(m.Start)), fmt.Sprintf("%012x", uint64(m.End)),
+				fmt.Sprint(m.Pages), memKindText[m.Kind]})
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+var memKindText = map[string]string{
+	"content": "contents differ",
+	"only_a":  "mapped in A only",
+	"only_b":  "mapped in B only",
+	"unknown": "from a file on one side: not comparable",
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -1,0 +1,442 @@
+package golden_test
+
+// The deterministic generator of the synthetic golden images. Each image is
+// built from fixed metadata and fixed page contents with format.Writer at
+// concurrency 1, so the same code and the same zstd version give the same
+// bytes. README.md lists what each image covers.
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// genCreated is the fixed creation time of generated images:
+// 2026-01-02T03:04:05.000000006Z.
+const genCreated = int64(1767323045_000000006)
+
+// generated is one image made by the generator, in dependency order (a
+// parent before its deltas).
+type generated struct {
+	name string
+	data []byte
+}
+
+// generate builds every synthetic image.
+func generate() ([]generated, error) {
+	var out []generated
+	full, err := genFullAMD64()
+	if err != nil {
+		return nil, fmt.Errorf("full-amd64: %w", err)
+	}
+	out = append(out, generated{"full-amd64", full})
+	arm, err := genARM64()
+	if err != nil {
+		return nil, fmt.Errorf("arm64: %w", err)
+	}
+	out = append(out, generated{"arm64", arm})
+	chain, err := genChain()
+	if err != nil {
+		return nil, fmt.Errorf("chain: %w", err)
+	}
+	return append(out, chain...), nil
+}
+
+// pageGen makes deterministic page contents.
+type pageGen struct{ rng *rand.Rand }
+
+func newPageGen(seed uint64) *pageGen { return &pageGen{rand.New(rand.NewPCG(seed, 0x676f6c64656e))} }
+
+// random returns n bytes that do not compress (stored raw).
+func (g *pageGen) random(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(g.rng.Uint32())
+	}
+	return b
+}
+
+// text returns n bytes of repetitive text that compresses well.
+func text(n int, word string) []byte {
+	return []byte(strings.Repeat(word+" ", n/len(word)+1)[:n])
+}
+
+func writeImage(meta *format.Meta, opts []format.WriterOption, add func(w *format.Writer) error) ([]byte, error) {
+	var buf bytes.Buffer
+	opts = append([]format.WriterOption{format.WithConcurrency(1), format.WithChunkSize(16 << 10)}, opts...)
+	w, err := format.NewWriter(&buf, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := add(w); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	if _, err := w.Close(meta); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+const (
+	sigINT  = 2
+	sigUSR1 = 10
+	sigTERM = 15
+	sigCHLD = 17
+	sigRT2  = 36 // SIGRTMIN+2
+)
+
+// siginfo returns a 128-byte siginfo_t for sig sent by pid 1 (si_code SI_USER).
+func siginfo(sig uint32) format.SigInfo {
+	raw := make([]byte, 128)
+	raw[0] = byte(sig)
+	raw[16] = 1 // si_pid
+	return format.SigInfo{Signal: sig, Raw: raw}
+}
+
+func amd64Regs(rip, rsp uint64) format.Regs {
+	return format.Regs{AMD64: &format.RegsAMD64{Rip: rip, Rsp: rsp, Rax: 0xffffffffffffffda, OrigRax: 230, Cs: 0x33, Ss: 0x2b,
+		Eflags: 0x246, FsBase: 0x7ffff7d8a740, Rdi: 1, Rsi: 0x7fffffffd000}}
+}
+
+func userCreds(uid uint32) format.Creds {
+	return format.Creds{UID: [4]uint32{uid, uid, uid, uid}, GID: [4]uint32{uid, uid, uid, uid}, Groups: []uint32{uid, 27, 100},
+		CapBnd: 0x1ffffffffff, NoNewPrivs: true}
+}
+
+var stdRlimits = []format.Rlimit{
+	{Resource: 3, Cur: 8 << 20, Max: ^uint64(0)}, // RLIMIT_STACK
+	{Resource: 4, Cur: 0, Max: ^uint64(0)},       // RLIMIT_CORE
+	{Resource: 7, Cur: 1024, Max: 524288},        // RLIMIT_NOFILE
+}
+
+var exeRef = format.FileRef{Path: "/usr/bin/app", Dev: 0x803, Ino: 131073, Mode: 0o100755, Size: 81920, MtimeNs: 1767000000_000000000}
+
+// Addresses of the full-amd64 image.
+const (
+	exeText  = 0x400000
+	exeData  = 0x404000
+	heap     = 0x1000000
+	memfdMap = 0x7f0000000000
+	delMap   = 0x7f0000010000
+	shmMap   = 0x7f1000000000
+	vvar     = 0x7ffff7fc0000
+	vdso     = 0x7ffff7fc4000
+	stack    = 0x7fffffffc000
+	vsyscall = 0xffffffffff600000
+)
+
+// genFullAMD64 covers every record type of a full image: a process tree
+// (with a zombie), threads with amd64 registers, every file type with its
+// type-specific state, blobs, substitutions of each kind, remaps, the
+// kernel's special mappings, file-backed areas with pages from the file,
+// zero runs, sigactions, pending signals, rlimits and credentials.
+func genFullAMD64() ([]byte, error) {
+	g := newPageGen(1)
+	const ps = 4096
+	heapPages := append(append(g.random(3*ps), make([]byte, ps)...), text(2*ps, "heap")...)
+	meta := &format.Meta{
+		Tool:    "ckptimg golden generator",
+		Created: genCreated,
+		Machine: format.Machine{Arch: format.ArchAMD64, KernelRelease: "6.18.0-golden", PageSize: ps, XStateSize: 2696,
+			XStateFeatures: 0x2e7, Hostname: "golden", VDSOHash: 0x1234abcd5678ef00,
+			VDSO: []format.SpecialMapping{{Flags: format.MapVVAR, Start: vvar, Size: 0x4000}, {Flags: format.MapVDSO, Start: vdso, Size: 0x2000},
+				{Flags: format.MapVSyscall, Start: vsyscall, Size: 0x1000}}},
+		Capture: format.CaptureInfo{Method: "full", FrozenNs: 1234567, WallNs: 2345678,
+			Command: []string{"ckptimg", "capture", "--pid", "100", "-o", "full-amd64.ckpt"}},
+		Remaps: []format.Remap{{Old: "/home/alice", New: "/home/bob"}, {Old: "/srv/old", New: "/srv/data"}},
+	}
+	root := format.Process{
+		PID: 100, PPID: 1, PGID: 100, SID: 100, Comm: "app",
+		Cmdline: []string{"/usr/bin/app", "--serve", "/srv/data"},
+		Environ: []string{"HOME=/home/bob", "PATH=/usr/bin:/bin", "SECRET=not-listed"},
+		Exe:     exeRef, Cwd: "/srv/data", Root: "/", Umask: 0o022, Creds: userCreds(1000), Rlimits: stdRlimits,
+		Auxv: []byte{6, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0},
+		MM:   format.MMFields{StartCode: exeText, EndCode: exeText + 0x3000, StartData: exeData, EndData: exeData + 0x1000, StartBrk: heap, Brk: heap + 0x8000, StartStack: stack + 0x2f00},
+		SigActions: []format.SigAction{
+			{Signal: sigINT, Handler: 0x401200, Flags: 0x04000004, Restorer: 0x401300, Mask: 1 << (sigTERM - 1)},
+			{Signal: sigCHLD, Handler: 1}, // SIG_IGN
+			{Signal: sigRT2, Handler: 0x401400, Flags: 0x14000004, Restorer: 0x401300},
+		},
+		Threads: []format.Thread{
+			{TID: 100, Comm: "app", Regs: amd64Regs(0x401000, stack+0x2e00), XState: text(64, "xsave"), SigMask: 1 << (sigUSR1 - 1),
+				AltStack: format.AltStack{SP: heap + 0x6000, Size: 0x2000}, RobustList: 0x7ffff7d8aa20, RobustListLen: 24,
+				Rseq: format.Rseq{Ptr: 0x7ffff7d8b0e0, Len: 32, Signature: 0x53053053}},
+			{TID: 105, Comm: "app-worker", Regs: amd64Regs(0x401080, heap+0x5f00), XState: text(64, "xsave"),
+				ClearChildTID: 0x7ffff758a910, Pending: []format.SigInfo{siginfo(sigUSR1)}},
+		},
+		Areas: []format.Area{
+			{Start: exeText, End: exeText + 0x4000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapFile, Name: exeRef.Path, File: exeRef, VMFlags: "rd ex mr mw me"},
+			{Start: exeData, End: exeData + 0x2000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapFile, Name: exeRef.Path, File: exeRef, Offset: 0x4000, VMFlags: "rd wr mr mw me ac"},
+			{Start: heap, End: heap + 0x8000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]", VMFlags: "rd wr mr mw me ac"},
+			{Start: memfdMap, End: memfdMap + 0x2000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapShared | format.MapFile | format.MapMemfd,
+				Name: "/memfd:cache (deleted)", File: format.FileRef{Path: "/memfd:cache (deleted)", Dev: 0x1, Ino: 2048, Mode: 0o100777, Size: 8192}},
+			{Start: delMap, End: delMap + 0x1000, Prot: format.ProtRead, Flags: format.MapFile | format.MapDeleted,
+				Name: "/tmp/scratch (deleted)", File: format.FileRef{Path: "/tmp/scratch", Dev: 0x803, Ino: 77, Mode: 0o100600, Size: 4096}},
+			{Start: vvar, End: vvar + 0x4000, Prot: format.ProtRead, Flags: format.MapVVAR, Name: "[vvar]"},
+			{Start: vdso, End: vdso + 0x2000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapVDSO, Name: "[vdso]"},
+			{Start: stack, End: stack + 0x3000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapStack | format.MapGrowsDown, Name: "[stack]", VMFlags: "rd wr mr mw me gd ac"},
+			{Start: vsyscall, End: vsyscall + 0x1000, Prot: format.ProtExec, Flags: format.MapVSyscall, Name: "[vsyscall]"},
+		},
+		FDs: []format.FD{
+			{Num: 0, FileID: 1}, {Num: 1, FileID: 1}, {Num: 2, FileID: 1},
+			{Num: 3, FileID: 2, CloseOnExec: true}, {Num: 4, FileID: 3}, {Num: 5, FileID: 4}, {Num: 6, FileID: 5},
+			{Num: 7, FileID: 6}, {Num: 8, FileID: 7}, {Num: 9, FileID: 8}, {Num: 10, FileID: 9}, {Num: 11, FileID: 10},
+			{Num: 12, FileID: 11}, {Num: 13, FileID: 12}, {Num: 14, FileID: 13}, {Num: 15, FileID: 14}, {Num: 16, FileID: 15},
+			{Num: 17, FileID: 16}, {Num: 18, FileID: 17}, {Num: 19, FileID: 18}, {Num: 20, FileID: 19}, {Num: 21, FileID: 20},
+			{Num: 22, FileID: 21}, {Num: 23, FileID: 22}, {Num: 24, FileID: 23}, {Num: 100, FileID: 24},
+		},
+		SharedPending: []format.SigInfo{siginfo(sigTERM)},
+	}
+	child := format.Process{
+		PID: 101, PPID: 100, PGID: 100, SID: 100, Comm: "app-child",
+		Cmdline: []string{"/usr/bin/app", "--child"}, Exe: exeRef, Cwd: "/srv/data", Root: "/", Umask: 0o077,
+		Creds: userCreds(1001), Rlimits: stdRlimits,
+		Threads: []format.Thread{{TID: 101, Comm: "app-child", Regs: amd64Regs(0x401040, stack+0x2f00), SigMask: 0}},
+		Areas: []format.Area{
+			{Start: heap, End: heap + 0x2000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]"},
+			{Start: shmMap, End: shmMap + 0x1000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapShared | format.MapFile | format.MapSysVShm,
+				Name: "/SYSV00001234 (deleted)", File: format.FileRef{Path: "/SYSV00001234 (deleted)", Dev: 0x1, Ino: 9, Mode: 0o100600, Size: 4096}},
+			{Start: stack, End: stack + 0x3000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapStack | format.MapGrowsDown, Name: "[stack]"},
+		},
+		FDs:           []format.FD{{Num: 0, FileID: 1}, {Num: 1, FileID: 1}, {Num: 2, FileID: 1}, {Num: 4, FileID: 4}, {Num: 9, FileID: 8}},
+		SharedPending: []format.SigInfo{siginfo(sigCHLD)},
+	}
+	zombie := format.Process{PID: 102, PPID: 100, PGID: 100, SID: 100, Comm: "app-done", Exited: true, ExitStatus: 3}
+	meta.Processes = []format.Process{root, child, zombie}
+
+	termios := text(60, "termios")
+	winsize := []byte{24, 0, 80, 0, 0, 0, 0, 0}
+	meta.Files = []format.File{
+		{ID: 1, Type: format.FileTTY, Name: "/dev/pts/3", Flags: 0o2, TTY: &format.TTYInfo{Index: 3, Termios: termios, Winsize: winsize},
+			Ident: format.FileRef{Path: "/dev/pts/3", Dev: 0x19, Ino: 6, Mode: 0o20620}},
+		{ID: 2, Type: format.FileRegular, Name: "/var/log/app.log", Flags: 0o2001 | 0o2000000, Pos: 1234,
+			Ident: format.FileRef{Path: "/var/log/app.log", Dev: 0x803, Ino: 4242, Mode: 0o100644, Size: 1234, MtimeNs: 1767323000_000000000}},
+		{ID: 3, Type: format.FileDir, Name: "/srv/data", Flags: 0o200000 | 0o4000,
+			Ident: format.FileRef{Path: "/srv/data", Dev: 0x803, Ino: 500, Mode: 0o40755}},
+		{ID: 4, Type: format.FilePipe, Name: "pipe:[5001]", Flags: 0, Pipe: &format.PipeInfo{Ino: 5001, Buffered: []byte("hello\n")}},
+		{ID: 5, Type: format.FilePipe, Name: "pipe:[5001]", Flags: 0o1, Pipe: &format.PipeInfo{Ino: 5001}},
+		{ID: 6, Type: format.FileFIFO, Name: "/run/app.fifo", Flags: 0o4000, Pipe: &format.PipeInfo{Ino: 6001},
+			Ident: format.FileRef{Path: "/run/app.fifo", Dev: 0x17, Ino: 6001, Mode: 0o10644}},
+		{ID: 7, Type: format.FileUnix, Name: "socket:[7001]", Flags: 0o2,
+			Socket: &format.SocketInfo{Family: 1, Type: 1, State: format.SocketListening, Local: "/run/app.sock", Backlog: 128, Ino: 7001}},
+		{ID: 8, Type: format.FileUnix, Name: "socket:[7002]", Flags: 0o2,
+			Socket: &format.SocketInfo{Family: 1, Type: 5, State: format.SocketConnected, Local: "@app-abstract", Ino: 7002, PeerIno: 7003}},
+		{ID: 9, Type: format.FileInet, Name: "socket:[7004]", Flags: 0o2 | 0o4000,
+			Socket: &format.SocketInfo{Family: 2, Type: 1, Protocol: 6, State: format.SocketListening, Local: "0.0.0.0:8080", Backlog: 4096, Ino: 7004}},
+		{ID: 10, Type: format.FileInet, Name: "socket:[7005]", Flags: 0o2,
+			Socket: &format.SocketInfo{Family: 10, Type: 1, Protocol: 6, State: format.SocketConnected, Local: "[::1]:40000", Peer: "[::1]:5432", Ino: 7005}},
+		{ID: 11, Type: format.FileTTY, Name: "/dev/ptmx", Flags: 0o2, TTY: &format.TTYInfo{Index: 4, Master: true, Termios: termios, Winsize: winsize}},
+		{ID: 12, Type: format.FileChar, Name: "/dev/null", Flags: 0o2, Ident: format.FileRef{Path: "/dev/null", Dev: 0x5, Ino: 4, Mode: 0o20666}},
+		{ID: 13, Type: format.FileEventfd, Name: "anon_inode:[eventfd]", Flags: 0o2, Eventfd: &format.EventfdInfo{Count: 7}},
+		{ID: 14, Type: format.FileEpoll, Name: "anon_inode:[eventpoll]", Flags: 0o2, Epoll: &format.EpollInfo{Targets: []format.EpollTarget{
+			{FD: 14, FileID: 13, Events: 0x1, Data: 14}, {FD: 8, FileID: 7, Events: 0x80000001, Data: 0xdeadbeef00000008}}}},
+		{ID: 15, Type: format.FileTimerfd, Name: "anon_inode:[timerfd]", Flags: 0o2,
+			Timerfd: &format.TimerfdInfo{ClockID: 1, Ticks: 3, ValueNs: 250_000_000, IntervalNs: 1_000_000_000}},
+		{ID: 16, Type: format.FileSignalfd, Name: "anon_inode:[signalfd]", Flags: 0o2, Signalfd: &format.SignalfdInfo{Mask: 1<<(sigUSR1-1) | 1<<(sigCHLD-1)}},
+		{ID: 17, Type: format.FileInotify, Name: "anon_inode:inotify", Flags: 0, Inotify: &format.InotifyInfo{Watches: []format.InotifyWatch{
+			{WD: 1, Mask: 0x2 | 0x100, Path: "/srv/data", Dev: 0x803, Ino: 500}}}},
+		{ID: 18, Type: format.FileMemfd, Name: "/memfd:cache (deleted)", Flags: 0o2,
+			Ident: format.FileRef{Path: "/memfd:cache (deleted)", Dev: 0x1, Ino: 2048, Mode: 0o100777, Size: 8192}},
+		{ID: 19, Type: format.FileDeleted, Name: "/tmp/scratch (deleted)", Flags: 0o2, Pos: 10,
+			Ident: format.FileRef{Path: "/tmp/scratch", Dev: 0x803, Ino: 77, Mode: 0o100600, Size: 4096}},
+		{ID: 20, Type: format.FileAnonInode, Name: "anon_inode:bpf-map", Flags: 0o2, Unsupported: "bpf maps are not captured"},
+		{ID: 21, Type: format.FileSocket, Name: "socket:[7006]", Flags: 0o2,
+			Socket: &format.SocketInfo{Family: 16, Type: 3, Protocol: 0, State: format.SocketUnconnected, Ino: 7006}},
+		{ID: 22, Type: format.FileBlock, Name: "/dev/loop0", Flags: 0, Ident: format.FileRef{Path: "/dev/loop0", Dev: 0x5, Ino: 300, Mode: 0o60660}},
+		{ID: 23, Type: format.FileUnknown, Name: "anon_inode:[io_uring]", Flags: 0o2, Unsupported: "io_uring instances are not captured"},
+		// A name with a separator, a space and a newline exercises escaping.
+		{ID: 24, Type: format.FileRegular, Name: "/tmp/odd|name with space\nand newline", Flags: 0o0,
+			Ident: format.FileRef{Path: "/tmp/odd|name with space\nand newline", Dev: 0x803, Ino: 4343, Mode: 0o100644, Size: 3}},
+	}
+	meta.Substs = []format.Subst{
+		{FileID: 1, Kind: format.SubstTTY},
+		{FileID: 10, Kind: format.SubstFD, FD: 5},
+		{FileID: 20, Kind: format.SubstPath, Path: "/dev/null"},
+		{FileID: 23, Kind: format.SubstPath, Path: "/dev/null"},
+	}
+	fifoBuf := text(5000, "fifo")
+	memfdData := text(8192, "memfd")
+	scratch := append([]byte("scratch file contents\n"), make([]byte, 4096-22)...)
+	return writeImage(meta, nil, func(w *format.Writer) error {
+		steps := []struct {
+			pid  int32
+			addr uint64
+			data []byte
+		}{
+			{100, exeData, text(ps, "data")},
+			{100, heap, heapPages},
+			{100, memfdMap, memfdData[:ps]},
+			{100, delMap, scratch},
+			{100, stack + ps, append(make([]byte, ps), g.random(ps)...)},
+			{101, heap, heapPages[:2*ps]},
+			{101, shmMap, text(ps, "sysv")},
+			{101, stack + 2*ps, g.random(ps)},
+		}
+		for _, s := range steps {
+			if err := w.AddPages(s.pid, s.addr, s.data); err != nil {
+				return err
+			}
+		}
+		for _, b := range []struct {
+			data []byte
+			set  func(i uint32)
+		}{
+			{fifoBuf, func(i uint32) { meta.Files[5].Pipe.BufferedBlob = i }},
+			{memfdData, func(i uint32) { meta.Files[17].Contents = i }},
+			{scratch, func(i uint32) { meta.Files[18].Contents = i }},
+		} {
+			blob, err := w.AddBlob(bytes.NewReader(b.data))
+			if err != nil {
+				return err
+			}
+			meta.Blobs = append(meta.Blobs, blob)
+			b.set(uint32(len(meta.Blobs)))
+		}
+		return nil
+	})
+}
+
+// genARM64 is a one-thread arm64 process with 16 KiB pages.
+func genARM64() ([]byte, error) {
+	g := newPageGen(2)
+	const ps = 16384
+	x := make([]uint64, 31)
+	for i := range x {
+		x[i] = uint64(i) * 0x1111
+	}
+	meta := &format.Meta{
+		Tool: "ckptimg golden generator", Created: genCreated,
+		Machine: format.Machine{Arch: format.ArchARM64, KernelRelease: "6.18.0-golden-arm64", PageSize: ps, Hostname: "golden-arm",
+			VDSO: []format.SpecialMapping{{Flags: format.MapVVAR, Start: 0xffff8000c000, Size: 0x8000}, {Flags: format.MapVDSO, Start: 0xffff80014000, Size: 0x4000}}},
+		Capture: format.CaptureInfo{Method: "full", FrozenNs: 999, WallNs: 5000},
+		Processes: []format.Process{{
+			PID: 300, PPID: 1, PGID: 300, SID: 300, Comm: "armapp", Cmdline: []string{"/usr/bin/armapp"},
+			Exe: format.FileRef{Path: "/usr/bin/armapp", Dev: 0x10301, Ino: 12, Mode: 0o100755, Size: 65536}, Cwd: "/", Root: "/",
+			Creds: userCreds(0), Rlimits: stdRlimits[:1],
+			Threads: []format.Thread{{TID: 300, Comm: "armapp",
+				Regs:   format.Regs{ARM64: &format.RegsARM64{X: x, SP: 0xfffffffff000, PC: 0xaaaaaaaa1000, PState: 0x80000000, TPIDR: 0xffff80020000}},
+				XState: text(528, "fpsimd")}},
+			Areas: []format.Area{
+				{Start: 0xaaaaaaaa0000, End: 0xaaaaaaab0000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapFile, Name: "/usr/bin/armapp",
+					File: format.FileRef{Path: "/usr/bin/armapp", Dev: 0x10301, Ino: 12, Mode: 0o100755, Size: 65536}},
+				{Start: 0xaaaaaaac0000, End: 0xaaaaaaad0000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]"},
+				{Start: 0xffff8000c000, End: 0xffff80014000, Prot: format.ProtRead, Flags: format.MapVVAR, Name: "[vvar]"},
+				{Start: 0xffff80014000, End: 0xffff80018000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapVDSO, Name: "[vdso]"},
+				{Start: 0xfffffffe0000, End: 0x1000000000000, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapStack | format.MapGrowsDown, Name: "[stack]"},
+			},
+			FDs: []format.FD{{Num: 0, FileID: 1}, {Num: 3, FileID: 2, CloseOnExec: true}},
+		}},
+		Files: []format.File{
+			{ID: 1, Type: format.FileChar, Name: "/dev/null", Flags: 0o2, Ident: format.FileRef{Path: "/dev/null", Dev: 0x5, Ino: 4, Mode: 0o20666}},
+			// 0o40000 is O_DIRECTORY on arm64 (O_DIRECT on amd64).
+			{ID: 2, Type: format.FileDir, Name: "/etc", Flags: 0o40000 | 0o400000, Ident: format.FileRef{Path: "/etc", Dev: 0x10301, Ino: 2, Mode: 0o40755}},
+		},
+	}
+	return writeImage(meta, []format.WriterOption{format.WithPageSize(ps), format.WithCompression(format.CompressionBest)}, func(w *format.Writer) error {
+		if err := w.AddPages(300, 0xaaaaaaac0000, append(g.random(ps), text(ps, "arm")...)); err != nil {
+			return err
+		}
+		return w.AddPages(300, 0xfffffffe0000+6*ps, append(make([]byte, ps), text(ps, "stack")...))
+	})
+}
+
+// Addresses of the chain images.
+const (
+	chainHeap = 0x2000000
+	chainLib  = 0x7f2000000000
+	chainNew  = 0x7f3000000000
+)
+
+func chainMeta(method string, gen uint32, withNew bool) *format.Meta {
+	lib := format.FileRef{Path: "/usr/lib/libc.so.6", Dev: 0x803, Ino: 999, Mode: 0o100755, Size: 2 << 20, MtimeNs: 1767000000_000000000}
+	areas := []format.Area{
+		{Start: chainHeap, End: chainHeap + 8*4096, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]"},
+		{Start: chainLib, End: chainLib + 4*4096, Prot: format.ProtRead | format.ProtExec, Flags: format.MapFile, Name: lib.Path, File: lib},
+	}
+	if withNew {
+		areas = append(areas, format.Area{Start: chainNew, End: chainNew + 2*4096, Prot: format.ProtRead | format.ProtWrite, Name: ""})
+	}
+	return &format.Meta{
+		Tool: "ckptimg golden generator", Created: genCreated + int64(gen)*1_000_000_000,
+		Machine: format.Machine{Arch: format.ArchAMD64, KernelRelease: "6.18.0-golden", PageSize: 4096, Hostname: "golden"},
+		Capture: format.CaptureInfo{Method: method, FrozenNs: 1000 * int64(gen+1), WallNs: 2000 * int64(gen+1), Generation: gen},
+		Processes: []format.Process{{
+			PID: 200, PPID: 1, PGID: 200, SID: 200, Comm: "counter", Cmdline: []string{"/usr/bin/counter"}, Cwd: "/", Root: "/",
+			Creds:   userCreds(1000),
+			Threads: []format.Thread{{TID: 200, Comm: "counter", Regs: amd64Regs(0x401000+uint64(gen)*0x10, 0x7ffffffde000)}},
+			Areas:   areas,
+			FDs:     []format.FD{{Num: 1, FileID: 1}},
+		}},
+		Files: []format.File{{ID: 1, Type: format.FileChar, Name: "/dev/null", Flags: 0o1}},
+	}
+}
+
+// chainHeapPages returns the heap of generation gen: each page holds its
+// number and the generation that last wrote it.
+func chainHeapPages(gen int) []byte {
+	b := make([]byte, 0, 8*4096)
+	for p := range 8 {
+		last := 0
+		switch {
+		case gen >= 1 && (p == 2 || p == 5):
+			last = 1
+		}
+		if gen >= 2 && p == 6 {
+			last = 2
+		}
+		if gen >= 1 && p == 7 {
+			b = append(b, make([]byte, 4096)...) // zeroed in generation 1
+			continue
+		}
+		b = append(b, text(4096, fmt.Sprintf("page%d-gen%d", p, last))...)
+	}
+	return b
+}
+
+// genChain makes a base image and two deltas on it: "delta" compares page
+// hashes with its parent (parent runs, changed pages, a page that became
+// zero, a new area); "delta2" records its unchanged pages as parent pages
+// without reading them, as dirty tracking does.
+func genChain() ([]generated, error) {
+	base, err := writeImage(chainMeta("full", 0, false), nil, func(w *format.Writer) error {
+		return w.AddPages(200, chainHeap, chainHeapPages(0))
+	})
+	if err != nil {
+		return nil, err
+	}
+	br, err := format.NewReader(bytes.NewReader(base), int64(len(base)))
+	if err != nil {
+		return nil, err
+	}
+	delta, err := writeImage(chainMeta("hash", 1, true), []format.WriterOption{format.WithParent(br, "base.ckpt")}, func(w *format.Writer) error {
+		if err := w.AddPages(200, chainHeap, chainHeapPages(1)); err != nil {
+			return err
+		}
+		return w.AddPages(200, chainNew, text(4096, "new"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	dr, err := format.NewReader(bytes.NewReader(delta), int64(len(delta)))
+	if err != nil {
+		return nil, err
+	}
+	delta2, err := writeImage(chainMeta("uffd-wp", 2, true), []format.WriterOption{format.WithParent(dr, "delta.ckpt")}, func(w *format.Writer) error {
+		heap := chainHeapPages(2)
+		if err := w.AddParentPages(200, chainHeap, 6); err != nil {
+			return err
+		}
+		if err := w.AddPages(200, chainHeap+6*4096, heap[6*4096:]); err != nil {
+			return err
+		}
+		return w.AddParentPages(200, chainNew, 1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []generated{{"base", base}, {"delta", delta}, {"delta2", delta2}}, nil
+}

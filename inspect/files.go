@@ -1,0 +1,286 @@
+package inspect
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// FileInfo is one open file description of the image's file table, with
+// the fds that refer to it, as Kerrighed listed file identifiers.
+type FileInfo struct {
+	// ID is the identifier users type: "f<N>".
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	// Name is the symbolic name: a path, or the kernel's name of an
+	// anonymous object ("pipe:[1234]").
+	Name string `json:"name"`
+	// Users are the fds that refer to the file, in process then fd order.
+	Users []FDRef `json:"users"`
+	Flags string  `json:"flags"`
+	Pos   int64   `json:"pos"`
+	// Detail summarises the type-specific state in one line.
+	Detail string       `json:"detail"`
+	Ident  *FileRefInfo `json:"ident,omitempty"`
+	// ContentsBytes is the size of the saved contents of a deleted file or
+	// a memfd, when the image holds them.
+	ContentsBytes *uint64 `json:"contents_bytes,omitempty"`
+	// Subst is the substitution recorded for the file, applied at restart.
+	Subst *SubstInfo `json:"subst,omitempty"`
+	// Unsupported says why capture could not describe the file fully.
+	Unsupported string `json:"unsupported,omitempty"`
+
+	Pipe     *PipeJSON     `json:"pipe,omitempty"`
+	Socket   *SocketJSON   `json:"socket,omitempty"`
+	TTY      *TTYJSON      `json:"tty,omitempty"`
+	Eventfd  *EventfdJSON  `json:"eventfd,omitempty"`
+	Epoll    *EpollJSON    `json:"epoll,omitempty"`
+	Timerfd  *TimerfdJSON  `json:"timerfd,omitempty"`
+	Signalfd *SignalfdJSON `json:"signalfd,omitempty"`
+	Inotify  *InotifyJSON  `json:"inotify,omitempty"`
+}
+
+// SubstInfo is one substitution.
+type SubstInfo struct {
+	FileID string `json:"file_id"`
+	// Kind is "fd", "path" or "tty".
+	Kind string `json:"kind"`
+	FD   *int32 `json:"fd,omitempty"`
+	Path string `json:"path,omitempty"`
+}
+
+// String prints the substitution: "tty", "fd 5", "path /dev/null".
+func (s *SubstInfo) String() string {
+	switch {
+	case s.FD != nil:
+		return fmt.Sprintf("%s %d", s.Kind, *s.FD)
+	case s.Path != "":
+		return s.Kind + " " + s.Path
+	}
+	return s.Kind
+}
+
+func substInfo(s format.Subst) *SubstInfo {
+	si := &SubstInfo{FileID: format.FileIDString(s.FileID), Kind: s.Kind.String()}
+	switch s.Kind {
+	case format.SubstFD:
+		fd := s.FD
+		si.FD = &fd
+	case format.SubstPath:
+		si.Path = s.Path
+	}
+	return si
+}
+
+// PipeJSON is the state of a pipe or FIFO end.
+type PipeJSON struct {
+	Ino           uint64 `json:"ino"`
+	BufferedBytes uint64 `json:"buffered_bytes"`
+}
+
+// SocketJSON is the state of a socket.
+type SocketJSON struct {
+	Family   string `json:"family"`
+	Type     string `json:"type"`
+	Protocol uint32 `json:"protocol"`
+	State    string `json:"state"`
+	Local    string `json:"local"`
+	Peer     string `json:"peer"`
+	Backlog  uint32 `json:"backlog"`
+	Ino      uint64 `json:"ino"`
+	PeerIno  uint64 `json:"peer_ino"`
+}
+
+// TTYJSON is the state of a terminal.
+type TTYJSON struct {
+	Index        int32 `json:"index"`
+	Master       bool  `json:"master"`
+	TermiosBytes int   `json:"termios_bytes"`
+	WinsizeBytes int   `json:"winsize_bytes"`
+}
+
+// EventfdJSON is an eventfd's counter.
+type EventfdJSON struct {
+	Count uint64 `json:"count"`
+}
+
+// EpollJSON is an epoll instance's interest list.
+type EpollJSON struct {
+	Targets []EpollTargetJSON `json:"targets"`
+}
+
+// EpollTargetJSON is one watched fd.
+type EpollTargetJSON struct {
+	FD     int32  `json:"fd"`
+	FileID string `json:"file_id"`
+	Events Hex    `json:"events"`
+	Data   Hex    `json:"data"`
+}
+
+// TimerfdJSON is a timerfd's settings.
+type TimerfdJSON struct {
+	ClockID    uint32 `json:"clock_id"`
+	Flags      uint32 `json:"flags"`
+	Ticks      uint64 `json:"ticks"`
+	ValueNs    int64  `json:"value_ns"`
+	IntervalNs int64  `json:"interval_ns"`
+}
+
+// SignalfdJSON is a signalfd's mask.
+type SignalfdJSON struct {
+	Mask    Hex      `json:"mask"`
+	Signals []string `json:"signals"`
+}
+
+// InotifyJSON lists an inotify instance's watches.
+type InotifyJSON struct {
+	Watches []InotifyWatchJSON `json:"watches"`
+}
+
+// InotifyWatchJSON is one watch.
+type InotifyWatchJSON struct {
+	WD   int32  `json:"wd"`
+	Mask Hex    `json:"mask"`
+	Path string `json:"path"`
+	Dev  Hex    `json:"dev"`
+	Ino  uint64 `json:"ino"`
+}
+
+// Files lists the file table in identifier order, with each file's users
+// and substitution.
+func Files(r *format.Reader) []FileInfo {
+	m := r.Meta()
+	users := map[uint32][]FDRef{}
+	for _, p := range m.Processes {
+		// Processes keep their image order; fds sort within each.
+		for _, fd := range sortedFDs(p.FDs) {
+			users[fd.FileID] = append(users[fd.FileID], FDRef{p.PID, fd.Num})
+		}
+	}
+	substs := map[uint32]format.Subst{}
+	for _, s := range m.Substs {
+		substs[s.FileID] = s // the last one recorded wins, as at restart
+	}
+	files := make([]*format.File, len(m.Files))
+	for i := range m.Files {
+		files[i] = &m.Files[i]
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].ID < files[j].ID })
+	out := make([]FileInfo, 0, len(files))
+	for _, f := range files {
+		u := users[f.ID]
+		if u == nil {
+			u = []FDRef{}
+		}
+		fi := FileInfo{ID: format.FileIDString(f.ID), Type: f.Type.String(), Name: f.Name, Users: u,
+			Flags: OpenFlags(f.Flags, m.Machine.Arch), Pos: f.Pos, Ident: fileRef(f.Ident), Unsupported: f.Unsupported}
+		if s, ok := substs[f.ID]; ok {
+			fi.Subst = substInfo(s)
+		}
+		if f.Contents != 0 {
+			n := m.Blobs[f.Contents-1].Size // index validated by the reader
+			fi.ContentsBytes = &n
+		}
+		fillTypeInfo(&fi, f, m)
+		out = append(out, fi)
+	}
+	return out
+}
+
+func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
+	var d []string
+	if p := f.Pipe; p != nil {
+		n := uint64(len(p.Buffered))
+		if p.BufferedBlob != 0 {
+			n = m.Blobs[p.BufferedBlob-1].Size
+		}
+		fi.Pipe = &PipeJSON{Ino: p.Ino, BufferedBytes: n}
+		d = append(d, fmt.Sprintf("ino %d, %d bytes buffered", p.Ino, n))
+	}
+	if s := f.Socket; s != nil {
+		fi.Socket = &SocketJSON{Family: mapName(familyNames, s.Family, "af"), Type: mapName(sockTypeNames, s.Type, "type"),
+			Protocol: s.Protocol, State: s.State.String(), Local: s.Local, Peer: s.Peer, Backlog: s.Backlog, Ino: s.Ino, PeerIno: s.PeerIno}
+		line := fmt.Sprintf("%s %s %s", fi.Socket.Family, fi.Socket.Type, fi.Socket.State)
+		if s.Local != "" {
+			line += " local " + s.Local
+		}
+		if s.Peer != "" {
+			line += " peer " + s.Peer
+		}
+		if s.PeerIno != 0 {
+			line += fmt.Sprintf(" peer ino %d", s.PeerIno)
+		}
+		if s.State == format.SocketListening {
+			line += fmt.Sprintf(" backlog %d", s.Backlog)
+		}
+		d = append(d, line)
+	}
+	if t := f.TTY; t != nil {
+		fi.TTY = &TTYJSON{Index: t.Index, Master: t.Master, TermiosBytes: len(t.Termios), WinsizeBytes: len(t.Winsize)}
+		side := "slave"
+		if t.Master {
+			side = "master"
+		}
+		if t.Index >= 0 {
+			d = append(d, fmt.Sprintf("pty %d %s", t.Index, side))
+		} else {
+			d = append(d, side)
+		}
+	}
+	if e := f.Eventfd; e != nil {
+		fi.Eventfd = &EventfdJSON{Count: e.Count}
+		d = append(d, fmt.Sprintf("count %d", e.Count))
+	}
+	if e := f.Epoll; e != nil {
+		fi.Epoll = &EpollJSON{Targets: []EpollTargetJSON{}}
+		var ts []string
+		for _, t := range e.Targets {
+			id := ""
+			if t.FileID != 0 {
+				id = format.FileIDString(t.FileID)
+			}
+			fi.Epoll.Targets = append(fi.Epoll.Targets, EpollTargetJSON{FD: t.FD, FileID: id, Events: Hex(t.Events), Data: Hex(t.Data)})
+			ts = append(ts, fmt.Sprintf("%d(%s)", t.FD, id))
+		}
+		d = append(d, "watches fds "+strings.Join(ts, " "))
+	}
+	if t := f.Timerfd; t != nil {
+		fi.Timerfd = &TimerfdJSON{ClockID: t.ClockID, Flags: t.Flags, Ticks: t.Ticks, ValueNs: t.ValueNs, IntervalNs: t.IntervalNs}
+		d = append(d, fmt.Sprintf("clock %d, next in %v, interval %v, %d ticks", t.ClockID, time.Duration(t.ValueNs), time.Duration(t.IntervalNs), t.Ticks))
+	}
+	if s := f.Signalfd; s != nil {
+		sigs := maskSignals(s.Mask)
+		fi.Signalfd = &SignalfdJSON{Mask: Hex(s.Mask), Signals: sigs}
+		d = append(d, "signals "+strings.Join(sigs, ","))
+	}
+	if in := f.Inotify; in != nil {
+		fi.Inotify = &InotifyJSON{Watches: []InotifyWatchJSON{}}
+		var ws []string
+		for _, w := range in.Watches {
+			fi.Inotify.Watches = append(fi.Inotify.Watches, InotifyWatchJSON{WD: w.WD, Mask: Hex(w.Mask), Path: w.Path, Dev: Hex(w.Dev), Ino: w.Ino})
+			ws = append(ws, fmt.Sprintf("%d:%s", w.WD, w.Path))
+		}
+		d = append(d, "watches "+strings.Join(ws, " "))
+	}
+	if fi.ContentsBytes != nil {
+		d = append(d, fmt.Sprintf("%d bytes of contents saved", *fi.ContentsBytes))
+	}
+	if f.Unsupported != "" {
+		d = append(d, "unsupported: "+f.Unsupported)
+	}
+	fi.Detail = strings.Join(d, "; ")
+}
+
+// maskSignals lists the signals of a kernel sigset (bit n-1 is signal n).
+func maskSignals(mask uint64) []string {
+	out := []string{}
+	for i := uint32(0); i < 64; i++ {
+		if mask&(1<<i) != 0 {
+			out = append(out, SignalName(i+1))
+		}
+	}
+	return out
+}

@@ -1,0 +1,140 @@
+package inspect
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// VerifyResult is what `ckptimg verify` prints.
+type VerifyResult struct {
+	ImageID string `json:"image_id"`
+	OK      bool   `json:"ok"`
+	// Chunks and StoredBytes are what was read and checked.
+	Chunks      int    `json:"chunks"`
+	StoredBytes uint64 `json:"stored_bytes"`
+	// Pages are the stored pages whose hash was checked.
+	Pages uint64 `json:"pages"`
+	// ParentPages are the pages in parent images whose hashes were
+	// compared with the delta's (0 for a full image).
+	ParentPages uint64 `json:"parent_pages"`
+	// Chain is set for a delta: whether its parents were found.
+	Chain    *ChainInfo `json:"chain,omitempty"`
+	Problems []Problem  `json:"problems"`
+}
+
+// Problem is one thing verify found wrong.
+type Problem struct {
+	// Section is where: "chunk 3", "metadata", "page-hashes", "chain"...
+	Section string `json:"section"`
+	// Offset is the byte offset in the image file (for "metadata", in the
+	// decoded metadata); -1 when the problem has no offset.
+	Offset  int64  `json:"offset"`
+	Message string `json:"message"`
+}
+
+// NewVerifyResult returns the result of verifying r before any check ran.
+func NewVerifyResult(r *format.Reader) *VerifyResult {
+	v := &VerifyResult{ImageID: r.ID().String(), OK: true, Chunks: len(r.Chunks()), Problems: []Problem{}}
+	for _, c := range r.Chunks() {
+		v.StoredBytes += uint64(c.StoredLen)
+	}
+	for _, p := range r.Meta().Processes {
+		for _, a := range p.Areas {
+			for _, run := range a.Runs {
+				if run.Kind == format.RunData {
+					v.Pages += run.Pages
+				}
+			}
+		}
+	}
+	return v
+}
+
+// AddErr records err (possibly several joined errors) as problems; section
+// names errors that are not *format.CorruptError.
+func (v *VerifyResult) AddErr(section string, err error) {
+	if err == nil {
+		return
+	}
+	v.OK = false
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			v.AddErr(section, e)
+		}
+		return
+	}
+	var ce *format.CorruptError
+	if errors.As(err, &ce) {
+		v.Problems = append(v.Problems, Problem{Section: ce.Section, Offset: ce.Offset, Message: ce.Msg})
+		return
+	}
+	v.Problems = append(v.Problems, Problem{Section: section, Offset: -1, Message: err.Error()})
+}
+
+// CheckChain checks the cross-references between a delta and its parents:
+// every page the delta says is in a parent must be found there, and the
+// hash the delta recorded for it must equal the parent's. It returns the
+// number of pages compared and the problems found (joined, each a
+// *format.CorruptError), at most maxProblems of them.
+func CheckChain(c *format.Chain) (uint64, error) {
+	const maxProblems = 100
+	images := c.Images()
+	hashes := make([][]uint64, len(images))
+	for i, img := range images {
+		h, err := img.PageHashes()
+		if err != nil {
+			return 0, err
+		}
+		hashes[i] = h
+	}
+	top := images[0]
+	ps := uint64(top.Meta().Machine.PageSize)
+	zero := format.ZeroPageHash(int(ps))
+	hashOff := func(img int) int64 {
+		for _, s := range images[img].Sections() {
+			if s.Kind == format.SectionPageHashes {
+				return int64(s.Offset)
+			}
+		}
+		return -1
+	}
+	var (
+		errs    []error
+		checked uint64
+	)
+	for _, p := range top.Meta().Processes {
+		for _, a := range p.Areas {
+			for _, run := range a.Runs {
+				if run.Kind != format.RunParent {
+					continue
+				}
+				pieces, err := c.Resolve(p.PID, run)
+				if err != nil {
+					errs = append(errs, &format.CorruptError{Section: "chain", Offset: -1,
+						Msg: fmt.Sprintf("process %d area %#x-%#x: parent pages at %#x do not resolve: %v", p.PID, a.Start, a.End, run.Addr, err)})
+					continue
+				}
+				for _, pc := range pieces {
+					for k := uint64(0); k < pc.Pages; k++ {
+						addr := pc.Addr + k*ps
+						idx := run.HashIndex + (addr-run.Addr)/ps
+						want := hashes[0][idx]
+						got := zero
+						if pc.Kind != format.RunZero {
+							got = hashes[pc.Image][pc.HashIndex+k]
+						}
+						checked++
+						if got != want && len(errs) < maxProblems {
+							errs = append(errs, &format.CorruptError{Section: "page-hashes", Offset: hashOff(0) + 8*int64(idx), Err: format.ErrChecksum,
+								Msg: fmt.Sprintf("process %d page %#x: the delta records hash %016x for the parent's page, parent %s has %016x",
+									p.PID, addr, want, images[pc.Image].ID(), got)})
+						}
+					}
+				}
+			}
+		}
+	}
+	return checked, errors.Join(errs...)
+}
