@@ -220,22 +220,43 @@ type decodeError struct {
 
 func (e *decodeError) Error() string { return e.msg }
 
-// unmarshalMessage decodes b into the struct v points to. Every allocation
-// is bounded by len(b): a repeated element consumes at least two bytes.
+// unmarshalMessage decodes b into the struct v points to. What it
+// allocates is bounded by len(b): at most maxMetaExpansion bytes per byte
+// of input (plus 64 KiB), checked as it goes, since an empty record costs
+// two bytes of input but can be hundreds of bytes decoded.
 func unmarshalMessage(b []byte, v any) error {
-	return decodeMessage(b, 0, reflect.ValueOf(v).Elem(), 0)
+	d := decoder{budget: maxMetaExpansion*len(b) + 64<<10, size: len(b)}
+	return d.message(b, 0, reflect.ValueOf(v).Elem(), 0)
+}
+
+// maxMetaExpansion bounds the memory decoded records take per byte of
+// their encoding. Real metadata takes under 10; a two-byte empty Process
+// record takes about 600.
+const maxMetaExpansion = 64
+
+type decoder struct {
+	budget int // bytes the decoded records may still take
+	size   int // of the whole input, for the message
+}
+
+func (d *decoder) spend(n, off int) error {
+	d.budget -= n
+	if d.budget < 0 {
+		return &decodeError{off, fmt.Sprintf("message of %d bytes expands to more than %d times its size", d.size, maxMetaExpansion)}
+	}
+	return nil
 }
 
 // maxDepth bounds nesting; the schema's own depth is far smaller, so a
 // deeper input is malformed whatever field numbers it uses.
 const maxDepth = 16
 
-func decodeMessage(b []byte, base int, v reflect.Value, depth int) error {
+func (d *decoder) message(b []byte, base int, v reflect.Value, depth int) error {
 	if depth > maxDepth {
 		return &decodeError{base, "messages nested too deeply"}
 	}
 	fields := messageFields(v.Type())
-	filled := make([]int, v.NumField()) // elements decoded so far, per array field
+	var filled []int // elements decoded so far, per array field
 	off := 0
 	for off < len(b) {
 		keyOff := off
@@ -278,28 +299,45 @@ func decodeMessage(b []byte, base int, v reflect.Value, depth int) error {
 		f := v.Field(fi.index)
 		switch {
 		case fi.array > 0:
+			if filled == nil {
+				filled = make([]int, v.NumField())
+			}
 			i := filled[fi.index]
 			if i >= fi.array {
 				return &decodeError{base + keyOff, fmt.Sprintf("%s field %d has more than %d elements", v.Type().Name(), num, fi.array)}
 			}
 			filled[fi.index]++
-			if err := setScalar(f.Index(i), fi, u, p, base+off-len(p), depth); err != nil {
+			if err := d.scalar(f.Index(i), fi, u, p, base+off-len(p), depth); err != nil {
 				return err
 			}
 		case fi.repeated:
-			e := reflect.New(fi.elem).Elem()
-			if err := setScalar(e, fi, u, p, base+off-len(p), depth); err != nil {
+			// Grow by hand so that what is allocated is what is counted,
+			// and decode in place, without a temporary element.
+			n := f.Len()
+			if n == f.Cap() {
+				c := max(4, 2*n)
+				if err := d.spend(c*int(fi.elem.Size()), base+keyOff); err != nil {
+					return err
+				}
+				g := reflect.MakeSlice(f.Type(), n, c)
+				reflect.Copy(g, f)
+				f.Set(g)
+			}
+			f.SetLen(n + 1)
+			if err := d.scalar(f.Index(n), fi, u, p, base+off-len(p), depth); err != nil {
 				return err
 			}
-			f.Set(reflect.Append(f, e))
 		case fi.ptr:
+			if err := d.spend(int(fi.elem.Size()), base+keyOff); err != nil {
+				return err
+			}
 			e := reflect.New(fi.elem)
-			if err := setScalar(e.Elem(), fi, u, p, base+off-len(p), depth); err != nil {
+			if err := d.scalar(e.Elem(), fi, u, p, base+off-len(p), depth); err != nil {
 				return err
 			}
 			f.Set(e)
 		default:
-			if err := setScalar(f, fi, u, p, base+off-len(p), depth); err != nil {
+			if err := d.scalar(f, fi, u, p, base+off-len(p), depth); err != nil {
 				return err
 			}
 		}
@@ -316,7 +354,7 @@ func findField(fields []fieldInfo, num uint64) *fieldInfo {
 	return nil
 }
 
-func setScalar(f reflect.Value, fi *fieldInfo, u uint64, p []byte, off, depth int) error {
+func (d *decoder) scalar(f reflect.Value, fi *fieldInfo, u uint64, p []byte, off, depth int) error {
 	switch fi.kind {
 	case kindUint:
 		if f.OverflowUint(u) {
@@ -335,6 +373,9 @@ func setScalar(f reflect.Value, fi *fieldInfo, u uint64, p []byte, off, depth in
 		}
 		f.SetBool(u == 1)
 	case kindString:
+		if err := d.spend(len(p), off); err != nil {
+			return err
+		}
 		f.SetString(string(p))
 	case kindBytes:
 		if fi.fixed > 0 {
@@ -344,9 +385,12 @@ func setScalar(f reflect.Value, fi *fieldInfo, u uint64, p []byte, off, depth in
 			reflect.Copy(f, reflect.ValueOf(p))
 			return nil
 		}
+		if err := d.spend(len(p), off); err != nil {
+			return err
+		}
 		f.SetBytes(append([]byte(nil), p...))
 	case kindMessage:
-		return decodeMessage(p, off, f, depth+1)
+		return d.message(p, off, f, depth+1)
 	}
 	return nil
 }

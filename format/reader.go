@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"reflect"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -28,6 +31,7 @@ type Reader struct {
 	id           ImageID
 	dirOffset    uint64
 	sections     []Section
+	allSections  []Section // including kinds this reader skips, for Verify
 	chunks       []Chunk
 	meta         *Meta
 
@@ -48,14 +52,16 @@ const cacheChunks = 4
 
 var (
 	chunkDecoder = sync.OnceValue(func() *zstd.Decoder {
-		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxChunkSize), zstd.WithDecoderConcurrency(0))
+		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxChunkSize), zstd.WithDecoderConcurrency(0),
+			zstd.WithDecodeAllCapLimit(true)) // never allocate past the length we checked
 		if err != nil {
 			panic(err)
 		}
 		return d
 	})
 	metaDecoder = sync.OnceValue(func() *zstd.Decoder {
-		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxMetadataSize), zstd.WithDecoderConcurrency(1))
+		d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxMetadataSize), zstd.WithDecoderConcurrency(1),
+			zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -188,6 +194,7 @@ func (r *Reader) parseDirectory(dir []byte) error {
 		if s.Offset < headerSize || s.Offset > r.dirOffset || s.StoredLen > r.dirOffset-s.Offset {
 			return corrupt("directory", off+8, "%s section at %d length %d is outside the file's sections", s.Kind, s.Offset, s.StoredLen)
 		}
+		r.allSections = append(r.allSections, s)
 		switch s.Kind {
 		case SectionChunkTable, SectionMetadata, SectionPageHashes:
 		default:
@@ -252,7 +259,9 @@ func (r *Reader) readChunkTable() error {
 		c, resOK := parseChunk(b[i*chunkEntrySize:])
 		switch {
 		case !resOK:
-			return corrupt("chunk-table", off+25, "chunk %d: reserved bytes are not zero", i)
+			return corrupt("chunk-table", off+26, "chunk %d: reserved bytes are not zero", i)
+		case c.Flags&^knownChunkFlags != 0:
+			return corrupt("chunk-table", off+25, "chunk %d: unknown flags %s", i, c.Flags)
 		case c.Offset < next || c.Offset > r.dirOffset || uint64(c.StoredLen) > r.dirOffset-c.Offset:
 			return corrupt("chunk-table", off, "chunk %d at %d length %d overlaps the previous chunk or leaves the data area", i, c.Offset, c.StoredLen)
 		case c.PlainLen == 0 || c.PlainLen > MaxChunkSize:
@@ -261,6 +270,8 @@ func (r *Reader) readChunkTable() error {
 			return corrupt("chunk-table", off+8, "raw chunk %d: stored length %d differs from plaintext length %d", i, c.StoredLen, c.PlainLen)
 		case c.Codec == CodecZstd && c.StoredLen > c.PlainLen:
 			return corrupt("chunk-table", off+8, "zstd chunk %d: stored length %d exceeds plaintext length %d", i, c.StoredLen, c.PlainLen)
+		case c.Codec == CodecZstd && uint64(c.PlainLen) > maxZstdExpansion*uint64(c.StoredLen):
+			return corrupt("chunk-table", off+12, "zstd chunk %d: %d stored bytes cannot decode to %d", i, c.StoredLen, c.PlainLen)
 		case c.Codec != CodecRaw && c.Codec != CodecZstd:
 			return corrupt("chunk-table", off+24, "chunk %d: unknown codec %d", i, c.Codec)
 		}
@@ -274,6 +285,9 @@ func (r *Reader) readMetadata() error {
 	s := r.section(SectionMetadata)
 	if s.PlainLen > MaxMetadataSize {
 		return corrupt("directory", int64(s.Offset), "metadata is %d bytes, over the limit of %d", s.PlainLen, MaxMetadataSize)
+	}
+	if s.Codec == CodecZstd && s.PlainLen > maxZstdExpansion*s.StoredLen {
+		return corrupt("directory", int64(s.Offset), "metadata: %d stored bytes cannot decode to %d", s.StoredLen, s.PlainLen)
 	}
 	stored := make([]byte, s.StoredLen) // bounded by the file size
 	if err := r.readAt(stored, int64(s.Offset), "metadata"); err != nil {
@@ -303,13 +317,22 @@ func (r *Reader) readMetadata() error {
 
 // decode returns the plaintext of stored, which must be exactly plainLen.
 func decode(codec Codec, stored []byte, plainLen uint64, dec func() *zstd.Decoder) ([]byte, error) {
+	return decodeInto(codec, stored, plainLen, dec, nil)
+}
+
+// decodeInto is decode reusing buf's memory when it is large enough.
+func decodeInto(codec Codec, stored []byte, plainLen uint64, dec func() *zstd.Decoder, buf []byte) ([]byte, error) {
 	if codec == CodecRaw {
 		if uint64(len(stored)) != plainLen {
 			return nil, fmt.Errorf("raw length %d, want %d", len(stored), plainLen)
 		}
 		return stored, nil
 	}
-	out, err := dec().DecodeAll(stored, make([]byte, 0, plainLen))
+	if uint64(cap(buf)) < plainLen {
+		buf = make([]byte, 0, plainLen)
+	}
+	// The capacity is the limit: the decoder never writes past plainLen.
+	out, err := dec().DecodeAll(stored, buf[:0:plainLen])
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %v", err)
 	}
@@ -317,6 +340,24 @@ func decode(codec Codec, stored []byte, plainLen uint64, dec func() *zstd.Decode
 		return nil, fmt.Errorf("decoded %d bytes, want %d", len(out), plainLen)
 	}
 	return out, nil
+}
+
+// maxZstdExpansion bounds the plaintext a zstd stream can decode to per
+// stored byte: a block yields at most 128 KiB and takes at least 4 bytes
+// (an RLE block). A length claiming more is corrupt, so a small file
+// cannot make a reader allocate a large buffer.
+const maxZstdExpansion = 128 << 10 / 4
+
+// checkStored checks a chunk's stored bytes against its stored checksum,
+// when it has one; for a raw chunk, against its checksum.
+func checkStored(c *Chunk, stored []byte, name string) error {
+	if c.Flags&ChunkStoredChecksum != 0 {
+		if got := storedChecksum(stored); got != c.StoredChecksum {
+			return &CorruptError{Section: name, Offset: int64(c.Offset), Err: ErrChecksum,
+				Msg: fmt.Sprintf("stored bytes checksum mismatch: stored %08x, computed %08x", c.StoredChecksum, got)}
+		}
+	}
+	return nil
 }
 
 // ID returns the image's identifier.
@@ -335,7 +376,10 @@ func (r *Reader) Meta() *Meta { return r.meta }
 // CloneMeta returns a deep copy of the metadata.
 func (r *Reader) CloneMeta() *Meta {
 	m := new(Meta)
-	if err := unmarshalMessage(marshalMessage(nil, r.meta), m); err != nil {
+	// No expansion budget: the metadata was decoded once under it, and its
+	// re-encoding may be shorter (unknown fields dropped) than the input.
+	d := decoder{budget: math.MaxInt}
+	if err := d.message(marshalMessage(nil, r.meta), 0, reflect.ValueOf(m).Elem(), 0); err != nil {
 		panic("format: metadata does not round-trip: " + err.Error())
 	}
 	return m
@@ -352,13 +396,45 @@ func (r *Reader) ReadChunk(i int) ([]byte, error) {
 	if i < 0 || i >= len(r.chunks) {
 		return nil, errorf("chunk %d out of range (%d chunks)", i, len(r.chunks))
 	}
+	var bufs chunkBufs
+	if r.chunks[i].Codec != CodecRaw {
+		// The stored bytes of a compressed chunk are dropped after
+		// decoding: reuse them rather than allocate (and zero) each time.
+		if p, ok := storedPool.Get().(*[]byte); ok {
+			bufs.stored = *p
+		}
+		defer func() { storedPool.Put(&bufs.stored) }()
+	}
+	return r.readChunk(i, &bufs)
+}
+
+var storedPool sync.Pool // of *[]byte
+
+// chunkBufs are buffers readChunk reuses; it grows them as needed.
+type chunkBufs struct {
+	stored, plain []byte
+}
+
+// readChunk returns the verified plaintext of chunk i, in bufs.plain (for
+// a zstd chunk) or bufs.stored (for a raw one); it is valid until bufs is
+// used again.
+func (r *Reader) readChunk(i int, bufs *chunkBufs) ([]byte, error) {
 	c := r.chunks[i]
-	stored := make([]byte, c.StoredLen)
-	name := fmt.Sprintf("chunk %d", i)
+	if cap(bufs.stored) < int(c.StoredLen) {
+		bufs.stored = make([]byte, c.StoredLen)
+	}
+	stored := bufs.stored[:c.StoredLen]
+	name := "chunk " + strconv.Itoa(i)
 	if err := r.readAt(stored, int64(c.Offset), name); err != nil {
 		return nil, err
 	}
-	plain, err := decode(c.Codec, stored, uint64(c.PlainLen), chunkDecoder)
+	if err := checkStored(&c, stored, name); err != nil {
+		return nil, err
+	}
+	plain, err := decodeInto(c.Codec, stored, uint64(c.PlainLen), chunkDecoder, bufs.plain)
+	if c.Codec != CodecRaw && err == nil {
+		bufs.plain = plain
+	}
 	if err != nil {
 		return nil, corrupt(name, int64(c.Offset), "%v", err)
 	}

@@ -21,16 +21,16 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 	fileIDs := make(map[uint32]bool, len(m.Files))
 	for i := range m.Files {
 		f := &m.Files[i]
-		path := fmt.Sprintf("files[%d]", i)
+		path := func() string { return fmt.Sprintf("files[%d]", i) }
 		if f.ID == 0 || fileIDs[f.ID] {
-			return bad(path, "file id %d is zero or repeated", f.ID)
+			return bad(path(), "file id %d is zero or repeated", f.ID)
 		}
 		fileIDs[f.ID] = true
 		if f.Contents > uint32(len(m.Blobs)) {
-			return bad(path, "contents blob %d of %d", f.Contents, len(m.Blobs))
+			return bad(path(), "contents blob %d of %d", f.Contents, len(m.Blobs))
 		}
 		if f.Pipe != nil && f.Pipe.BufferedBlob > uint32(len(m.Blobs)) {
-			return bad(path, "pipe buffer blob %d of %d", f.Pipe.BufferedBlob, len(m.Blobs))
+			return bad(path(), "pipe buffer blob %d of %d", f.Pipe.BufferedBlob, len(m.Blobs))
 		}
 	}
 	for i := range m.Files {
@@ -74,13 +74,13 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 		tids := map[int32]bool{}
 		for ti := range p.Threads {
 			t := &p.Threads[ti]
-			tpath := fmt.Sprintf("%s.threads[%d]", ppath, ti)
+			tpath := func() string { return fmt.Sprintf("%s.threads[%d]", ppath, ti) } // built only for an error
 			if t.TID <= 0 || tids[t.TID] {
-				return bad(tpath, "tid %d is not positive or repeated", t.TID)
+				return bad(tpath(), "tid %d is not positive or repeated", t.TID)
 			}
 			tids[t.TID] = true
 			if r := t.Regs.ARM64; r != nil && len(r.X) != 31 {
-				return bad(tpath, "arm64 record has %d x registers, want 31", len(r.X))
+				return bad(tpath(), "arm64 record has %d x registers, want 31", len(r.X))
 			}
 		}
 		fds := map[int32]bool{}
@@ -93,38 +93,38 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 		var prevEnd uint64
 		for ai := range p.Areas {
 			a := &p.Areas[ai]
-			apath := fmt.Sprintf("%s.areas[%d]", ppath, ai)
+			apath := func() string { return fmt.Sprintf("%s.areas[%d]", ppath, ai) } // built only for an error
 			if a.Start%ps != 0 || a.End%ps != 0 || a.Start >= a.End || a.Start < prevEnd {
-				return bad(apath, "%#x-%#x is not page aligned, empty, or overlaps the previous area", a.Start, a.End)
+				return bad(apath(), "%#x-%#x is not page aligned, empty, or overlaps the previous area", a.Start, a.End)
 			}
 			prevEnd = a.End
 			if a.Prot&^(ProtRead|ProtWrite|ProtExec) != 0 {
-				return bad(apath, "protection %#x", uint32(a.Prot))
+				return bad(apath(), "protection %#x", uint32(a.Prot))
 			}
 			next := a.Start
 			for ri := range a.Runs {
 				r := &a.Runs[ri]
-				rpath := fmt.Sprintf("%s.runs[%d]", apath, ri)
+				rpath := func() string { return fmt.Sprintf("%s.runs[%d]", apath(), ri) } // built only for an error
 				if r.Pages == 0 || r.Addr%ps != 0 || r.Addr < next || r.Pages > (a.End-r.Addr)/ps {
-					return bad(rpath, "%d pages at %#x are not inside the area after the previous run", r.Pages, r.Addr)
+					return bad(rpath(), "%d pages at %#x are not inside the area after the previous run", r.Pages, r.Addr)
 				}
 				next = r.Addr + r.Pages*ps
 				switch r.Kind {
 				case RunData:
 					if int(r.Chunk) >= len(chunks) || uint64(r.Offset)+r.Pages*ps > uint64(chunks[r.Chunk].PlainLen) {
-						return bad(rpath, "chunk %d offset %d for %d pages is outside the chunk table", r.Chunk, r.Offset, r.Pages)
+						return bad(rpath(), "chunk %d offset %d for %d pages is outside the chunk table", r.Chunk, r.Offset, r.Pages)
 					}
 				case RunParent:
 					if m.Parent == nil {
-						return bad(rpath, "pages in the parent, but the image has no parent")
+						return bad(rpath(), "pages in the parent, but the image has no parent")
 					}
 				case RunZero:
 					continue
 				default:
-					return bad(rpath, "unknown run kind %d", r.Kind)
+					return bad(rpath(), "unknown run kind %d", r.Kind)
 				}
 				if r.HashIndex > hashCount || r.Pages > hashCount-r.HashIndex {
-					return bad(rpath, "hashes %d+%d are outside the table of %d", r.HashIndex, r.Pages, hashCount)
+					return bad(rpath(), "hashes %d+%d are outside the table of %d", r.HashIndex, r.Pages, hashCount)
 				}
 			}
 		}

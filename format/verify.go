@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 )
 
@@ -30,7 +31,10 @@ func (r *Reader) Verify(ctx context.Context, progress VerifyProgress) error {
 		offset    uint32
 		pages     uint64
 		hashIndex uint64
-		where     string
+		pid       int32
+		start     uint64 // of the area
+		end       uint64
+		addr      uint64 // of the run
 	}
 	spans := make([][]span, len(r.chunks))
 	ps := uint64(r.meta.Machine.PageSize)
@@ -38,8 +42,7 @@ func (r *Reader) Verify(ctx context.Context, progress VerifyProgress) error {
 		for _, a := range p.Areas {
 			for _, run := range a.Runs {
 				if run.Kind == RunData {
-					spans[run.Chunk] = append(spans[run.Chunk], span{run.Offset, run.Pages, run.HashIndex,
-						fmt.Sprintf("process %d area %#x-%#x run at %#x", p.PID, a.Start, a.End, run.Addr)})
+					spans[run.Chunk] = append(spans[run.Chunk], span{run.Offset, run.Pages, run.HashIndex, p.PID, a.Start, a.End, run.Addr})
 				}
 			}
 		}
@@ -59,42 +62,90 @@ func (r *Reader) Verify(ctx context.Context, progress VerifyProgress) error {
 		}
 		mu.Unlock()
 	}
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	// A fixed set of workers, each reusing its buffers: chunks are up to
+	// 64 MiB, and allocating (and zeroing) them anew costs more than
+	// decoding them.
+	next := make(chan int)
 	var wg sync.WaitGroup
-	for i := range r.chunks {
-		if err := ctx.Err(); err != nil {
-			wg.Wait()
-			return err
-		}
-		sem <- struct{}{}
+	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			plain, err := r.ReadChunk(i)
-			if err != nil {
-				report(err)
-			} else {
-				for _, s := range spans[i] {
-					for k := uint64(0); k < s.pages; k++ {
-						off := uint64(s.offset) + k*ps
-						want := hashes[s.hashIndex+k]
-						if got := hashPage(plain[off : off+ps]); got != want {
-							report(&CorruptError{Section: fmt.Sprintf("chunk %d", i), Offset: int64(r.chunks[i].Offset),
-								Err: ErrChecksum, Msg: fmt.Sprintf("page at plaintext offset %d (%s, page %d): hash %016x, page hash table says %016x",
-									off, s.where, k, got, want)})
+			var bufs chunkBufs
+			for i := range next {
+				plain, err := r.readChunk(i, &bufs)
+				if err != nil {
+					report(err)
+				} else {
+					for _, s := range spans[i] {
+						for k := uint64(0); k < s.pages; k++ {
+							off := uint64(s.offset) + k*ps
+							want := hashes[s.hashIndex+k]
+							if got := hashPage(plain[off : off+ps]); got != want {
+								report(&CorruptError{Section: fmt.Sprintf("chunk %d", i), Offset: int64(r.chunks[i].Offset),
+									Err: ErrChecksum, Msg: fmt.Sprintf("page at plaintext offset %d (process %d area %#x-%#x run at %#x, page %d): hash %016x, page hash table says %016x",
+										off, s.pid, s.start, s.end, s.addr, k, got, want)})
+							}
 						}
 					}
 				}
+				if progress != nil {
+					mu.Lock()
+					done += int64(r.chunks[i].StoredLen)
+					progress(done, total)
+					mu.Unlock()
+				}
 			}
-			if progress != nil {
-				mu.Lock()
-				done += int64(r.chunks[i].StoredLen)
-				progress(done, total)
-				mu.Unlock()
-			}
-		}(i)
+		}()
 	}
+	var cerr error
+	for i := range r.chunks {
+		if cerr = ctx.Err(); cerr != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
 	wg.Wait()
+	if cerr != nil {
+		return cerr
+	}
+	if err := r.checkTiling(); err != nil {
+		report(err)
+	}
 	return errors.Join(errs...)
+}
+
+// checkTiling checks that the chunks and sections cover the bytes between
+// the header and the directory exactly once, so that every byte of the
+// image is under some checksum: a byte in a gap could change unnoticed.
+func (r *Reader) checkTiling() error {
+	type span struct {
+		off, end uint64
+		what     string
+	}
+	spans := make([]span, 0, len(r.chunks)+len(r.allSections))
+	for i, c := range r.chunks {
+		spans = append(spans, span{c.Offset, c.Offset + uint64(c.StoredLen), fmt.Sprintf("chunk %d", i)})
+	}
+	for _, s := range r.allSections {
+		spans = append(spans, span{s.Offset, s.Offset + s.StoredLen, s.Kind.String() + " section"})
+	}
+	sort.Slice(spans, func(i, j int) bool {
+		return spans[i].off < spans[j].off || spans[i].off == spans[j].off && spans[i].end < spans[j].end
+	})
+	next, after := uint64(headerSize), "the header"
+	for _, s := range spans {
+		switch {
+		case s.off > next:
+			return corrupt("data", int64(next), "%d bytes between %s and %s belong to no chunk or section", s.off-next, after, s.what)
+		case s.off < next:
+			return corrupt("data", int64(s.off), "%s overlaps %s", s.what, after)
+		}
+		next, after = s.end, s.what
+	}
+	if next != r.dirOffset {
+		return corrupt("data", int64(next), "%d bytes between %s and the directory belong to no chunk or section", r.dirOffset-next, after)
+	}
+	return nil
 }

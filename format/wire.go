@@ -134,7 +134,7 @@ func parseSection(b []byte) (s Section, reservedZero bool) {
 // Chunk is one chunk table entry:
 //
 //	offset[0:8] || storedLen[8:12] || plainLen[12:16] || checksum[16:24] ||
-//	codec[24:25] || reserved[25:32]
+//	codec[24:25] || flags[25:26] || reserved[26:28] || storedChecksum[28:32]
 type Chunk struct {
 	Offset    uint64
 	StoredLen uint32
@@ -142,14 +142,37 @@ type Chunk struct {
 	// Checksum is the XXH64 of the plaintext.
 	Checksum uint64
 	Codec    Codec
+	// Flags says which optional fields are set.
+	Flags ChunkFlags
+	// StoredChecksum is the low 32 bits of the XXH64 of the stored bytes,
+	// set when Flags has ChunkStoredChecksum. A zstd stream can be changed
+	// in ways that decode to the same plaintext; this checksum catches
+	// those too, and lets a raw copy be checked without decoding.
+	StoredChecksum uint32
 }
+
+// ChunkFlags are the flag bits of a chunk table entry.
+type ChunkFlags uint8
+
+const (
+	// ChunkStoredChecksum: StoredChecksum is set. Writers set it on every
+	// zstd chunk; a raw chunk's Checksum already covers its stored bytes.
+	ChunkStoredChecksum ChunkFlags = 1 << 0
+
+	knownChunkFlags = ChunkStoredChecksum
+)
+
+var chunkFlagNames = []flagName{{uint64(ChunkStoredChecksum), "stored-checksum"}}
+
+func (f ChunkFlags) String() string { return flagString(uint64(f), chunkFlagNames) }
 
 func (c *Chunk) append(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, c.Offset)
 	b = binary.LittleEndian.AppendUint32(b, c.StoredLen)
 	b = binary.LittleEndian.AppendUint32(b, c.PlainLen)
 	b = binary.LittleEndian.AppendUint64(b, c.Checksum)
-	return append(b, byte(c.Codec), 0, 0, 0, 0, 0, 0, 0)
+	b = append(b, byte(c.Codec), byte(c.Flags), 0, 0)
+	return binary.LittleEndian.AppendUint32(b, c.StoredChecksum)
 }
 
 func parseChunk(b []byte) (c Chunk, reservedZero bool) {
@@ -158,12 +181,14 @@ func parseChunk(b []byte) (c Chunk, reservedZero bool) {
 	c.PlainLen = binary.LittleEndian.Uint32(b[12:][:4])
 	c.Checksum = binary.LittleEndian.Uint64(b[16:][:8])
 	c.Codec = Codec(b[24])
-	reservedZero = true
-	for _, x := range b[25:32] {
-		reservedZero = reservedZero && x == 0
-	}
+	c.Flags = ChunkFlags(b[25])
+	c.StoredChecksum = binary.LittleEndian.Uint32(b[28:][:4])
+	reservedZero = b[26] == 0 && b[27] == 0
 	return c, reservedZero
 }
+
+// storedChecksum is the checksum of a chunk's stored bytes.
+func storedChecksum(stored []byte) uint32 { return uint32(xxhash.Sum64(stored)) }
 
 // Limits a reader enforces before it allocates; docs/FORMAT.md lists them.
 const (

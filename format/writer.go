@@ -136,6 +136,9 @@ type chunkJob struct {
 	entry  Chunk
 	stored []byte
 	ready  chan struct{}
+	// run, when set, is called in the write goroutine in queue order
+	// instead of writing a chunk (CopyChunks, copy.go).
+	run func()
 }
 
 // NewWriter starts an image on w and writes its header.
@@ -244,6 +247,8 @@ func (w *Writer) compressLoop() {
 			// a decode; random pages are stored raw.
 			if len(dst) < len(j.plain)-len(j.plain)/64 {
 				j.entry.Codec = CodecZstd
+				j.entry.Flags |= ChunkStoredChecksum
+				j.entry.StoredChecksum = storedChecksum(dst)
 				j.stored = dst
 			} else {
 				w.putBuf(dst)
@@ -259,6 +264,10 @@ func (w *Writer) writeLoop() {
 	defer close(w.done)
 	for j := range w.queue {
 		<-j.ready
+		if j.run != nil {
+			j.run()
+			continue
+		}
 		j.entry.Offset = w.off
 		if j.raw != nil {
 			w.write(j.raw)
@@ -440,8 +449,19 @@ func (w *Writer) CopyChunk(src *Reader, i int) (uint32, error) {
 	w.flushChunk()
 	c := src.chunks[i]
 	raw := make([]byte, c.StoredLen)
-	if _, err := src.ra.ReadAt(raw, int64(c.Offset)); err != nil {
-		return 0, fmt.Errorf("format: reading chunk %d: %w", i, err)
+	name := fmt.Sprintf("chunk %d", i)
+	if err := src.readAt(raw, int64(c.Offset), name); err != nil {
+		return 0, err
+	}
+	// Check what can be checked without decoding, so a corrupt chunk is
+	// not carried into a new image under a valid-looking table entry.
+	if err := checkStored(&c, raw, name); err != nil {
+		return 0, err
+	}
+	if c.Codec == CodecRaw {
+		if got := xxhash.Sum64(raw); got != c.Checksum {
+			return 0, checksumError(name, int64(c.Offset), c.Checksum, got)
+		}
 	}
 	j := &chunkJob{raw: raw, entry: c, ready: make(chan struct{})}
 	close(j.ready)
