@@ -1,17 +1,323 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ckptimg/ckptimg/capture"
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/format"
 )
 
-// Placeholder: replaced by the command's implementation.
+// captureOptions are the flags of `ckptimg capture`.
+type captureOptions struct {
+	output       string
+	tree         bool
+	kill         bool
+	leaveRunning bool
+	parent       string
+	compression  int
+	after        time.Duration
+	interval     time.Duration
+	keep         int
+	incremental  bool
+	quiet        bool
+
+	pid  int      // PID mode
+	argv []string // command mode
+	args []string // the whole command line, recorded in the image
+}
+
 func newCaptureCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:    "capture",
-		Short:  "(not built yet)",
-		Hidden: true,
-		RunE:   func(*cobra.Command, []string) error { return errors.New("capture: not built yet") },
+	return newCaptureCommandRun(runCapture)
+}
+
+// newCaptureCommandRun lets tests check flag parsing with their own run.
+func newCaptureCommandRun(run func(ctx context.Context, o *captureOptions, stderr io.Writer) error) *cobra.Command {
+	o := &captureOptions{}
+	cmd := &cobra.Command{
+		Use:   "capture PID -o IMAGE | capture [flags] -o IMAGE -- CMD [ARGS...]",
+		Short: "Capture a running process (tree) into an image",
+		Long: `capture freezes every thread of a process (with --tree, of all its
+descendants too), records its state and memory into IMAGE, and by default lets
+it go on unharmed; --kill ends it once the image is complete and synced.
+"-o -" writes the image to standard output. Images are created 0600.
+
+With "-- CMD ARGS...", ckptimg starts CMD and captures it --after a delay, on
+each SIGUSR1 sent to ckptimg, or every --interval. Repeated captures are
+written as IMAGE-0001.ckpt, IMAGE-0002.ckpt, ... (IMAGE without its .ckpt
+suffix), each atomically; --keep N keeps the last N (and the parents they
+need), --incremental makes each generation a delta against the one before.
+
+--parent PREV writes a delta: only pages whose hash differs from PREV's.
+--leave-running shortens the pause to the time an injected fork takes; pages
+are then read from that copy-on-write snapshot while the target runs on.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if dash >= 0 {
+				if dash != 0 {
+					return fmt.Errorf("give either a PID or -- CMD, not both")
+				}
+				if len(args) == 0 {
+					return fmt.Errorf("no command after --")
+				}
+				return nil
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("accepts a PID, or -- CMD ARGS...; got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.parse(cmd, args); err != nil {
+				return err
+			}
+			o.args = append([]string{"ckptimg"}, os.Args[1:]...)
+			return run(cmd.Context(), o, cmd.ErrOrStderr())
+		},
 	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "", "image file to write (\"-\" for standard output)")
+	f.BoolVar(&o.tree, "tree", false, "also capture every descendant process")
+	f.BoolVar(&o.kill, "kill", false, "end the target after the image is complete and synced")
+	f.BoolVar(&o.leaveRunning, "leave-running", false, "keep the pause short: read memory from a copy-on-write snapshot while the target runs")
+	f.StringVar(&o.parent, "parent", "", "write a delta against this image")
+	f.IntVar(&o.compression, "compression", format.CompressionFastest, "compression level, 0 (none) to 4 (best)")
+	f.DurationVar(&o.after, "after", 0, "command mode: capture this long after starting CMD")
+	f.DurationVar(&o.interval, "interval", 0, "command mode: capture every DURATION")
+	f.IntVar(&o.keep, "keep", 0, "command mode: keep only the last N generations (0: all)")
+	f.BoolVar(&o.incremental, "incremental", false, "command mode: each generation is a delta against the previous one")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing on success")
+	return cmd
+}
+
+func (o *captureOptions) parse(cmd *cobra.Command, args []string) error {
+	if o.output == "" {
+		return cli.Usagef("-o IMAGE is required")
+	}
+	if cmd.ArgsLenAtDash() == 0 {
+		o.argv = args
+		if o.parent != "" {
+			return cli.Usagef("--parent is for PID mode; use --incremental with -- CMD")
+		}
+		if o.output == "-" && (o.interval > 0 || o.after == 0) {
+			return cli.Usagef("-o - holds one image: use it with --after only")
+		}
+	} else {
+		pid, err := strconv.Atoi(args[0])
+		if err != nil || pid <= 0 {
+			return cli.Usagef("%q is not a process id", args[0])
+		}
+		o.pid = pid
+		for name, set := range map[string]bool{"--after": o.after != 0, "--interval": o.interval != 0,
+			"--keep": o.keep != 0, "--incremental": o.incremental} {
+			if set {
+				return cli.Usagef("%s is for command mode (-- CMD ARGS...)", name)
+			}
+		}
+	}
+	if o.after < 0 || o.interval < 0 || o.keep < 0 {
+		return cli.Usagef("--after, --interval and --keep must not be negative")
+	}
+	if o.kill && o.interval > 0 {
+		return cli.Usagef("--kill ends the target at the first capture; it cannot be combined with --interval")
+	}
+	return nil
+}
+
+func runCapture(ctx context.Context, o *captureOptions, stderr io.Writer) error {
+	if o.argv != nil {
+		return runCaptureCommand(ctx, o, stderr)
+	}
+	_, err := captureTo(ctx, o, o.pid, o.output, o.parent, 0, stderr)
+	return err
+}
+
+// captureTo captures pid into output (atomically), as a delta against
+// parentPath when set.
+func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPath string, gen uint32, stderr io.Writer) (*capture.Result, error) {
+	opts := capture.Options{Tree: o.tree, Kill: o.kill, LeaveRunning: o.leaveRunning, Command: o.args, Generation: gen}
+	wopts := []format.WriterOption{format.WithCompression(o.compression)}
+	if parentPath != "" {
+		parent, err := format.Open(parentPath)
+		if err != nil {
+			return nil, fmt.Errorf("parent image %s: %w", parentPath, err)
+		}
+		defer parent.Close()
+		opts.Parent = parent
+		wopts = append(wopts, format.WithParent(parent, filepath.Base(parentPath)))
+	}
+	// The output is created before the target is touched, so an
+	// unwritable path fails without freezing anything.
+	out, err := cli.CreateAtomic(output)
+	if err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	defer out.Abort()
+	w, err := format.NewWriter(out, wopts...)
+	if err != nil {
+		return nil, cli.Usagef("%v", err)
+	}
+	opts.Commit = func(format.ImageID) error { return out.Commit() }
+	res, err := capture.Capture(ctx, pid, w, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !o.quiet {
+		name := output
+		if output == "-" {
+			name = "standard output"
+		}
+		threads := 0
+		for _, p := range res.Meta.Processes {
+			threads += len(p.Threads)
+		}
+		fmt.Fprintf(stderr, "captured pid %d (%d processes, %d threads, %d pages read) to %s: image %s, method %s, frozen %v, wall %v\n",
+			pid, len(res.Meta.Processes), threads, res.PagesRead, name, res.ID, res.Meta.Capture.Method,
+			res.Frozen.Round(time.Microsecond), res.Wall.Round(time.Microsecond))
+	}
+	return res, nil
+}
+
+// generation is one image written in command mode.
+type generation struct {
+	n      int
+	path   string
+	parent int // generation number of its parent, 0 for a full image
+}
+
+// generationPath names generation n of output: run.ckpt -> run-0001.ckpt.
+func generationPath(output string, n int) string {
+	if base, ok := strings.CutSuffix(output, ".ckpt"); ok {
+		return fmt.Sprintf("%s-%04d.ckpt", base, n)
+	}
+	return fmt.Sprintf("%s-%04d", output, n)
+}
+
+func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer) error {
+	child, err := capture.StartCommand(o.argv, os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		return fmt.Errorf("starting %s: %w", o.argv[0], err)
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+
+	single := o.interval == 0 && o.after > 0
+	var after <-chan time.Time
+	if o.after > 0 {
+		after = time.After(o.after)
+	} else if o.interval > 0 {
+		after = time.After(o.interval)
+	}
+	var gens []generation
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-child.Done():
+			return childExited(o, child, len(gens), stderr)
+		case <-usr1:
+		case <-after:
+			after = nil
+			if o.interval > 0 {
+				after = time.After(o.interval)
+			}
+		}
+		n := len(gens) + 1
+		g := generation{n: n, path: o.output}
+		if !single {
+			g.path = generationPath(o.output, n)
+		}
+		parentPath := ""
+		if o.incremental && n > 1 && (o.keep == 0 || (n-1)%o.keep != 0) {
+			g.parent = n - 1
+			parentPath = gens[n-2].path
+		}
+		if _, err := captureTo(ctx, o, child.PID(), g.path, parentPath, uint32(n), stderr); err != nil {
+			var ce *capture.Error
+			if errors.As(err, &ce) && ce.TargetGone() {
+				// CMD ended just as the capture began: that is its exit,
+				// not a failure, once the exit is seen.
+				select {
+				case <-child.Done():
+					return childExited(o, child, len(gens), stderr)
+				case <-time.After(5 * time.Second):
+				}
+			}
+			return err
+		}
+		gens = append(gens, g)
+		pruneGenerations(gens, o.keep, stderr)
+		if o.kill {
+			// The capture killed and reaped it (as its tracer).
+			_ = child.Wait()
+			if !o.quiet {
+				fmt.Fprintf(stderr, "%s killed after the capture\n", o.argv[0])
+			}
+			return nil
+		}
+		if single {
+			// One image was asked for: stay CMD's parent until it ends.
+			err := child.Wait()
+			if !o.quiet {
+				fmt.Fprintf(stderr, "%s exited (%v)\n", o.argv[0], exitText(err))
+			}
+			return nil
+		}
+	}
+}
+
+// childExited reaps CMD and reports its end; an end before any capture is
+// an error (exit code 4).
+func childExited(o *captureOptions, child *capture.Child, captures int, stderr io.Writer) error {
+	err := child.Wait()
+	if captures == 0 {
+		return &capture.Error{Op: "wait for the capture time", PID: child.PID(), FD: -1,
+			Err: fmt.Errorf("%s exited before it was captured (%v): %w", o.argv[0], exitText(err), syscall.ESRCH)}
+	}
+	if !o.quiet {
+		fmt.Fprintf(stderr, "%s exited (%v) after %d capture(s)\n", o.argv[0], exitText(err), captures)
+	}
+	return nil
+}
+
+// pruneGenerations removes generations older than the last keep, except
+// those a kept delta still needs as parents.
+func pruneGenerations(gens []generation, keep int, stderr io.Writer) {
+	if keep <= 0 || len(gens) <= keep {
+		return
+	}
+	need := map[int]bool{}
+	for _, g := range gens[len(gens)-keep:] {
+		for n := g.n; n != 0; n = gens[n-1].parent {
+			need[n] = true
+		}
+	}
+	for _, g := range gens {
+		if need[g.n] {
+			continue
+		}
+		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "ckptimg: removing old generation: %v\n", err)
+		}
+	}
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
 }

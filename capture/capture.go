@@ -1,0 +1,286 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/ptrace"
+)
+
+// testHookBeforeMemory, when set by a test, runs after the state is
+// collected and before memory is read.
+var testHookBeforeMemory func(pid int)
+
+// Tool is recorded in every image as its writer.
+const Tool = "ckptimg capture"
+
+// proc is one process of the captured tree.
+type proc struct {
+	pid    int
+	fs     procfs.Proc
+	tr     *ptrace.Tracee // nil for a zombie
+	rec    *format.Process
+	maps   []procfs.Mapping
+	memPID int // where memory is read: pid, or its snapshot child
+	snap   *snapshot
+}
+
+type capturer struct {
+	ctx      context.Context
+	opts     Options
+	ex       *ptrace.Executor
+	procs    []*proc
+	meta     format.Meta
+	w        *format.Writer
+	pageSize int
+	frozenAt time.Time
+	frozen   time.Duration
+	released bool
+	stats    Result
+}
+
+// Capture records process pid (and with Options.Tree its descendants) into
+// w, closes w with the metadata and returns what was written. The target
+// runs on afterwards unless Options.Kill is set. On error w is aborted
+// (the caller must discard its output), and the target is released with
+// its registers, signal masks and mappings as they were.
+func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res *Result, err error) {
+	start := time.Now()
+	c := &capturer{ctx: ctx, opts: opts, w: w, pageSize: os.Getpagesize()}
+	c.ex = ptrace.NewExecutor()
+	defer c.ex.Close()
+	defer func() {
+		if err != nil {
+			w.Abort()
+			err = markGone(err)
+		}
+		// On success these already ran; on failure they put everything
+		// back.
+		c.dropSnapshots()
+		if rerr := c.release(); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	if err := c.freeze(pid); err != nil {
+		return nil, err
+	}
+	if err := c.collect(); err != nil {
+		return nil, err
+	}
+	if testHookBeforeMemory != nil {
+		testHookBeforeMemory(pid)
+	}
+	if err := c.snapshot(); err != nil {
+		return nil, err
+	}
+	if c.procs[0].snap != nil {
+		err = c.dumpSnapshotted()
+	} else {
+		err = c.dumpMemory(func(*proc, *format.Area, *procfs.Mapping) bool { return true })
+	}
+	c.dropSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	// A process killed while frozen may still be read; its image would
+	// describe a process that no longer exists.
+	for _, pr := range c.procs {
+		if pr.tr != nil && !c.released && processGone(pr.pid) {
+			return nil, &Error{Op: "capture", PID: pr.pid, FD: -1, Err: fmt.Errorf("the process exited during the capture: %w", unix.ESRCH)}
+		}
+	}
+	if !opts.Kill {
+		if err := c.release(); err != nil {
+			return nil, err
+		}
+	} else {
+		c.frozen = time.Since(c.frozenAt)
+	}
+	c.meta.Capture = format.CaptureInfo{
+		Method:     "full",
+		FrozenNs:   c.frozen.Nanoseconds(),
+		WallNs:     time.Since(start).Nanoseconds(),
+		Command:    opts.Command,
+		Generation: opts.Generation,
+	}
+	if opts.Parent != nil {
+		c.meta.Capture.Method = "hash"
+	}
+	id, err := w.Close(&c.meta)
+	if err != nil {
+		return nil, &Error{Op: "write image", PID: pid, FD: -1, Err: err}
+	}
+	if opts.Commit != nil {
+		if err := opts.Commit(id); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Kill {
+		if err := c.kill(); err != nil {
+			return nil, err
+		}
+		c.frozen = time.Since(c.frozenAt)
+	}
+	c.stats.ID = id
+	c.stats.Meta = &c.meta
+	c.stats.Frozen = c.frozen
+	c.stats.Wall = time.Since(start)
+	return &c.stats, nil
+}
+
+// freeze seizes the root and, with Tree, every descendant: a process is
+// frozen before its children are listed, so the set is complete.
+func (c *capturer) freeze(root int) error {
+	c.frozenAt = time.Now()
+	queue := []int{root}
+	seen := map[int]bool{}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		pr := &proc{pid: pid, fs: procfs.NewFS("").Proc(pid), memPID: pid}
+		st, err := pr.fs.Stat()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				err = unix.ESRCH
+			}
+			return &Error{Op: "find process", PID: pid, FD: -1, Err: err}
+		}
+		if st.State == 'Z' {
+			if pid == root {
+				return &Error{Op: "seize", PID: pid, FD: -1, Err: fmt.Errorf("process is a zombie: %w", unix.ESRCH)}
+			}
+			c.procs = append(c.procs, pr) // recorded as exited
+			continue
+		}
+		tr, err := c.ex.Seize(pid)
+		if err != nil {
+			if pid != root && errors.Is(err, unix.ESRCH) {
+				continue // a child that exited meanwhile
+			}
+			return &Error{Op: "seize", PID: pid, FD: -1, Err: err}
+		}
+		pr.tr = tr
+		c.procs = append(c.procs, pr)
+		if !c.opts.Tree {
+			break
+		}
+		kids, err := pr.fs.Children()
+		if err != nil {
+			return &Error{Op: "list children", PID: pid, FD: -1, Err: err}
+		}
+		queue = append(queue, kids...)
+	}
+	// The root first, then by pid: the order file ids are assigned in.
+	slices.SortFunc(c.procs[1:], func(a, b *proc) int { return a.pid - b.pid })
+	return nil
+}
+
+// release undoes injection and detaches every thread; it is idempotent.
+func (c *capturer) release() error {
+	if c.released {
+		return nil
+	}
+	c.released = true
+	var errs []error
+	// Children first, so a parent never runs while its child is still
+	// frozen for longer than needed.
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		pr := c.procs[i]
+		if pr.tr == nil {
+			continue
+		}
+		if err := pr.tr.Detach(); err != nil {
+			errs = append(errs, wrap("release", pr.pid, 0, -1, err))
+		}
+	}
+	if !c.frozenAt.IsZero() {
+		c.frozen = time.Since(c.frozenAt)
+	}
+	return errors.Join(errs...)
+}
+
+// kill ends every captured process (the root first, so it cannot react to
+// its children dying).
+func (c *capturer) kill() error {
+	c.dropSnapshots()
+	var errs []error
+	for _, pr := range c.procs {
+		if pr.tr == nil {
+			continue
+		}
+		if err := pr.tr.Kill(); err != nil {
+			errs = append(errs, wrap("kill", pr.pid, 0, -1, err))
+		}
+	}
+	c.released = true
+	return errors.Join(errs...)
+}
+
+// collect records everything but memory, for every process.
+func (c *capturer) collect() error {
+	if err := c.machine(); err != nil {
+		return err
+	}
+	c.meta.Tool = Tool
+	c.meta.Created = time.Now().UnixNano()
+	c.meta.Processes = make([]format.Process, len(c.procs))
+	for i, pr := range c.procs {
+		pr.rec = &c.meta.Processes[i]
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.collectProcess(pr); err != nil {
+			return err
+		}
+	}
+	return c.collectFiles()
+}
+
+// machine fills Meta.Machine from the running kernel and the root's vDSO.
+func (c *capturer) machine() error {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return &Error{Op: "uname", FD: -1, Err: err}
+	}
+	m := &c.meta.Machine
+	m.Arch = machineArch
+	m.KernelRelease = unix.ByteSliceToString(u.Release[:])
+	m.PageSize = uint32(c.pageSize)
+	m.Hostname = unix.ByteSliceToString(u.Nodename[:])
+	return nil
+}
+
+func statRef(path string, statPath string) format.FileRef {
+	ref := format.FileRef{Path: path}
+	var st unix.Stat_t
+	if unix.Stat(statPath, &st) == nil {
+		ref.Dev = st.Dev
+		ref.Ino = st.Ino
+		ref.Mode = st.Mode
+		ref.Size = st.Size
+		ref.MtimeNs = st.Mtim.Nano()
+	}
+	return ref
+}
+
+// mkdev encodes a device number as the kernel's new_encode_dev, which is
+// also what stat(2) returns on 64-bit Linux.
+func mkdev(major, minor uint32) uint64 {
+	return uint64(minor&0xff) | uint64(major)<<8 | uint64(minor&^0xff)<<12
+}
+
+func trimDeleted(s string) string { return strings.TrimSuffix(s, " (deleted)") }

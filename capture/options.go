@@ -1,0 +1,77 @@
+package capture
+
+import (
+	"time"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// Options tune a capture. The zero value captures one process fully and
+// lets it run on afterwards.
+type Options struct {
+	// Tree also captures every descendant of the process. Each process is
+	// frozen before its children are listed, so none can escape by forking.
+	Tree bool
+
+	// Kill ends the target tree with SIGKILL once the image is complete and
+	// Commit (if set) has returned nil. Until then the tree stays frozen,
+	// so nothing it does after the capture point is lost or duplicated. On
+	// any failure the tree is released instead, never killed.
+	Kill bool
+
+	// LeaveRunning shortens the pause: once the small state is recorded, a
+	// copy-on-write snapshot of the memory is taken by an injected fork and
+	// the target runs on while pages are read from the snapshot. The pause
+	// no longer grows with memory size. Without it, the target stays frozen
+	// until every page has been read. Ignored with Kill.
+	LeaveRunning bool
+
+	// Parent is the image a delta is taken against; the caller must give
+	// the same image to format.WithParent when making the Writer. It
+	// selects the method recorded in the image ("hash").
+	Parent *format.Reader
+
+	// Commit, when set, is called after the image is closed and before the
+	// target is released or killed: the place to fsync and rename the
+	// output. With Kill, an error from Commit keeps the target alive.
+	Commit func(format.ImageID) error
+
+	// Command is recorded in the image as the capture's command line.
+	Command []string
+
+	// Generation is recorded in the image (interval captures number them).
+	Generation uint32
+
+	// ReadBatch is the size of one process_vm_readv batch, and of each of
+	// the few buffers between the reading and the writing goroutines. The
+	// default, 8 MiB, keeps calls few while bounding memory.
+	ReadBatch int
+
+	// ReadAhead is how many read batches may wait for the writer; default 3.
+	ReadAhead int
+}
+
+// Result describes a finished capture.
+type Result struct {
+	ID   format.ImageID
+	Meta *format.Meta
+	// Frozen is how long the target tree was stopped; Wall the whole
+	// capture, from the first seize to the image's close.
+	Frozen, Wall time.Duration
+	// PagesRead counts the pages read from the target's memory.
+	PagesRead uint64
+}
+
+func (o *Options) readBatch() int {
+	if o.ReadBatch <= 0 {
+		return 8 << 20
+	}
+	return o.ReadBatch
+}
+
+func (o *Options) readAhead() int {
+	if o.ReadAhead <= 0 {
+		return 3
+	}
+	return o.ReadAhead
+}

@@ -1,0 +1,333 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/ptrace"
+)
+
+// Scratch layout for the injected queries.
+const (
+	scratchSize      = 4096
+	scratchSigaction = 0                                         // 64 kernel sigactions
+	scratchPerThread = scratchSigaction + 64*kernelSigactionSize // stack_t, then clear_child_tid
+	scratchTIDAddr   = scratchPerThread + stackTSize             // 8 bytes
+	_                = uint(scratchSize - scratchTIDAddr - 8)    // fits
+)
+
+func (c *capturer) collectProcess(pr *proc) error {
+	rec := pr.rec
+	pid := pr.pid
+	rec.PID = int32(pid)
+	st, err := pr.fs.Stat()
+	if err != nil {
+		return wrap("read stat", pid, 0, -1, goneIfMissing(err))
+	}
+	rec.PPID, rec.PGID, rec.SID = int32(st.PPID), int32(st.PGRP), int32(st.Session)
+	rec.Comm = st.Comm
+	if pr.tr == nil {
+		rec.Exited = true
+		if code, err := strconv.Atoi(st.Field(52)); err == nil {
+			rec.ExitStatus = int32(code)
+		}
+		return nil
+	}
+	if err := c.collectThreads(pr); err != nil {
+		return err
+	}
+	if err := c.inject(pr); err != nil {
+		return err
+	}
+	rec.MM = format.MMFields{
+		StartCode: st.StartCode, EndCode: st.EndCode, StartData: st.StartData, EndData: st.EndData,
+		StartBrk: st.StartBrk, Brk: rec.MM.Brk, StartStack: st.StartStack,
+		ArgStart: st.ArgStart, ArgEnd: st.ArgEnd, EnvStart: st.EnvStart, EnvEnd: st.EnvEnd,
+	}
+	if err := c.collectProc(pr); err != nil {
+		return err
+	}
+	return c.collectAreas(pr)
+}
+
+func goneIfMissing(err error) error {
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%w: %w", err, unix.ESRCH)
+	}
+	return err
+}
+
+// collectThreads records per-thread state through ptrace, before any
+// injection changes masks or registers.
+func (c *capturer) collectThreads(pr *proc) error {
+	t := pr.tr
+	pid := pr.pid
+	for _, tid := range t.TIDs() {
+		th := format.Thread{TID: int32(tid)}
+		regs, err := t.GetRegs(tid)
+		if err != nil {
+			return wrap("read registers", pid, tid, -1, err)
+		}
+		th.Regs = regsRecord(&regs)
+		if th.XState, err = t.GetXState(tid); err != nil {
+			return wrap("read xstate", pid, tid, -1, err)
+		}
+		if c.meta.Machine.XStateSize == 0 {
+			c.meta.Machine.XStateSize = uint32(len(th.XState))
+			c.meta.Machine.XStateFeatures = xstateFeatures(th.XState)
+		}
+		if th.SigMask, err = t.GetSigMask(tid); err != nil {
+			return wrap("read signal mask", pid, tid, -1, err)
+		}
+		rs, err := t.GetRseqConfig(tid)
+		if err != nil && !errors.Is(err, ptrace.ErrNotSupported) {
+			return wrap("read rseq configuration", pid, tid, -1, err)
+		}
+		th.Rseq = format.Rseq{Ptr: rs.Pointer, Len: rs.Size, Flags: rs.Flags, Signature: rs.Signature}
+		head, n, err := ptrace.RobustList(tid)
+		if err != nil {
+			return wrap("read robust list", pid, tid, -1, err)
+		}
+		th.RobustList, th.RobustListLen = uint64(head), uint64(n)
+		if comm, err := pr.fs.Task(tid).Comm(); err == nil {
+			th.Comm = comm
+		}
+		sigs, err := t.PendingSignals(tid, false)
+		if err != nil {
+			return wrap("read pending signals", pid, tid, -1, err)
+		}
+		th.Pending = sigInfos(sigs)
+		pr.rec.Threads = append(pr.rec.Threads, th)
+	}
+	shared, err := t.PendingSignals(pid, true)
+	if err != nil {
+		return wrap("read process pending signals", pid, 0, -1, err)
+	}
+	pr.rec.SharedPending = sigInfos(shared)
+	return nil
+}
+
+func sigInfos(in []ptrace.Siginfo) []format.SigInfo {
+	var out []format.SigInfo
+	for i := range in {
+		out = append(out, format.SigInfo{Signal: uint32(in[i].Signo()), Raw: append([]byte(nil), in[i][:]...)})
+	}
+	return out
+}
+
+// inject runs the queries only the process can answer, with every signal
+// blocked so that none is taken during them; the scratch page is unmapped
+// before returning, whatever happens, and Detach restores registers and
+// masks.
+func (c *capturer) inject(pr *proc) (err error) {
+	t := pr.tr
+	pid := pr.pid
+	if err := t.BlockSignals(); err != nil {
+		return wrap("block signals", pid, 0, -1, err)
+	}
+	sc, err := t.MapScratch(pid, scratchSize)
+	if err != nil {
+		return wrap("inject mmap of a scratch page", pid, pid, -1, err)
+	}
+	defer func() {
+		if uerr := sc.Unmap(); uerr != nil && err == nil {
+			err = wrap("inject munmap of the scratch page", pid, pid, -1, uerr)
+		}
+	}()
+	// Only signals that are caught or ignored have an action other than
+	// the default worth asking for: status lists them, which saves an
+	// injected syscall (two ptrace stops) per other signal.
+	status, err := pr.fs.Status()
+	if err != nil {
+		return wrap("read status", pid, 0, -1, goneIfMissing(err))
+	}
+	set := status.SigCgt | status.SigIgn
+	for sig := 1; sig <= 64; sig++ {
+		if set&(1<<(sig-1)) == 0 {
+			continue
+		}
+		off := scratchSigaction + (sig-1)*kernelSigactionSize
+		if _, err := t.Syscall(pid, unix.SYS_RT_SIGACTION, uintptr(sig), 0, sc.Addr+uintptr(off), 8); err != nil {
+			return wrap("inject rt_sigaction("+strconv.Itoa(sig)+")", pid, pid, -1, err)
+		}
+	}
+	buf := make([]byte, 64*kernelSigactionSize)
+	if err := sc.Read(scratchSigaction, buf); err != nil {
+		return wrap("read signal actions", pid, pid, -1, err)
+	}
+	for sig := 1; sig <= 64; sig++ {
+		if set&(1<<(sig-1)) == 0 {
+			continue
+		}
+		a := parseSigaction(uint32(sig), buf[(sig-1)*kernelSigactionSize:])
+		if a.Handler != 0 || a.Flags != 0 || a.Mask != 0 || a.Restorer != 0 {
+			pr.rec.SigActions = append(pr.rec.SigActions, a)
+		}
+	}
+	brk, err := t.Syscall(pid, unix.SYS_BRK, 0)
+	if err != nil {
+		return wrap("inject brk(0)", pid, pid, -1, err)
+	}
+	pr.rec.MM.Brk = uint64(brk)
+	for i := range pr.rec.Threads {
+		th := &pr.rec.Threads[i]
+		tid := int(th.TID)
+		if _, err := t.Syscall(tid, unix.SYS_SIGALTSTACK, 0, sc.Addr+scratchPerThread); err != nil {
+			return wrap("inject sigaltstack", pid, tid, -1, err)
+		}
+		if _, err := t.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, sc.Addr+scratchTIDAddr); err != nil {
+			return wrap("inject prctl(PR_GET_TID_ADDRESS)", pid, tid, -1, err)
+		}
+		b := make([]byte, stackTSize+8)
+		if err := sc.Read(scratchPerThread, b); err != nil {
+			return wrap("read thread answers", pid, tid, -1, err)
+		}
+		th.AltStack = parseStackT(b)
+		th.ClearChildTID = binary.LittleEndian.Uint64(b[stackTSize:])
+	}
+	return nil
+}
+
+// collectProc records what /proc and prlimit tell about a process.
+func (c *capturer) collectProc(pr *proc) error {
+	rec := pr.rec
+	pid := pr.pid
+	p := pr.fs
+	status, err := p.Status()
+	if err != nil {
+		return wrap("read status", pid, 0, -1, goneIfMissing(err))
+	}
+	if status.HasUmask {
+		rec.Umask = status.Umask
+	}
+	rec.Creds = format.Creds{UID: status.Uid, GID: status.Gid, Groups: status.Groups,
+		CapInh: status.CapInh, CapPrm: status.CapPrm, CapEff: status.CapEff, CapBnd: status.CapBnd,
+		CapAmb: status.CapAmb, NoNewPrivs: status.NoNewPrivs, Seccomp: uint32(status.Seccomp)}
+	lims, err := procfs.Rlimits(pid)
+	if err != nil {
+		return wrap("read resource limits", pid, 0, -1, err)
+	}
+	for r, l := range lims {
+		rec.Rlimits = append(rec.Rlimits, format.Rlimit{Resource: uint32(r), Cur: l.Cur, Max: l.Max})
+	}
+	if rec.Personality, err = p.Personality(); err != nil {
+		return wrap("read personality", pid, 0, -1, goneIfMissing(err))
+	}
+	if rec.Auxv, err = p.Auxv(); err != nil {
+		return wrap("read auxv", pid, 0, -1, goneIfMissing(err))
+	}
+	if rec.Cmdline, err = p.Cmdline(); err != nil {
+		return wrap("read cmdline", pid, 0, -1, goneIfMissing(err))
+	}
+	if rec.Environ, err = p.Environ(); err != nil {
+		return wrap("read environ", pid, 0, -1, goneIfMissing(err))
+	}
+	exe, err := p.Exe()
+	if err != nil {
+		return wrap("read exe link", pid, 0, -1, goneIfMissing(err))
+	}
+	rec.Exe = statRef(trimDeleted(exe), p.Path("exe"))
+	if rec.Cwd, err = p.Cwd(); err != nil {
+		return wrap("read cwd link", pid, 0, -1, goneIfMissing(err))
+	}
+	if rec.Root, err = p.RootDir(); err != nil {
+		return wrap("read root link", pid, 0, -1, goneIfMissing(err))
+	}
+	return nil
+}
+
+// collectAreas records the memory areas from smaps.
+func (c *capturer) collectAreas(pr *proc) error {
+	maps, err := pr.fs.Smaps()
+	if err != nil {
+		return wrap("read smaps", pr.pid, 0, -1, goneIfMissing(err))
+	}
+	pr.maps = maps
+	first := pr == c.procs[0]
+	for i := range maps {
+		m := &maps[i]
+		a := format.Area{Start: m.Start, End: m.End, Name: m.Path, VMFlags: m.VmFlags.String()}
+		if m.Perms.Read {
+			a.Prot |= format.ProtRead
+		}
+		if m.Perms.Write {
+			a.Prot |= format.ProtWrite
+		}
+		if m.Perms.Exec {
+			a.Prot |= format.ProtExec
+		}
+		a.Flags = areaFlags(m)
+		if a.Flags&format.MapFile != 0 {
+			a.Offset = m.Offset
+			a.File = statRef(m.Path, pr.fs.Path("map_files", strconv.FormatUint(m.Start, 16)+"-"+strconv.FormatUint(m.End, 16)))
+			if a.File.Ino != m.Inode {
+				// map_files needs privilege; fall back to the path when
+				// it still names the same file.
+				a.File = statRef(m.Path, m.Path)
+				if a.File.Ino != m.Inode || a.File.Dev != mkdev(m.Major, m.Minor) {
+					a.File = format.FileRef{Path: m.Path, Dev: mkdev(m.Major, m.Minor), Ino: m.Inode}
+				}
+			}
+		}
+		if m.Deleted {
+			a.Flags |= format.MapDeleted
+		}
+		if special := a.Flags & format.MapSpecial; special != 0 && first {
+			c.meta.Machine.VDSO = append(c.meta.Machine.VDSO, format.SpecialMapping{Flags: special, Start: m.Start, Size: m.Size()})
+			if special == format.MapVDSO {
+				buf := make([]byte, m.Size())
+				if _, err := ptrace.ReadMemory(pr.pid, []ptrace.Segment{{Addr: uintptr(m.Start), Buf: buf}}); err != nil {
+					return wrap("read [vdso]", pr.pid, 0, -1, err)
+				}
+				c.meta.Machine.VDSOHash = xxhash.Sum64(buf)
+			}
+		}
+		pr.rec.Areas = append(pr.rec.Areas, a)
+	}
+	return nil
+}
+
+func areaFlags(m *procfs.Mapping) format.MapFlags {
+	var f format.MapFlags
+	if m.Perms.Shared {
+		f |= format.MapShared
+	}
+	switch m.Path {
+	case procfs.NameHeap:
+		return f | format.MapHeap
+	case procfs.NameStack:
+		return f | format.MapStack | format.MapGrowsDown
+	case procfs.NameVDSO:
+		return f | format.MapVDSO
+	case procfs.NameVVar:
+		return f | format.MapVVAR
+	case procfs.NameVVarVClock:
+		return f | format.MapVVARVclock
+	case procfs.NameVSyscall:
+		return f | format.MapVSyscall
+	}
+	if m.VmFlags.Has("gd") {
+		f |= format.MapGrowsDown
+	}
+	switch {
+	case m.Inode == 0:
+		// anonymous (possibly named "[anon:...]")
+	case m.Path == "/dev/zero" && m.Deleted, strings.HasPrefix(m.Path, "[anon_shmem:"):
+		// shared anonymous memory: an unnamed shmem file
+	case strings.HasPrefix(m.Path, "/SYSV") && m.Deleted:
+		f |= format.MapSysVShm
+	case strings.HasPrefix(m.Path, "/memfd:"):
+		f |= format.MapFile | format.MapMemfd
+	default:
+		f |= format.MapFile
+	}
+	return f
+}
