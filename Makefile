@@ -28,9 +28,11 @@ test-short:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./format/ ./...
 
-# Fuzz each reader target for FUZZTIME (default 5m).
+# Fuzz each reader target for FUZZTIME (default 5m each).
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./format/
+	for f in FuzzReader FuzzMetadata FuzzMessage; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./format/ || exit 1; \
+	done
 
 # Regenerate the golden images and their expected outputs.
 golden:
