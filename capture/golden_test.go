@@ -21,7 +21,7 @@ import (
 // CKPT_GOLDEN_OUT, for the offline tests, with a PROVENANCE file. It runs
 // only on purpose:
 //
-//	CKPT_GOLDEN_OUT=$PWD/capture/testdata/golden go test -run TestWriteGoldenImages ./capture/
+//	CKPT_GOLDEN_OUT=$PWD/golden/images go test -run TestWriteGoldenImages ./capture/
 //
 // The fixtures run with a minimal environment, so no secret of the caller's
 // environment ends up in the images.
