@@ -31,10 +31,12 @@ var projectImports = map[string][]string{
 	"format":              {},
 	"inspect":             {"format"},
 	"rewrite":             {"format"},
-	"capture":             {"format", "internal/ptrace", "internal/procfs"},
+	"capture":             {"format", "internal/ptrace", "internal/procfs", "internal/dirty", "internal/snapshot"},
 	"restorer":            {"format", "internal/ptrace", "internal/procfs"},
 	"internal/procfs":     {},
 	"internal/ptrace":     {"internal/procfs"},
+	"internal/dirty":      {"internal/ptrace", "internal/procfs"},
+	"internal/snapshot":   {"internal/ptrace", "internal/procfs"},
 	"internal/testprog":   {}, // test fixtures: imported by _test.go files only
 	"cmd/internal/cli":    {"format"},
 	"cmd/internal/render": {},

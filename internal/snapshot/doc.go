@@ -1,0 +1,50 @@
+// Package snapshot takes a copy-on-write snapshot of a frozen process's
+// memory, so that a capture with --leave-running freezes the target only
+// for the time of one fork (copying its page tables: about 10-14 ms per
+// GiB here) and reads memory from the snapshot while the target runs on.
+//
+// Fork injects a clone(CLONE_VM) into the target, then a fork into that
+// middle process; the fork is the snapshot, the middle process is killed
+// and reaped by the target during the freeze. The snapshot is stopped
+// under ptrace from birth and never runs user code. The target's process
+// tree is left as it was; the snapshot is re-parented to init (or a
+// subreaper), which reaps it after Close.
+//
+// What the snapshot's /proc/PID/pagemap shows (checked in the tests):
+//
+//   - Anonymous private pages are copied as page table entries that share
+//     the pages copy-on-write: present (bit 63), not exclusive (bit 56
+//     clear), not file pages (bit 61 clear), in the snapshot and in the
+//     target alike. A page the target writes afterwards gets a new copy in
+//     the target (exclusive again); the snapshot keeps the old page.
+//   - Pages never touched are absent, as in the target.
+//   - A private file mapping never written has no anon_vma, so fork copies
+//     none of its entries: absent in the snapshot, present with bit 61 in
+//     the target. Mappings with written pages are copied whole, bit 61
+//     included. Either way "present and not bit 61, or swapped" selects the
+//     same pages to save in the snapshot as in the target.
+//   - Shared mappings: no entries are copied (absent in the snapshot) and
+//     the content is shared, so it is live, not frozen. Take their pagemap
+//     from the target (Snapshot.Shared).
+//   - MADV_DONTFORK mappings ("dc") do not exist in the snapshot, and
+//     MADV_WIPEONFORK mappings ("wf") are empty there (NotCopied, Wiped):
+//     read them from the target before detaching it (ParentOnly).
+//
+// Only the thread that forks is copied; that is all a memory read needs.
+// Signals are blocked in the target during the injection and pending
+// signals stay queued in it (the snapshot gets none). The snapshot holds
+// copies of the target's fds until CloseFiles.
+//
+// Recipe for capture --leave-running:
+//
+//	t, _ := ex.Seize(pid)                        // freeze starts
+//	sm, _ := proc.Smaps()                        // capture reads it anyway
+//	... registers, injected queries, dirty.Tracker.ScanDetail for a delta ...
+//	s, err := snapshot.Fork(t, snapshot.Options{Smaps: sm})
+//	// on error: read memory from the frozen target as without --leave-running
+//	... read s.ParentOnly() areas and shared mappings' pagemap from pid ...
+//	t.Detach()                                   // freeze ends; report it
+//	s.CloseFiles()
+//	... pagemap and process_vm_readv on s.PID() for everything else ...
+//	s.Close()
+package snapshot
