@@ -394,6 +394,9 @@ type CaptureInfo struct {
 	// Command is the command line of the capture, for provenance.
 	Command    []string `ckpt:"4"`
 	Generation uint32   `ckpt:"5"` // the generation number in interval captures (0 otherwise)
+	// Trackers are the dirty-page trackers capture left in the captured
+	// processes for the next delta (method "uffd-wp"), one per process.
+	Trackers []DirtyTracker `ckpt:"6"`
 }
 
 // Blob is a byte stream stored in chunks as a list of extents.
@@ -407,4 +410,19 @@ type Extent struct {
 	Chunk  uint32 `ckpt:"1"` // chunk index
 	Offset uint32 `ckpt:"2"` // offset in the chunk plaintext
 	Length uint32 `ckpt:"3"` // bytes
+}
+
+// DirtyTracker is a userfaultfd write-protect registration left in a
+// process so that the next capture reads only the pages written since.
+type DirtyTracker struct {
+	PID   int32       `ckpt:"1"` // the process whose fd table holds it
+	FD    int32       `ckpt:"2"` // the userfaultfd's fd number there
+	Ino   uint64      `ckpt:"3"` // its inode, to tell a reused fd number
+	Areas []AddrRange `ckpt:"4"` // the address ranges registered
+}
+
+// AddrRange is a range of addresses [Start, End).
+type AddrRange struct {
+	Start uint64 `ckpt:"1"` // first address
+	End   uint64 `ckpt:"2"` // address after the last byte
 }
