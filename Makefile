@@ -38,5 +38,10 @@ fuzz:
 golden:
 	$(GO) test ./golden/ -run TestGolden -update
 
+# Start a sample program, capture it, list the image, kill it, restart it
+# and show it continuing (needs root for exact PIDs).
+demo: build
+	BIN=$(BIN) GO=$(GO) sh cmd/ckpt-restart/demo.sh
+
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/restorer"
+	"github.com/ckptimg/ckptimg/rewrite"
+)
+
+// restartOptions are the flags of ckpt-restart.
+type restartOptions struct {
+	check        bool
+	simulate     bool
+	detach       bool
+	anyPID       bool
+	noTTY        bool
+	verbose      bool
+	parents      []string
+	prefixes     []string
+	substs       []string
+	grownOutput  string
+	changedInput string
+}
+
+func newRootCommand() *cobra.Command {
+	opts := &restartOptions{}
+	cmd := &cobra.Command{
+		Use:   "ckpt-restart [flags] IMAGE",
+		Short: "Restore a process tree from a checkpoint image",
+		Long: `ckpt-restart recreates the process tree recorded in IMAGE and lets it go on
+where it stopped. It stays in the foreground as the parent of the restored
+program, forwards INT, TERM, HUP, QUIT, TSTP/CONT and WINCH to it, and exits
+with its status (128+N when it was killed by signal N). Files that were a
+terminal get the caller's terminal.
+
+Everything is checked before anything is touched: image, architecture, page
+size, CPU state size, vDSO layout, every file the image needs, free PIDs.
+All problems are reported at once, each with what to do.
+
+A delta image is restored with its parents, found next to it by image id
+(or in --parent directories), without writing a merged file.
+
+Exit codes: the program's own status once it runs; before that 1 error,
+2 usage, 3 corrupt image, 5 unsupported resource, 130 interrupted.
+See docs/restore.md.`,
+		Args:          cobra.ExactArgs(1),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		RunE: func(c *cobra.Command, args []string) error {
+			return runRestart(c.Context(), opts, args[0], c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&opts.check, "check", false, "run the checks only, report every problem, and exit")
+	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
+	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
+	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
+	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
+	f.BoolVarP(&opts.verbose, "verbose", "v", false, "print each restore phase with its duration on stderr")
+	f.StringArrayVar(&opts.parents, "parent", nil, "a directory to look for the parents of a delta image in (repeatable)")
+	f.StringArrayVar(&opts.prefixes, "prefix", nil, "rewrite paths starting with OLD to start with NEW, as `OLD=NEW` (repeatable; the rules of ckptimg rewrite)")
+	f.StringArrayVar(&opts.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an inherited fd or a path: `ID,FD` or ID,PATH (repeatable)")
+	f.StringVar(&opts.grownOutput, "grown-output", "keep", "an output file that changed since capture: keep (reopen at the recorded offset, no truncation), truncate (to its recorded size), error")
+	f.StringVar(&opts.changedInput, "changed-input", "error", "a read-only or mapped file that changed since capture: error (refuse and name it) or allow")
+	cli.MarkUsageErrors(cmd)
+	return cmd
+}
+
+func (o *restartOptions) restorerOptions(meta *format.Meta) (restorer.Options, error) {
+	ro := restorer.Options{Meta: meta, AnyPID: o.anyPID, NoTTY: o.noTTY}
+	switch o.grownOutput {
+	case "keep":
+		ro.GrownOutput = restorer.OutputKeep
+	case "truncate":
+		ro.GrownOutput = restorer.OutputTruncate
+	case "error":
+		ro.GrownOutput = restorer.OutputError
+	default:
+		return ro, cli.Usagef("--grown-output %q: want keep, truncate or error", o.grownOutput)
+	}
+	switch o.changedInput {
+	case "error":
+		ro.ChangedInput = restorer.InputError
+	case "allow":
+		ro.ChangedInput = restorer.InputAllow
+	default:
+		return ro, cli.Usagef("--changed-input %q: want error or allow", o.changedInput)
+	}
+	return ro, nil
+}
+
+// forwarded are the signals a shell sends to a job.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGTSTP, syscall.SIGCONT, syscall.SIGWINCH, syscall.SIGUSR1, syscall.SIGUSR2}
+
+func runRestart(ctx context.Context, o *restartOptions, image string, stdout, stderr io.Writer) error {
+	if o.check && o.simulate {
+		return cli.Usagef("--check and --simulate do not go together")
+	}
+	chain, closeChain, err := format.OpenChain(image, o.parents...)
+	if err != nil {
+		return err
+	}
+	defer closeChain()
+	meta := chain.Top().CloneMeta()
+	if len(o.prefixes) > 0 {
+		rules, err := rewrite.ParseRules(o.prefixes)
+		if err != nil {
+			return &cli.UsageError{Err: err}
+		}
+		for _, c := range rewrite.Remap(meta, rules) {
+			if o.verbose || o.simulate {
+				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", c)
+			}
+		}
+	}
+	if len(o.substs) > 0 {
+		var substs []format.Subst
+		for _, s := range o.substs {
+			sub, err := rewrite.ParseSubst(s)
+			if err != nil {
+				return &cli.UsageError{Err: err}
+			}
+			substs = append(substs, sub)
+		}
+		if err := rewrite.Substitute(meta, substs); err != nil {
+			return &cli.UsageError{Err: err}
+		}
+	}
+	ro, err := o.restorerOptions(meta)
+	if err != nil {
+		return err
+	}
+	if o.check || o.simulate {
+		pl, probs, err := restorer.Check(chain, ro)
+		if err != nil {
+			return err
+		}
+		if o.simulate {
+			if err := pl.Simulate(stdout); err != nil {
+				return err
+			}
+		} else {
+			for _, w := range pl.Warnings {
+				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
+			}
+		}
+		if len(probs) > 0 {
+			return &restorer.CheckError{Problems: probs}
+		}
+		if o.check {
+			fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(pl.Procs))
+		} else {
+			fmt.Fprintf(stdout, "\nchecks: no problems\n")
+		}
+		return nil
+	}
+
+	// Catch the signals before the program exists so none is lost between
+	// its creation and the forwarding loop; until then they only cancel.
+	sigs := make(chan os.Signal, 16)
+	if !o.detach {
+		signal.Notify(sigs, forwarded...)
+		defer signal.Stop(sigs)
+	}
+	ro.Foreground = !o.detach && cli.IsTerminal(os.Stdin)
+	if o.verbose {
+		ro.Log = stderr
+	}
+	res, err := restorer.Restore(ctx, chain, ro)
+	if err != nil {
+		return err
+	}
+	closeChain()
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
+	}
+	if o.detach {
+		fmt.Fprintln(stdout, res.PID)
+		return nil
+	}
+	// The terminal delivers INT, QUIT, TSTP and WINCH itself to a program
+	// in ckpt-restart's own process group; forwarding them would double
+	// them.
+	fromTTY := map[os.Signal]bool{}
+	if !res.OwnGroup && cli.IsTerminal(os.Stdin) {
+		for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGWINCH} {
+			fromTTY[s] = true
+		}
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if !fromTTY[s] {
+					res.Signal(s.(syscall.Signal))
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	if ro.Foreground {
+		// Let a program that redraws on resize learn the caller's size.
+		res.Signal(syscall.SIGWINCH)
+	}
+	code, err := res.Wait()
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &cli.StatusError{Code: code}
+	}
+	return nil
+}

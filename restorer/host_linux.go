@@ -1,0 +1,138 @@
+package restorer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/ptrace"
+)
+
+// Capability bits of /proc/PID/status CapEff.
+const (
+	capSysAdmin          = 21
+	capCheckpointRestore = 40
+)
+
+// LiveHost describes the running machine for Plan.Check. xstate is the
+// XSAVE area of a stopped process (the restore stub's), or nil when not
+// known.
+func LiveHost(xstate []byte) (*Host, error) {
+	h := &Host{
+		Arch:     hostArch,
+		PageSize: uint32(os.Getpagesize()),
+		Stat:     statRef,
+		PIDUser:  pidUser,
+		FDOpen: func(fd int) bool {
+			_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			return err == nil
+		},
+	}
+	if xstate != nil {
+		h.XStateSize, h.XStateFeatures = xstateInfo(xstate)
+	}
+	self := procfs.NewFS("").Self()
+	maps, err := self.Maps()
+	if err != nil {
+		return nil, fmt.Errorf("restorer: reading own memory map: %w", err)
+	}
+	for _, m := range maps {
+		if fl := specialFlag(m.Path); fl != 0 {
+			h.VDSO = append(h.VDSO, format.SpecialMapping{Flags: fl, Start: m.Start, Size: m.Size()})
+		}
+	}
+	st, err := self.Status()
+	if err != nil {
+		return nil, fmt.Errorf("restorer: reading own status: %w", err)
+	}
+	h.CanSetPIDs = st.CapEff&(1<<capSysAdmin) != 0 || st.CapEff&(1<<capCheckpointRestore) != 0
+	h.HaveTTY = callerTTY() >= 0
+	return h, nil
+}
+
+func specialFlag(name string) format.MapFlags {
+	switch name {
+	case procfs.NameVDSO:
+		return format.MapVDSO
+	case procfs.NameVVar:
+		return format.MapVVAR
+	case procfs.NameVVarVClock:
+		return format.MapVVARVclock
+	case procfs.NameVSyscall:
+		return format.MapVSyscall
+	}
+	return 0
+}
+
+func statRef(path string) (format.FileRef, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return format.FileRef{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return format.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Mode: st.Mode, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
+}
+
+// pidUser describes the task holding pid, "" when none does.
+func pidUser(pid int32) string {
+	p := procfs.NewFS("").Proc(int(pid))
+	st, err := p.Status()
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return ""
+		}
+		return fmt.Sprintf("an unreadable task (%v)", err)
+	}
+	if st.Tgid != int(pid) {
+		return fmt.Sprintf("thread %d of process %d (%s)", pid, st.Tgid, st.Name)
+	}
+	return fmt.Sprintf("process %d (%s)", pid, st.Name)
+}
+
+// callerTTY returns the restorer's fd 0, 1 or 2 that is a terminal, or -1.
+func callerTTY() int {
+	for fd := 0; fd <= 2; fd++ {
+		if isTTY(fd) {
+			return fd
+		}
+	}
+	return -1
+}
+
+func isTTY(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}
+
+// stubPath is the program exec'd as the restore stub: ckpt-restart
+// itself, stopped at its exec before any of its code runs, so nothing
+// else has to be installed.
+func stubCommand() *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"ckpt-restart-stub"}
+	cmd.Env = []string{}
+	return cmd
+}
+
+// startStub starts the stub traced and stopped at its exec.
+func startStub(ex *ptrace.Executor, dir string) (*ptrace.Tracee, *exec.Cmd, error) {
+	cmd := stubCommand()
+	cmd.Dir = dir
+	t, err := ex.StartTraced(cmd, unix.PTRACE_O_TRACECLONE| // threads made by injected clone3 start traced
+		unix.PTRACE_O_TRACEFORK| // so do processes
+		unix.PTRACE_O_EXITKILL) // if ckpt-restart dies mid-restore, nothing half-made survives
+	if err != nil {
+		if cmd.Process != nil {
+			cmd.Process.Kill()
+		}
+		return nil, nil, err
+	}
+	return t, cmd, nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

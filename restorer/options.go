@@ -1,0 +1,76 @@
+package restorer
+
+import (
+	"io"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// Options tune a restore. The zero value restores the image as recorded,
+// with exact PIDs, the caller's terminal for terminals, and the default
+// file policies.
+type Options struct {
+	// Meta, when set, is restored instead of the top image's metadata: the
+	// caller has applied restart-time remaps and substitutions to a copy
+	// (rewrite.Remap, rewrite.Substitute). It must describe the same pages,
+	// so only paths and substitutions may differ.
+	Meta *format.Meta
+
+	// AnyPID restores with whatever PIDs and TIDs the kernel hands out
+	// instead of the recorded ones. Safe for single-threaded programs;
+	// multi-threaded glibc and Go programs cache their TIDs and break.
+	AnyPID bool
+
+	// GrownOutput says what to do with a file open for writing that
+	// changed since capture (typically an output file that grew): the
+	// default reopens it at the recorded offset and leaves its contents
+	// alone.
+	GrownOutput OutputPolicy
+
+	// ChangedInput says what to do with a file open read-only, or mapped
+	// from a file, that changed since capture: the default refuses to
+	// restore and names it.
+	ChangedInput InputPolicy
+
+	// NoTTY keeps the image's terminal fds from being given the caller's
+	// terminal; they must then be substituted (Subst) or the check fails.
+	NoTTY bool
+
+	// Foreground makes the restored root the foreground process group of
+	// the caller's terminal, as a shell does for a job it runs; the caller
+	// must give the terminal back (Restored.Wait does). Ignored without a
+	// terminal.
+	Foreground bool
+
+	// Log receives a line per restore phase with its duration; nil is
+	// silent.
+	Log io.Writer
+
+	// Parallel is how many goroutines write pages; 0 means GOMAXPROCS.
+	Parallel int
+}
+
+// OutputPolicy is Options.GrownOutput.
+type OutputPolicy int
+
+const (
+	// OutputKeep reopens the file at the recorded offset without
+	// truncating it: bytes written after the capture stay and are
+	// overwritten as the program writes again.
+	OutputKeep OutputPolicy = iota
+	// OutputTruncate truncates the file to its recorded size first, so
+	// it reads exactly as it did at capture once the program catches up.
+	OutputTruncate
+	// OutputError refuses to restore.
+	OutputError
+)
+
+// InputPolicy is Options.ChangedInput.
+type InputPolicy int
+
+const (
+	// InputError refuses to restore and names the file.
+	InputError InputPolicy = iota
+	// InputAllow uses the file as it is now.
+	InputAllow
+)

@@ -1,0 +1,129 @@
+package restorer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// takeTerminal makes the root's process group the terminal's foreground
+// group and gives the terminal the program's recorded settings (an editor
+// wants raw mode), as a shell does for the job it runs. Nothing happens
+// without a terminal or when the root shares the caller's group (it is in
+// the foreground already).
+func (r *restore) takeTerminal() {
+	root := r.procs[0]
+	tty := callerTTY()
+	if tty < 0 {
+		return
+	}
+	if t, err := unix.IoctlGetTermios(tty, unix.TCGETS); err == nil {
+		r.res.callerTermio = t
+	}
+	r.res.tty = tty
+	for _, fp := range r.plan.Files {
+		if fp.Source == SrcTTY && fp.File.TTY != nil && len(fp.File.TTY.Termios) >= 36 {
+			setRawTermios(tty, fp.File.TTY.Termios)
+			break
+		}
+	}
+	if !(root.pp.NewGroup || root.pp.NewSession) {
+		return
+	}
+	pgrp, err := unix.IoctlGetInt(tty, unix.TIOCGPGRP)
+	if err != nil {
+		return
+	}
+	r.res.callerPgrp = pgrp
+	// A background caller would get SIGTTOU for this.
+	signal.Ignore(syscall.SIGTTOU)
+	unix.IoctlSetPointerInt(tty, unix.TIOCSPGRP, root.pid)
+}
+
+// setRawTermios applies a recorded struct termios (the kernel's, 36
+// bytes on x86-64: four flag words, line discipline, 19 control chars).
+func setRawTermios(fd int, raw []byte) {
+	t := &unix.Termios{
+		Iflag: le32(raw[0:]), Oflag: le32(raw[4:]), Cflag: le32(raw[8:]), Lflag: le32(raw[12:]), Line: raw[16],
+	}
+	copy(t.Cc[:], raw[17:36])
+	if cur, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
+		t.Ispeed, t.Ospeed = cur.Ispeed, cur.Ospeed
+	}
+	unix.IoctlSetTermios(fd, unix.TCSETSW, t)
+}
+
+// giveTerminalBack returns the terminal to the caller's group and
+// settings.
+func (r *restore) giveTerminalBack() { r.res.giveTerminalBack() }
+
+func (res *Restored) giveTerminalBack() {
+	if res == nil || res.tty < 0 {
+		return
+	}
+	if res.callerPgrp > 0 {
+		unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.callerPgrp)
+	}
+	if res.callerTermio != nil {
+		unix.IoctlSetTermios(res.tty, unix.TCSETSW, res.callerTermio)
+	}
+}
+
+// Signal sends sig to the restored root (to its process group when it
+// leads one).
+func (res *Restored) Signal(sig syscall.Signal) error {
+	target := res.PID
+	if res.OwnGroup {
+		target = -res.PID
+	}
+	return unix.Kill(target, sig)
+}
+
+// Wait waits for the restored root to exit and returns the exit code a
+// shell would show: its status, or 128+signal. When the root stops
+// (SIGTSTP), the terminal goes back to the caller and the caller stops
+// too, as a job under a shell; when the caller is continued, so is the
+// program.
+func (res *Restored) Wait() (int, error) {
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(res.PID, &ws, unix.WUNTRACED, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 1, fmt.Errorf("waiting for process %d: %w", res.PID, os.NewSyscallError("wait4", err))
+		}
+		switch {
+		case ws.Exited():
+			res.giveTerminalBack()
+			return ws.ExitStatus(), nil
+		case ws.Signaled():
+			res.giveTerminalBack()
+			return 128 + int(ws.Signal()), nil
+		case ws.Stopped():
+			res.suspend()
+		}
+	}
+}
+
+// suspend stops the caller while the program is stopped, and continues
+// the program when the caller is continued.
+func (res *Restored) suspend() {
+	fg := res.callerPgrp > 0
+	if fg {
+		unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.callerPgrp)
+	}
+	if err := unix.Kill(os.Getpid(), unix.SIGSTOP); err != nil && !errors.Is(err, unix.ESRCH) {
+		return
+	}
+	// Continued.
+	if fg {
+		unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.PID)
+	}
+	res.Signal(unix.SIGCONT)
+}
