@@ -3,10 +3,13 @@ package capture
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,6 +52,10 @@ func captureFile(b *testing.B, pid int, path string, opts Options) (*Result, int
 }
 
 func resetPeakRSS(b *testing.B) {
+	// Memory left over from the previous capture would count otherwise:
+	// a ckptimg process makes one capture.
+	runtime.GC()
+	debug.FreeOSMemory()
 	// "5" resets VmHWM, the peak resident set size.
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		b.Logf("cannot reset peak RSS: %v", err)
@@ -71,9 +78,99 @@ func peakRSS(b *testing.B) int64 {
 	return 0
 }
 
+// figures are what the benchmark reports for one way of capturing.
+type figures struct {
+	wall, frozen time.Duration
+	fsync        time.Duration // part of wall spent in the final fsync
+	size, rss    int64
+}
+
+func resultFigures(r *Result, size, rss int64) figures {
+	f := figures{wall: r.Wall, frozen: r.Frozen, size: size, rss: rss}
+	for _, p := range r.Phases {
+		if p.Name == "commit" {
+			f.fsync = p.Time
+		}
+	}
+	return f
+}
+
+// report prints f under name, and its ratios to gdb's gcore when g is set.
+func report(b *testing.B, name string, f figures, g *figures) {
+	b.ReportMetric(f.wall.Seconds(), name+"-wall-s")
+	b.ReportMetric((f.wall - f.fsync).Seconds(), name+"-wall-nofsync-s")
+	b.ReportMetric(f.frozen.Seconds()*1000, name+"-frozen-ms")
+	b.ReportMetric(float64(f.size)/1e6, name+"-image-MB")
+	b.ReportMetric(float64(f.rss)/(1<<20), name+"-rss-MiB")
+	if g != nil {
+		b.ReportMetric(f.wall.Seconds()/g.wall.Seconds(), name+"-wall/gcore")
+		b.ReportMetric(f.frozen.Seconds()/g.frozen.Seconds(), name+"-frozen/gcore")
+		b.ReportMetric(float64(f.size)/float64(g.size), name+"-size/gcore")
+		if g.rss > 0 {
+			b.ReportMetric(float64(f.rss)/float64(g.rss), name+"-rss/gcore")
+		}
+	}
+	b.Logf("%s: wall %v (%v without the final fsync), frozen %v, image %.1f MB, peak RSS %.1f MiB",
+		name, f.wall.Round(time.Millisecond), (f.wall - f.fsync).Round(time.Millisecond), f.frozen.Round(time.Millisecond),
+		float64(f.size)/1e6, float64(f.rss)/(1<<20))
+}
+
+// gcoreFigures runs gdb's gcore on pid (which stops the process for the
+// whole dump, so frozen is its wall time) and returns nil if it cannot.
+//
+// Its peak RSS comes from GNU time when installed: the rusage of a child
+// of this process is useless, since Go starts children with vfork and exec
+// records the hiwater RSS of the shared (this test's) address space as the
+// child's. time forks gcore normally, and reports the largest process of
+// its tree (gdb).
+func gcoreFigures(b *testing.B, pid int, dir string) *figures {
+	gcore, err := exec.LookPath("gcore")
+	if err != nil {
+		b.Logf("no gcore: %v", err)
+		return nil
+	}
+	prefix := filepath.Join(dir, "core")
+	args := []string{gcore, "-o", prefix, strconv.Itoa(pid)}
+	rssFile := filepath.Join(dir, "gcore.rss")
+	timeBin, terr := exec.LookPath("time")
+	if _, err := os.Stat("/usr/bin/time"); err == nil {
+		timeBin, terr = "/usr/bin/time", nil
+	}
+	if terr == nil {
+		args = append([]string{timeBin, "-f", "%M", "-o", rssFile}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall := time.Since(start)
+	if err != nil {
+		b.Logf("gcore failed: %v\n%s", err, out)
+		return nil
+	}
+	core := prefix + "." + strconv.Itoa(pid)
+	defer os.Remove(core)
+	st, err := os.Stat(core)
+	if err != nil {
+		b.Logf("gcore wrote no %s: %v", core, err)
+		return nil
+	}
+	f := &figures{wall: wall, frozen: wall, size: st.Size()}
+	if t, err := os.ReadFile(rssFile); err == nil {
+		if kb, err := strconv.ParseInt(strings.TrimSpace(string(t)), 10, 64); err == nil {
+			f.rss = kb << 10
+		}
+	}
+	if f.rss == 0 {
+		b.Logf("gcore's peak RSS is unknown (no GNU time)")
+	}
+	return f
+}
+
 // BenchmarkCapture1GiB captures a process with 1 GiB touched (512 MiB
-// random, 512 MiB written zeros), compares with gdb's gcore on the same
-// process, then measures --leave-running and a 10%-dirty delta.
+// random, 512 MiB written zeros) fully, then with --leave-running, then as
+// a delta after 10% of its pages changed, each written to a file and
+// synced as ckptimg capture does. Every figure is also given as a ratio to
+// gdb's gcore on the same process. The phases of each capture are logged.
 func BenchmarkCapture1GiB(b *testing.B) {
 	p := testprog.Start(b, testprog.Build(b, "bigmem"), "1024", "600000")
 	p.WaitLine(b, 5*testprog.Timeout, func(s string) bool { return s == "tick 0" })
@@ -81,35 +178,18 @@ func BenchmarkCapture1GiB(b *testing.B) {
 	full := filepath.Join(dir, "full.ckpt")
 	for b.Loop() {
 		res, size, rss := captureFile(b, p.PID, full, Options{})
-		b.ReportMetric(res.Wall.Seconds(), "wall-s")
-		b.ReportMetric(res.Frozen.Seconds()*1000, "frozen-ms")
-		b.ReportMetric(float64(size)/1e6, "image-MB")
-		b.ReportMetric(float64(rss)/(1<<20), "peak-rss-MiB")
-		b.Logf("full capture: wall %v, frozen %v, image %.1f MB, peak RSS %.1f MiB", res.Wall, res.Frozen, float64(size)/1e6, float64(rss)/(1<<20))
-
-		if gcore, err := exec.LookPath("gcore"); err == nil {
-			core := filepath.Join(dir, "core")
-			start := time.Now()
-			out, err := exec.Command(gcore, "-o", core, strconv.Itoa(p.PID)).CombinedOutput()
-			gwall := time.Since(start)
-			if err != nil {
-				b.Logf("gcore failed: %v\n%s", err, out)
-			} else {
-				st, err := os.Stat(core + "." + strconv.Itoa(p.PID))
-				if err == nil {
-					b.ReportMetric(res.Wall.Seconds()/gwall.Seconds(), "wall/gcore")
-					b.ReportMetric(float64(size)/float64(st.Size()), "size/gcore")
-					b.Logf("gcore: wall %v, core %.1f MB; ckptimg/gcore wall %.2f, size %.2f", gwall, float64(st.Size())/1e6,
-						res.Wall.Seconds()/gwall.Seconds(), float64(size)/float64(st.Size()))
-					os.Remove(core + "." + strconv.Itoa(p.PID))
-				}
-			}
+		fullFig := resultFigures(res, size, rss)
+		logPhases(b, "full", res)
+		g := gcoreFigures(b, p.PID, dir)
+		if g != nil {
+			report(b, "gcore", *g, nil)
 		}
+		report(b, "full", fullFig, g)
 
-		lr, lsize, _ := captureFile(b, p.PID, filepath.Join(dir, "lr.ckpt"), Options{LeaveRunning: true})
-		b.ReportMetric(lr.Frozen.Seconds()*1000, "leave-running-frozen-ms")
-		b.Logf("--leave-running: wall %v, frozen %v, image %.1f MB", lr.Wall, lr.Frozen, float64(lsize)/1e6)
+		lr, lsize, lrss := captureFile(b, p.PID, filepath.Join(dir, "lr.ckpt"), Options{LeaveRunning: true})
 		os.Remove(filepath.Join(dir, "lr.ckpt"))
+		logPhases(b, "leave-running", lr)
+		report(b, "leave-running", resultFigures(lr, lsize, lrss), g)
 
 		// Dirty 10% of the pages, then a delta against the full image.
 		parent, err := format.Open(full)
@@ -128,10 +208,21 @@ func BenchmarkCapture1GiB(b *testing.B) {
 		if _, err := ptrace.WriteMemory(p.PID, segs); err != nil {
 			b.Fatal(err)
 		}
-		d, dsize, _ := captureFile(b, p.PID, filepath.Join(dir, "delta.ckpt"), Options{Parent: parent})
+		d, dsize, drss := captureFile(b, p.PID, filepath.Join(dir, "delta.ckpt"), Options{Parent: parent})
 		parent.Close()
+		logPhases(b, "delta", d)
+		df := resultFigures(d, dsize, drss)
+		report(b, "delta", df, g)
 		b.ReportMetric(d.Wall.Seconds()/res.Wall.Seconds(), "delta/full-wall")
-		b.Logf("10%%-dirty delta (%s): wall %v (%.0f%% of full), frozen %v, image %.1f MB", d.Meta.Capture.Method, d.Wall,
-			100*d.Wall.Seconds()/res.Wall.Seconds(), d.Frozen, float64(dsize)/1e6)
+		b.ReportMetric((df.wall-df.fsync).Seconds()/(fullFig.wall-fullFig.fsync).Seconds(), "delta/full-wall-nofsync")
+		b.Logf("10%%-dirty delta (%s): %.0f%% of the full capture's wall time", d.Meta.Capture.Method, 100*d.Wall.Seconds()/res.Wall.Seconds())
 	}
+}
+
+func logPhases(b *testing.B, name string, r *Result) {
+	var sb strings.Builder
+	for _, p := range r.Phases {
+		fmt.Fprintf(&sb, " %s %.1fms;", p.Name, p.Time.Seconds()*1000)
+	}
+	b.Logf("%s phases:%s", name, sb.String())
 }

@@ -33,6 +33,9 @@ type proc struct {
 	maps   []procfs.Mapping
 	memPID int // where memory is read: pid, or its snapshot child
 	snap   *snapshot
+	// mem, when set, is /proc/PID/mem of the snapshot, read instead of
+	// using process_vm_readv (see readBatch).
+	mem *os.File
 }
 
 type capturer struct {
@@ -47,6 +50,7 @@ type capturer struct {
 	frozen   time.Duration
 	released bool
 	stats    Result
+	ph       phases
 }
 
 // Capture records process pid (and with Options.Tree its descendants) into
@@ -71,7 +75,10 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 			err = rerr
 		}
 	}()
-	if err := c.freeze(pid); err != nil {
+	done := c.ph.start("seize")
+	err = c.freeze(pid)
+	done()
+	if err != nil {
 		return nil, err
 	}
 	if err := c.collect(); err != nil {
@@ -80,15 +87,22 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if testHookBeforeMemory != nil {
 		testHookBeforeMemory(pid)
 	}
-	if err := c.snapshot(); err != nil {
+	done = c.ph.start("snapshot")
+	err = c.snapshot()
+	done()
+	if err != nil {
 		return nil, err
 	}
 	if c.procs[0].snap != nil {
 		err = c.dumpSnapshotted()
 	} else {
+		done = c.ph.start("memory")
 		err = c.dumpMemory(func(*proc, *format.Area, *procfs.Mapping) bool { return true })
+		done()
 	}
+	done = c.ph.start("drop snapshot")
 	c.dropSnapshots()
+	done()
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +114,10 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		}
 	}
 	if !opts.Kill {
-		if err := c.release(); err != nil {
+		done = c.ph.start("release")
+		err = c.release()
+		done()
+		if err != nil {
 			return nil, err
 		}
 	} else {
@@ -116,12 +133,17 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if opts.Parent != nil {
 		c.meta.Capture.Method = "hash"
 	}
+	done = c.ph.start("close")
 	id, err := w.Close(&c.meta)
+	done()
 	if err != nil {
 		return nil, &Error{Op: "write image", PID: pid, FD: -1, Err: err}
 	}
 	if opts.Commit != nil {
-		if err := opts.Commit(id); err != nil {
+		done = c.ph.start("commit")
+		err = opts.Commit(id)
+		done()
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +157,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	c.stats.Meta = &c.meta
 	c.stats.Frozen = c.frozen
 	c.stats.Wall = time.Since(start)
+	c.stats.Phases = c.ph.list
 	return &c.stats, nil
 }
 
@@ -247,6 +270,7 @@ func (c *capturer) collect() error {
 			return err
 		}
 	}
+	defer c.ph.start("files")()
 	return c.collectFiles()
 }
 

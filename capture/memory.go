@@ -3,6 +3,8 @@ package capture
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/procfs"
@@ -55,41 +57,77 @@ type span struct {
 
 // batch is a buffer of spans read from one process.
 type batch struct {
-	pid   int32
+	pr    *proc
 	spans []span
 	buf   []byte
 	pages uint64
+	err   error
+	done  chan struct{} // closed once read (or failed)
 }
 
 // areaFilter picks the areas a memory pass reads.
 type areaFilter func(pr *proc, a *format.Area, m *procfs.Mapping) bool
 
 // dumpMemory reads the chosen pages of every process's areas that pass
-// filter and hands them to the writer. One goroutine reads batches while
-// this one feeds the writer, which compresses on other cores, so reading
-// and writing overlap; ReadAhead bounds the buffers in flight.
+// filter and hands them to the writer.
+//
+// Reading the memory is the largest cost of a capture once the image is
+// written with direct I/O (format.Writer), so it is spread over several
+// goroutines: a planner walks the pagemap and cuts the pages into batches,
+// Options.Readers goroutines fill them with process_vm_readv, and this goroutine
+// hands them to the writer in order (the writer zero-checks and hashes on
+// every core, and compresses and writes in the background). The few batch
+// buffers in flight bound memory.
 func (c *capturer) dumpMemory(filter areaFilter) error {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	size := c.opts.readBatch()
-	ahead := c.opts.readAhead()
-	full := make(chan *batch, ahead)
-	free := make(chan []byte, ahead+2)
-	for range ahead + 2 {
+	readers := c.opts.readers()
+	nbuf := c.opts.readAhead() + readers + 1
+	free := make(chan []byte, nbuf)
+	for range nbuf {
 		free <- nil // allocated on first use
 	}
-	errc := make(chan error, 1)
+	work := make(chan *batch, nbuf)
+	order := make(chan *batch, nbuf)
+	var pmBusy, readBusy busy
+	planErr := make(chan error, 1)
 	go func() {
-		defer close(full)
-		errc <- c.readAll(ctx, filter, size, free, full)
+		defer close(order)
+		defer close(work)
+		planErr <- c.planAll(ctx, filter, size, free, work, order, &pmBusy)
 	}()
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				if b.err = ctx.Err(); b.err == nil {
+					t := time.Now()
+					b.err = c.readBatch(b.pr, b)
+					readBusy.since(t)
+				}
+				close(b.done)
+			}
+		}()
+	}
 	var werr error
-	for b := range full {
+	var addBusy, waitBusy time.Duration
+	for b := range order {
+		t := time.Now()
+		<-b.done
+		waitBusy += time.Since(t)
+		t = time.Now()
+		if werr == nil && b.err != nil {
+			werr = b.err
+			cancel()
+		}
 		if werr == nil {
 			off := 0
 			for _, s := range b.spans {
-				if err := c.w.AddPages(b.pid, s.addr, b.buf[off:off+s.n]); err != nil {
-					werr = &Error{Op: "write pages", PID: int(b.pid), FD: -1, Err: err}
+				if err := c.w.AddPages(int32(b.pr.pid), s.addr, b.buf[off:off+s.n]); err != nil {
+					werr = &Error{Op: "write pages", PID: b.pr.pid, FD: -1, Err: err}
 					cancel()
 					break
 				}
@@ -97,16 +135,24 @@ func (c *capturer) dumpMemory(filter areaFilter) error {
 			}
 			c.stats.PagesRead += b.pages
 		}
+		addBusy += time.Since(t)
 		free <- b.buf
 	}
-	rerr := <-errc
+	wg.Wait()
+	perr := <-planErr
+	c.ph.add("pagemap", pmBusy.get())
+	c.ph.add("read memory", readBusy.get())
+	c.ph.add("wait for reads", waitBusy)
+	c.ph.add("add pages", addBusy)
 	if werr != nil {
 		return werr
 	}
-	return rerr
+	return perr
 }
 
-func (c *capturer) readAll(ctx context.Context, filter areaFilter, size int, free <-chan []byte, full chan<- *batch) error {
+// planAll walks the pagemap of every process and sends the batches to read,
+// each both to work (for a reader) and to order (for dumpMemory).
+func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, free chan []byte, work, order chan<- *batch, pmBusy *busy) error {
 	ps := uint64(c.pageSize)
 	entries := make([]procfs.PageEntry, 64<<10)
 	for _, pr := range c.procs {
@@ -117,20 +163,16 @@ func (c *capturer) readAll(ctx context.Context, filter areaFilter, size int, fre
 		if err != nil {
 			return wrap("open pagemap", pr.pid, 0, -1, goneIfMissing(err))
 		}
-		cur := &batch{pid: int32(pr.pid)}
+		cur := &batch{pr: pr}
 		flush := func() error {
 			if len(cur.spans) == 0 {
 				return nil
 			}
-			if err := c.readBatch(pr, cur); err != nil {
-				return err
-			}
-			select {
-			case full <- cur:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			cur = &batch{pid: int32(pr.pid)}
+			cur.done = make(chan struct{})
+			// Both have room for every buffer: these never block.
+			order <- cur
+			work <- cur
+			cur = &batch{pr: pr}
 			return nil
 		}
 		add := func(addr uint64, n int, force bool) error {
@@ -180,7 +222,9 @@ func (c *capturer) readAll(ctx context.Context, filter areaFilter, size int, fre
 						return err
 					}
 					n := min(uint64(len(entries)), (a.End-base)/ps)
+					t := time.Now()
 					got, err := pm.ReadAt(entries[:n], base)
+					pmBusy.since(t)
 					if err != nil {
 						return wrap("read pagemap", pr.pid, 0, -1, goneIfMissing(err))
 					}
@@ -202,14 +246,24 @@ func (c *capturer) readAll(ctx context.Context, filter areaFilter, size int, fre
 			return flush()
 		}()
 		if err != nil {
+			if cur.buf != nil {
+				// Not handed on: give it back so nothing waits for it.
+				select {
+				case free <- cur.buf:
+				default:
+				}
+			}
 			return err
 		}
 	}
 	return nil
 }
 
-// readBatch fills b.buf from the process's memory.
+// readBatch fills b.buf from the process.
 func (c *capturer) readBatch(pr *proc, b *batch) error {
+	if pr.mem != nil {
+		return readSnapshot(pr, b)
+	}
 	segs := make([]ptrace.Segment, 0, len(b.spans))
 	off := 0
 	var forced []int
@@ -238,6 +292,24 @@ func (c *capturer) readBatch(pr *proc, b *batch) error {
 			}
 			off += s.n
 		}
+	}
+	return nil
+}
+
+// readSnapshot reads a batch from a snapshot through /proc/PID/mem.
+// process_vm_readv pins the pages it reads (FOLL_PIN), and since Linux 5.19
+// pinning an anonymous page shared with another process copies it first
+// (the COW "unshare" fault): reading a fork snapshot that way copies every
+// page into the snapshot, doubling its memory and taking about twice as
+// long. /proc/PID/mem takes plain references and copies nothing in the
+// snapshot.
+func readSnapshot(pr *proc, b *batch) error {
+	off := 0
+	for _, s := range b.spans {
+		if _, err := pr.mem.ReadAt(b.buf[off:off+s.n], int64(s.addr)); err != nil {
+			return wrap(fmt.Sprintf("read snapshot memory at %#x", s.addr), pr.pid, 0, -1, err)
+		}
+		off += s.n
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package capture
 
 import (
+	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -46,8 +48,14 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 	if err := t.SetOptions(tid, traceForks); err != nil {
 		return wrap("set fork tracing", pr.pid, tid, -1, err)
 	}
-	// clone(flags = exit signal 0, no stack, ...): a fork that signals no one.
-	child, err := t.Syscall(tid, unix.SYS_CLONE, 0, 0, 0, 0, 0)
+	// clone(CLONE_VM, exit signal 0, no stack): a child that signals no
+	// one and shares the target's memory, so making it copies no page
+	// tables and ending it frees none: only the snapshot's fork below
+	// copies them, once. It never runs a user instruction, so sharing the
+	// stack is harmless.
+	done := c.ph.start("snapshot: clone")
+	child, err := t.Syscall(tid, unix.SYS_CLONE, unix.CLONE_VM, 0, 0, 0, 0)
+	done()
 	if err != nil {
 		return wrap("inject fork for the memory snapshot", pr.pid, tid, -1, err)
 	}
@@ -57,7 +65,9 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 		_ = unix.Kill(int(child), unix.SIGKILL)
 		return wrap("adopt the snapshot's parent", pr.pid, int(child), -1, err)
 	}
+	done = c.ph.start("snapshot: fork")
 	grand, gerr := mid.Syscall(int(child), unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0)
+	done()
 	mid.TakeEvents()
 	var snapTr *ptrace.Tracee
 	if gerr == nil {
@@ -67,8 +77,10 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 		}
 	}
 	// The middle process dies in any case, and the target reaps it.
+	done = c.ph.start("snapshot: reap")
 	kerr := mid.Kill()
 	_, werr := t.Syscall(tid, unix.SYS_WAIT4, child, 0, unix.WALL, 0)
+	done()
 	if gerr != nil {
 		return wrap("inject fork of the memory snapshot", pr.pid, int(child), -1, gerr)
 	}
@@ -102,23 +114,39 @@ func needsTarget(a *format.Area) bool {
 // areas the fork cannot give, from the frozen target; then the target is
 // released and the rest is read from the snapshots.
 func (c *capturer) dumpSnapshotted() error {
-	if err := c.dumpMemory(func(_ *proc, a *format.Area, _ *procfs.Mapping) bool { return needsTarget(a) }); err != nil {
+	done := c.ph.start("memory (frozen)")
+	err := c.dumpMemory(func(_ *proc, a *format.Area, _ *procfs.Mapping) bool { return needsTarget(a) })
+	done()
+	if err != nil {
 		return err
 	}
-	if err := c.release(); err != nil {
+	done = c.ph.start("release")
+	err = c.release()
+	done()
+	if err != nil {
 		return err
 	}
 	for _, pr := range c.procs {
 		if pr.snap != nil {
 			pr.memPID = pr.snap.tr.PID()
+			f, err := os.Open("/proc/" + strconv.Itoa(pr.memPID) + "/mem")
+			if err != nil {
+				return wrap("open the snapshot's memory", pr.pid, 0, -1, err)
+			}
+			pr.mem = f
 		}
 	}
+	defer c.ph.start("memory")()
 	return c.dumpMemory(func(_ *proc, a *format.Area, _ *procfs.Mapping) bool { return !needsTarget(a) })
 }
 
 // dropSnapshots kills the snapshot processes.
 func (c *capturer) dropSnapshots() {
 	for _, pr := range c.procs {
+		if pr.mem != nil {
+			pr.mem.Close()
+			pr.mem = nil
+		}
 		if pr.snap != nil {
 			_ = pr.snap.tr.Kill()
 			pr.snap = nil

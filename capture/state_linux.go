@@ -41,10 +41,16 @@ func (c *capturer) collectProcess(pr *proc) error {
 		}
 		return nil
 	}
-	if err := c.collectThreads(pr); err != nil {
+	done := c.ph.start("threads")
+	err = c.collectThreads(pr)
+	done()
+	if err != nil {
 		return err
 	}
-	if err := c.inject(pr); err != nil {
+	done = c.ph.start("inject")
+	err = c.inject(pr)
+	done()
+	if err != nil {
 		return err
 	}
 	rec.MM = format.MMFields{
@@ -52,9 +58,13 @@ func (c *capturer) collectProcess(pr *proc) error {
 		StartBrk: st.StartBrk, Brk: rec.MM.Brk, StartStack: st.StartStack,
 		ArgStart: st.ArgStart, ArgEnd: st.ArgEnd, EnvStart: st.EnvStart, EnvEnd: st.EnvEnd,
 	}
-	if err := c.collectProc(pr); err != nil {
+	done = c.ph.start("proc")
+	err = c.collectProc(pr)
+	done()
+	if err != nil {
 		return err
 	}
+	defer c.ph.start("areas")()
 	return c.collectAreas(pr)
 }
 
