@@ -196,18 +196,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		base, sz := p.Uint(b, "addr"), p.Uint(b, "size")
-		rng := rand.New(rand.NewPCG(3, 4))
-		pages := int(sz / 4096)
-		var segs []ptrace.Segment
-		for i := 0; i < pages; i++ {
-			if rng.IntN(10) == 0 {
-				segs = append(segs, ptrace.Segment{Addr: uintptr(base) + uintptr(i)*4096, Buf: []byte{byte(rng.IntN(255) + 1)}})
-			}
-		}
-		if _, err := ptrace.WriteMemory(p.PID, segs); err != nil {
-			b.Fatal(err)
-		}
+		dirty10(b, p, 3)
 		d, dsize, drss := captureFile(b, p.PID, filepath.Join(dir, "delta.ckpt"), Options{Parent: parent})
 		parent.Close()
 		logPhases(b, "delta", d)
@@ -216,6 +205,62 @@ func BenchmarkCapture1GiB(b *testing.B) {
 		b.ReportMetric(d.Wall.Seconds()/res.Wall.Seconds(), "delta/full-wall")
 		b.ReportMetric((df.wall-df.fsync).Seconds()/(fullFig.wall-fullFig.fsync).Seconds(), "delta/full-wall-nofsync")
 		b.Logf("10%%-dirty delta (%s): %.0f%% of the full capture's wall time", d.Meta.Capture.Method, 100*d.Wall.Seconds()/res.Wall.Seconds())
+
+		// The same with kernel dirty tracking: a full capture that
+		// leaves a tracker (--track), 10% of the pages written, and a
+		// delta that reads only those.
+		tfull := filepath.Join(dir, "tfull.ckpt")
+		tr, tsize, trss := captureFile(b, p.PID, tfull, Options{Track: true})
+		logPhases(b, "full --track", tr)
+		report(b, "full-track", resultFigures(tr, tsize, trss), g)
+		tparent, err := format.Open(tfull)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dirty10(b, p, 5)
+		u, usize, urss := captureFile(b, p.PID, filepath.Join(dir, "udelta.ckpt"), Options{Parent: tparent})
+		tparent.Close()
+		if u.Meta.Capture.Method != MethodUffdWP {
+			b.Fatalf("tracked delta method %q, notices %q", u.Meta.Capture.Method, u.Notices)
+		}
+		logPhases(b, "delta uffd-wp", u)
+		uf := resultFigures(u, usize, urss)
+		report(b, "delta-uffd", uf, g)
+		b.ReportMetric(u.Wall.Seconds()/res.Wall.Seconds(), "delta-uffd/full-wall")
+		b.ReportMetric((uf.wall-uf.fsync).Seconds()/(fullFig.wall-fullFig.fsync).Seconds(), "delta-uffd/full-wall-nofsync")
+		b.Logf("10%%-dirty delta (%s): %.0f%% of the full capture's wall time (%d pages read, %d from the parent)",
+			u.Meta.Capture.Method, 100*u.Wall.Seconds()/res.Wall.Seconds(), u.PagesRead, u.PagesFromParent)
+
+		// And a further delta in the chain, with --leave-running.
+		lparent, err := format.Open(filepath.Join(dir, "udelta.ckpt"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		dirty10(b, p, 7)
+		l, lsz, lrs := captureFile(b, p.PID, filepath.Join(dir, "ldelta.ckpt"), Options{Parent: lparent, LeaveRunning: true})
+		lparent.Close()
+		if l.Meta.Capture.Method != MethodUffdWP {
+			b.Fatalf("tracked delta method %q, notices %q", l.Meta.Capture.Method, l.Notices)
+		}
+		logPhases(b, "delta uffd-wp --leave-running", l)
+		report(b, "delta-uffd-lr", resultFigures(l, lsz, lrs), g)
+		b.ReportMetric(l.Wall.Seconds()/res.Wall.Seconds(), "delta-uffd-lr/full-wall")
+	}
+}
+
+// dirty10 writes one byte into a random 10% of bigmem's pages.
+func dirty10(b *testing.B, p *testprog.Process, seed uint64) {
+	base, sz := p.Uint(b, "addr"), p.Uint(b, "size")
+	rng := rand.New(rand.NewPCG(seed, 4))
+	pages := int(sz / 4096)
+	var segs []ptrace.Segment
+	for i := 0; i < pages; i++ {
+		if rng.IntN(10) == 0 {
+			segs = append(segs, ptrace.Segment{Addr: uintptr(base) + uintptr(i)*4096, Buf: []byte{byte(rng.IntN(255) + 1)}})
+		}
+	}
+	if _, err := ptrace.WriteMemory(p.PID, segs); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -33,6 +33,7 @@ type proc struct {
 	maps   []procfs.Mapping
 	memPID int // where memory is read: pid, or its snapshot child
 	snap   *snapshot
+	track  *procTrack // dirty page tracking, nil without
 	// mem, when set, is /proc/PID/mem of the snapshot, read instead of
 	// using process_vm_readv (see readBatch).
 	mem *os.File
@@ -71,6 +72,11 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		// On success these already ran; on failure they put everything
 		// back.
 		c.dropSnapshots()
+		if err != nil {
+			if terr := c.dropTrackers(); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}
 		if rerr := c.release(); rerr != nil && err == nil {
 			err = rerr
 		}
@@ -81,7 +87,11 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err != nil {
 		return nil, err
 	}
+	c.openTrackers()
 	if err := c.collect(); err != nil {
+		return nil, err
+	}
+	if err := c.scanTrackers(); err != nil {
 		return nil, err
 	}
 	if testHookBeforeMemory != nil {
@@ -124,15 +134,13 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		c.frozen = time.Since(c.frozenAt)
 	}
 	c.meta.Capture = format.CaptureInfo{
-		Method:     "full",
+		Method:     c.trackMethod(),
 		FrozenNs:   c.frozen.Nanoseconds(),
 		WallNs:     time.Since(start).Nanoseconds(),
 		Command:    opts.Command,
 		Generation: opts.Generation,
 	}
-	if opts.Parent != nil {
-		c.meta.Capture.Method = "hash"
-	}
+	c.recordTrackers()
 	done = c.ph.start("close")
 	id, err := w.Close(&c.meta)
 	done()
@@ -147,6 +155,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 			return nil, err
 		}
 	}
+	c.keepTrackers(id)
 	if opts.Kill {
 		if err := c.kill(); err != nil {
 			return nil, err

@@ -66,6 +66,9 @@ func (c *capturer) collectFiles() error {
 				defer unix.Close(pidfd)
 			}
 			for _, fd := range fds {
+				if c.isTrackerFD(pr, fd.Num, fd.Target) {
+					continue // ckptimg's own, not the program's
+				}
 				info, err := pr.fs.FDInfo(fd.Num)
 				if err != nil {
 					return wrap("read fdinfo", pr.pid, 0, fd.Num, goneIfMissing(err))

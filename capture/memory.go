@@ -59,10 +59,13 @@ type span struct {
 type batch struct {
 	pr    *proc
 	spans []span
-	buf   []byte
-	pages uint64
-	err   error
-	done  chan struct{} // closed once read (or failed)
+	// parents are pages known unchanged since the parent image (dirty
+	// tracking): recorded from the parent, never read.
+	parents []span
+	buf     []byte
+	pages   uint64
+	err     error
+	done    chan struct{} // closed once read (or failed)
 }
 
 // areaFilter picks the areas a memory pass reads.
@@ -113,7 +116,7 @@ func (c *capturer) dumpMemory(filter areaFilter) error {
 		}()
 	}
 	var werr error
-	var addBusy, waitBusy time.Duration
+	var addBusy, waitBusy, parentBusy time.Duration
 	for b := range order {
 		t := time.Now()
 		<-b.done
@@ -134,9 +137,24 @@ func (c *capturer) dumpMemory(filter areaFilter) error {
 				off += s.n
 			}
 			c.stats.PagesRead += b.pages
+			tp := time.Now()
+			for _, s := range b.parents {
+				if werr != nil {
+					break
+				}
+				n := uint64(s.n / c.pageSize)
+				if err := c.w.AddParentPages(int32(b.pr.pid), s.addr, n); err != nil {
+					werr = &Error{Op: "write pages", PID: b.pr.pid, FD: -1, Err: err}
+					cancel()
+				}
+				c.stats.PagesFromParent += n
+			}
+			parentBusy += time.Since(tp)
 		}
 		addBusy += time.Since(t)
-		free <- b.buf
+		if b.buf != nil {
+			free <- b.buf
+		}
 	}
 	wg.Wait()
 	perr := <-planErr
@@ -144,6 +162,9 @@ func (c *capturer) dumpMemory(filter areaFilter) error {
 	c.ph.add("read memory", readBusy.get())
 	c.ph.add("wait for reads", waitBusy)
 	c.ph.add("add pages", addBusy)
+	if parentBusy > 0 {
+		c.ph.add("add parent pages", parentBusy)
+	}
 	if werr != nil {
 		return werr
 	}
@@ -165,7 +186,7 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 		}
 		cur := &batch{pr: pr}
 		flush := func() error {
-			if len(cur.spans) == 0 {
+			if len(cur.spans) == 0 && len(cur.parents) == 0 {
 				return nil
 			}
 			cur.done = make(chan struct{})
@@ -208,6 +229,35 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 			}
 			return nil
 		}
+		// With a usable tracker, pages not written since the parent are
+		// taken from it: only the others are read.
+		var clean *rangeCursor
+		if pr.track != nil && pr.track.usable {
+			clean = &rangeCursor{rs: pr.track.parentOK}
+		}
+		addParent := func(addr uint64, n int) {
+			if k := len(cur.parents); k > 0 && cur.parents[k-1].addr+uint64(cur.parents[k-1].n) == addr {
+				cur.parents[k-1].n += n
+				return
+			}
+			cur.parents = append(cur.parents, span{addr: addr, n: n})
+		}
+		keepRun := func(addr uint64, n int, force bool) error {
+			if clean == nil {
+				return add(addr, n, force)
+			}
+			for n > 0 {
+				in, l := clean.split(addr, uint64(n))
+				if in {
+					addParent(addr, int(l))
+				} else if err := add(addr, int(l), force); err != nil {
+					return err
+				}
+				addr += l
+				n -= int(l)
+			}
+			return nil
+		}
 		err = func() error {
 			defer pm.Close()
 			for i := range pr.rec.Areas {
@@ -234,7 +284,7 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 						if keep && run < 0 {
 							run = j
 						} else if !keep && run >= 0 {
-							if err := add(base+uint64(run)*ps, (j-run)*int(ps), force); err != nil {
+							if err := keepRun(base+uint64(run)*ps, (j-run)*int(ps), force); err != nil {
 								return err
 							}
 							run = -1

@@ -32,6 +32,22 @@ type Options struct {
 	// selects the method recorded in the image ("hash").
 	Parent *format.Reader
 
+	// Track leaves a dirty page tracker in each captured process (a
+	// userfaultfd in asynchronous write-protect mode, kept close-on-exec at
+	// a high fd number, never recorded as one of its files) and records it
+	// in the image, so that a later delta against this image reads only
+	// the pages written since. A delta against an image that recorded
+	// trackers keeps tracking without Track. Ignored with Kill. A target
+	// that cannot be tracked (kernel, seccomp, its own userfaultfd) is
+	// captured all the same, with a notice in Result.Notices.
+	Track bool
+
+	// Tracking, when set, keeps the trackers in this process between the
+	// captures of one target (interval mode): a delta whose Parent is the
+	// previous capture then reads only the pages written since, and the
+	// target's fd table is left alone unless Track is set too.
+	Tracking *Tracking
+
 	// Commit, when set, is called after the image is closed and before the
 	// target is released or killed: the place to fsync and rename the
 	// output. With Kill, an error from Commit keeps the target alive.
@@ -67,6 +83,15 @@ type Result struct {
 	Frozen, Wall time.Duration
 	// PagesRead counts the pages read from the target's memory.
 	PagesRead uint64
+	// PagesFromParent counts the pages of a tracked delta taken from the
+	// parent without being read: the kernel reported them not written.
+	PagesFromParent uint64
+	// PagesWritten counts the pages the kernel reported written since the
+	// parent, in processes whose tracker was used.
+	PagesWritten uint64
+	// Notices are things the caller should tell the user: a tracker that
+	// was lost or could not be started, and what was done instead.
+	Notices []string
 	// Phases times the steps of the capture, in the order they first ran.
 	Phases []Phase
 }

@@ -32,7 +32,12 @@ type captureOptions struct {
 	interval     time.Duration
 	keep         int
 	incremental  bool
+	track        bool
 	quiet        bool
+
+	// tracking keeps dirty page trackers between the generations of
+	// command mode with --incremental.
+	tracking *capture.Tracking
 
 	pid  int      // PID mode
 	argv []string // command mode
@@ -61,6 +66,12 @@ suffix), each atomically; --keep N keeps the last N (and the parents they
 need), --incremental makes each generation a delta against the one before.
 
 --parent PREV writes a delta: only pages whose hash differs from PREV's.
+--track leaves a dirty page tracker in the process (a close-on-exec
+userfaultfd at a high fd number, never saved as one of its files), so that a
+later delta against this image reads only the pages written since (method
+uffd-wp); a delta against such an image keeps tracking. If the tracker was
+lost, the delta compares hashes and says so. --incremental in command mode
+tracks without touching the fd table.
 --leave-running shortens the pause to the time an injected fork takes; pages
 are then read from that copy-on-write snapshot while the target runs on.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -98,6 +109,7 @@ are then read from that copy-on-write snapshot while the target runs on.`,
 	f.DurationVar(&o.interval, "interval", 0, "command mode: capture every DURATION")
 	f.IntVar(&o.keep, "keep", 0, "command mode: keep only the last N generations (0: all)")
 	f.BoolVar(&o.incremental, "incremental", false, "command mode: each generation is a delta against the previous one")
+	f.BoolVar(&o.track, "track", false, "leave a dirty page tracker in the process for the next delta (--parent)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing on success")
 	return cmd
 }
@@ -130,6 +142,9 @@ func (o *captureOptions) parse(cmd *cobra.Command, args []string) error {
 	if o.after < 0 || o.interval < 0 || o.keep < 0 {
 		return cli.Usagef("--after, --interval and --keep must not be negative")
 	}
+	if o.kill && o.track {
+		return cli.Usagef("--track keeps tracking for a later delta; with --kill there is none")
+	}
 	if o.kill && o.interval > 0 {
 		return cli.Usagef("--kill ends the target at the first capture; it cannot be combined with --interval")
 	}
@@ -147,7 +162,8 @@ func runCapture(ctx context.Context, o *captureOptions, stderr io.Writer) error 
 // captureTo captures pid into output (atomically), as a delta against
 // parentPath when set.
 func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPath string, gen uint32, stderr io.Writer) (*capture.Result, error) {
-	opts := capture.Options{Tree: o.tree, Kill: o.kill, LeaveRunning: o.leaveRunning, Command: o.args, Generation: gen}
+	opts := capture.Options{Tree: o.tree, Kill: o.kill, LeaveRunning: o.leaveRunning, Command: o.args, Generation: gen,
+		Track: o.track, Tracking: o.tracking}
 	wopts := []format.WriterOption{format.WithCompression(o.compression)}
 	if parentPath != "" {
 		parent, err := format.Open(parentPath)
@@ -175,6 +191,9 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 		return nil, err
 	}
 	if !o.quiet {
+		for _, n := range res.Notices {
+			fmt.Fprintf(stderr, "ckptimg: notice: %s\n", n)
+		}
 		name := output
 		if output == "-" {
 			name = "standard output"
@@ -183,8 +202,12 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 		for _, p := range res.Meta.Processes {
 			threads += len(p.Threads)
 		}
-		fmt.Fprintf(stderr, "captured pid %d (%d processes, %d threads, %d pages read) to %s: image %s, method %s, frozen %v, wall %v\n",
-			pid, len(res.Meta.Processes), threads, res.PagesRead, name, res.ID, res.Meta.Capture.Method,
+		fromParent := ""
+		if res.PagesFromParent > 0 {
+			fromParent = fmt.Sprintf(", %d taken from the parent unread", res.PagesFromParent)
+		}
+		fmt.Fprintf(stderr, "captured pid %d (%d processes, %d threads, %d pages read%s) to %s: image %s, method %s, frozen %v, wall %v\n",
+			pid, len(res.Meta.Processes), threads, res.PagesRead, fromParent, name, res.ID, res.Meta.Capture.Method,
 			res.Frozen.Round(time.Microsecond), res.Wall.Round(time.Microsecond))
 	}
 	return res, nil
@@ -209,6 +232,10 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 	child, err := capture.StartCommand(o.argv, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", o.argv[0], err)
+	}
+	if o.incremental {
+		o.tracking = capture.NewTracking()
+		defer o.tracking.Close()
 	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 func TestCaptureFlags(t *testing.T) {
@@ -35,6 +37,8 @@ func TestCaptureFlags(t *testing.T) {
 		{args: []string{"-o", "x", "--parent", "p", "--", "true"}, wantErr: "--parent is for PID mode"},
 		{args: []string{"-o", "x", "--kill", "--interval", "1s", "--", "true"}, wantErr: "--kill"},
 		{args: []string{"1", "2", "-o", "x"}, wantErr: "accepts a PID"},
+		{args: []string{"123", "-o", "x", "--track", "--parent", "p"}, check: func(o *captureOptions) bool { return o.track && o.parent == "p" }},
+		{args: []string{"123", "-o", "x", "--track", "--kill"}, wantErr: "--track"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -189,8 +193,70 @@ func TestCaptureCommandIntervalKeep(t *testing.T) {
 			t.Errorf("%s: %v (files %v)", n, err, names)
 			continue
 		}
-		_ = c
+		// Each delta read only the pages the kernel reported written
+		// since the generation before (trackers kept in ckptimg).
+		if m := c.Images()[0].Meta(); m.Parent != nil && m.Capture.Method != "uffd-wp" {
+			t.Errorf("%s: delta method %q, want uffd-wp", n, m.Capture.Method)
+		}
+		if trs := c.Images()[0].Meta().Capture.Trackers; len(trs) != 0 {
+			t.Errorf("%s: trackers recorded without --track: %+v", n, trs)
+		}
 		closeAll()
 	}
 	t.Logf("generations left: %v", names)
+}
+
+// TestCaptureTrackParent: capture --track, then --parent: the delta reads
+// only the pages written since (method uffd-wp) and says so; once the
+// program closes the tracker's fd, the next delta compares hashes and
+// prints a notice.
+func TestCaptureTrackParent(t *testing.T) {
+	if err := capture.TrackingSupported(); err != nil {
+		t.Skipf("no dirty page tracking here: %v", err)
+	}
+	dir := t.TempDir()
+	cmdFile := filepath.Join(dir, "cmd")
+	p := testprog.Start(t, testprog.Build(t, "pager"), cmdFile, "16")
+	pid := strconv.Itoa(p.PID)
+	batches := 0
+	run := func(cmds string) {
+		t.Helper()
+		if err := os.WriteFile(cmdFile, []byte(cmds+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		batches++
+		if err := syscall.Kill(p.PID, syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		want := "done " + strconv.Itoa(batches)
+		p.WaitLine(t, testprog.Timeout, func(s string) bool { return s == want })
+	}
+	full := filepath.Join(dir, "full.ckpt")
+	if out, err := runCLI(t, "capture", pid, "-o", full, "--track"); err != nil {
+		t.Fatalf("capture --track: %v\n%s", err, out)
+	}
+	run("write 0 400 10 7")
+	d1 := filepath.Join(dir, "d1.ckpt")
+	out, err := runCLI(t, "capture", pid, "-o", d1, "--parent", full)
+	if err != nil {
+		t.Fatalf("delta: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	if !strings.Contains(out, "method uffd-wp") || !strings.Contains(out, "taken from the parent unread") || strings.Contains(out, "notice") {
+		t.Errorf("delta output %q, want method uffd-wp and pages taken from the parent", out)
+	}
+	info, err := runCLI(t, "info", d1)
+	if err != nil || !strings.Contains(info, "uffd-wp") {
+		t.Errorf("info: %v\n%s", err, info)
+	}
+	run("closefrom 3")
+	d2 := filepath.Join(dir, "d2.ckpt")
+	out, err = runCLI(t, "capture", pid, "-o", d2, "--parent", d1)
+	if err != nil {
+		t.Fatalf("delta: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "ckptimg: notice: pid "+pid) || !strings.Contains(out, "comparing page hashes") || !strings.Contains(out, "method hash") {
+		t.Errorf("delta after the tracker was closed: output %q, want a notice and method hash", out)
+	}
+	t.Logf("%s", out)
 }
