@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"testing"
 
@@ -131,4 +132,81 @@ func TestDelta(t *testing.T) {
 	if !bytes.Equal(got, mem2) {
 		t.Error("chain memory differs")
 	}
+}
+
+// TestAddParentPagesSpansRuns records a clean range that crosses data,
+// zero and area boundaries of the parent, as dirty tracking does, and
+// checks the chain reads the parent's bytes and carries its hashes.
+func TestAddParentPagesSpansRuns(t *testing.T) {
+	mem := make([]byte, 16*4096)
+	for p := 0; p < 16; p++ {
+		if p%5 != 2 { // pages 2, 7, 12 stay zero
+			mem[p*4096] = byte(p + 1)
+		}
+	}
+	m1 := testMeta()
+	m1.Processes[0].Areas[0].End = 0x10000 + 8*4096
+	m1.Processes[0].Areas[1] = Area{Start: 0x10000 + 8*4096, End: 0x10000 + 16*4096, Prot: ProtRead | ProtWrite}
+	base := writeImage(t, m1, nil, func(w *Writer) { w.AddPages(100, 0x10000, mem) })
+	br, err := NewReader(bytes.NewReader(base), int64(len(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := br.CloneMeta()
+	m2.Parent = nil
+	for i := range m2.Processes[0].Areas {
+		m2.Processes[0].Areas[i].Runs = nil
+	}
+	mem2 := bytes.Clone(mem)
+	mem2[9*4096] = 0xee
+	delta := writeImage(t, m2, []WriterOption{WithParent(br, "base.ckpt")}, func(w *Writer) {
+		if err := w.AddParentPages(100, 0x10000, 9); err != nil {
+			t.Fatal(err)
+		}
+		w.AddPages(100, 0x10000+9*4096, mem2[9*4096:10*4096])
+		if err := w.AddParentPages(100, 0x10000+10*4096, 6); err != nil {
+			t.Fatal(err)
+		}
+	})
+	dr, err := NewReader(bytes.NewReader(delta), int64(len(delta)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dr.Verify(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := NewChain(dr, br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(mem2))
+	if _, err := ch.ReadMemory(100, 0x10000, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, mem2) {
+		t.Error("chain memory differs")
+	}
+	bh, _ := br.PageHashes()
+	dh, _ := dr.PageHashes()
+	// Every parent run's hash must be the parent's hash of that page.
+	for _, a := range dr.Meta().Processes[0].Areas {
+		for _, r := range a.Runs {
+			if r.Kind != RunParent {
+				continue
+			}
+			for k := uint64(0); k < r.Pages; k++ {
+				addr := r.Addr + k*4096
+				pa := findArea(br.Process(100), addr)
+				pr, _ := findRun(pa, addr, 4096)
+				if want := bh[pr.HashIndex+(addr-pr.Addr)/4096]; dh[r.HashIndex+k] != want {
+					t.Errorf("page %#x: hash %x, parent's %x", addr, dh[r.HashIndex+k], want)
+				}
+			}
+		}
+	}
+	w, _ := NewWriter(io.Discard, WithParent(br, ""))
+	if err := w.AddParentPages(100, 0x10000+16*4096, 1); err == nil {
+		t.Error("AddParentPages past the parent's areas succeeded")
+	}
+	w.Abort()
 }

@@ -386,8 +386,10 @@ type ParentRef struct {
 // CaptureInfo describes how an image was taken.
 type CaptureInfo struct {
 	// Method says how pages were chosen: "full", "hash" (a delta comparing
-	// page hashes with the parent) or "uffd-wp" (a delta reading only pages
-	// the kernel reported written).
+	// page hashes with the parent), "uffd-wp" (a delta reading only pages
+	// the kernel reported written) or "uffd-wp+hash" (a tree where only
+	// some processes were tracked). Informational: readers do not depend
+	// on it.
 	Method   string `ckpt:"1"`
 	FrozenNs int64  `ckpt:"2"` // how long the target was stopped, in nanoseconds
 	WallNs   int64  `ckpt:"3"` // how long the capture took, in nanoseconds

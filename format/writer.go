@@ -546,19 +546,31 @@ func (w *Writer) AddParentPages(pid int32, addr uint64, pages uint64) error {
 	if w.parentHashes == nil {
 		return errorf("AddParentPages on a writer without a parent")
 	}
+	// Walk the parent's runs rather than look up page by page: a clean
+	// range is usually long (most of memory in a small delta).
 	ps := uint64(w.cfg.pageSize)
-	for i := uint64(0); i < pages; i++ {
-		a := addr + i*ps
-		h, ok := w.parentHashes.lookup(pid, a)
-		if !ok {
+	x := w.parentHashes
+	proc := x.r.Process(pid)
+	end := addr + pages*ps
+	for a := addr; a < end; {
+		var run *Run
+		if proc != nil {
+			if area := findArea(proc, a); area != nil {
+				run, _ = findRun(area, a, ps)
+			}
+		}
+		if run == nil {
 			return errorf("AddParentPages: the parent has no page at %#x of process %d", a, pid)
 		}
-		if h == w.parentHashes.zeroHash {
-			w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunZero})
-			continue
+		skip := (a - run.Addr) / ps
+		n := min(run.Pages-skip, (end-a)/ps)
+		if run.Kind == RunZero {
+			w.addRun(pid, Run{Addr: a, Pages: n, Kind: RunZero})
+		} else {
+			w.addRun(pid, Run{Addr: a, Pages: n, Kind: RunParent, HashIndex: uint64(len(w.hashes))})
+			w.hashes = append(w.hashes, x.hashes[run.HashIndex+skip:run.HashIndex+skip+n]...)
 		}
-		w.addRun(pid, Run{Addr: a, Pages: 1, Kind: RunParent, HashIndex: uint64(len(w.hashes))})
-		w.hashes = append(w.hashes, h)
+		a += n * ps
 	}
 	return nil
 }
