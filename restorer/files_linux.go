@@ -19,6 +19,8 @@ import (
 type fileSet struct {
 	fd   map[*FilePlan]int
 	mine []int // fds opened here, closed by close
+	// warnings are things recreated differently from how they were.
+	warnings []string
 }
 
 func (fs *fileSet) close() {
@@ -55,12 +57,12 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 	f := fp.File
 	switch fp.Source {
 	case SrcInherit:
-		if _, err := unix.FcntlInt(uintptr(fp.FD), unix.F_GETFD, 0); err != nil {
-			return fmt.Errorf("inherited fd %d: %w", fp.FD, err)
+		if !inheritedFD(fp.FD) {
+			return fmt.Errorf("fd %d was not inherited by ckpt-restart", fp.FD)
 		}
 		fs.fd[fp] = fp.FD
 	case SrcLone:
-		if _, err := unix.FcntlInt(uintptr(fp.FD), unix.F_GETFD, 0); err == nil {
+		if inheritedFD(fp.FD) {
 			fs.fd[fp] = fp.FD
 			break
 		}
@@ -118,23 +120,11 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 		}
 		fs.keep(fp, fd)
 	case SrcTimerfd:
-		t := f.Timerfd
-		flags := unix.TFD_CLOEXEC
-		if fp.Flags&unix.O_NONBLOCK != 0 {
-			flags |= unix.TFD_NONBLOCK
-		}
-		fd, err := unix.TimerfdCreate(int(t.ClockID), flags)
+		fd, err := openTimerfd(fp, pl.Meta.Created)
 		if err != nil {
-			return os.NewSyscallError("timerfd_create", err)
+			return err
 		}
 		fs.keep(fp, fd)
-		spec := unix.ItimerSpec{Interval: unix.NsecToTimespec(t.IntervalNs), Value: unix.NsecToTimespec(t.ValueNs)}
-		if t.ValueNs <= 0 && t.IntervalNs > 0 {
-			spec.Value = unix.NsecToTimespec(1) // overdue: fire at once
-		}
-		if err := unix.TimerfdSettime(fd, 0, &spec, nil); err != nil {
-			return os.NewSyscallError("timerfd_settime", err)
-		}
 	case SrcSignalfd:
 		flags := unix.SFD_CLOEXEC
 		if fp.Flags&unix.O_NONBLOCK != 0 {
@@ -146,6 +136,8 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 			return os.NewSyscallError("signalfd", err)
 		}
 		fs.keep(fp, fd)
+	case SrcInotify:
+		return fs.openInotify(fp)
 	case SrcContents:
 		return fs.openContents(fp, pl, top)
 	case SrcEpoll:

@@ -29,10 +29,7 @@ func LiveHost(xstate []byte) (*Host, error) {
 		PageSize: uint32(os.Getpagesize()),
 		Stat:     statRef,
 		PIDUser:  pidUser,
-		FDOpen: func(fd int) bool {
-			_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-			return err == nil
-		},
+		FDOpen:   inheritedFD,
 	}
 	if xstate != nil {
 		h.XStateSize, h.XStateFeatures = xstateInfo(xstate)
@@ -133,6 +130,15 @@ func startStub(ex *ptrace.Executor, dir string) (*ptrace.Tracee, *exec.Cmd, erro
 		return nil, nil, err
 	}
 	return t, cmd, nil
+}
+
+// inheritedFD reports whether fd is open in the restorer and was inherited
+// from its caller (a shell's 3<FILE), not opened by the restorer or the Go
+// runtime itself (which keeps cgroup files and its poller open): those
+// are close-on-exec, and an fd that survived the exec is not.
+func inheritedFD(fd int) bool {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil && fl&unix.FD_CLOEXEC == 0
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

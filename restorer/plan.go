@@ -48,12 +48,14 @@ const (
 	SrcEpoll                        // an epoll instance rebuilt inside the target
 	SrcNull                         // /dev/null: the recorded stdio is gone
 	SrcLone                         // a pipe end whose peer is outside the image: the caller's fd of that number if open, else a pipe with the other end closed
+	SrcInotify                      // a new inotify instance with the recorded watches at their numbers
 )
 
 var sourceNames = map[Source]string{
 	SrcPath: "open", SrcInherit: "inherit", SrcTTY: "tty", SrcPipe: "pipe", SrcSocketpair: "socketpair",
 	SrcListen: "listen", SrcEventfd: "eventfd", SrcTimerfd: "timerfd", SrcSignalfd: "signalfd",
 	SrcContents: "contents", SrcEpoll: "epoll", SrcNull: "null", SrcLone: "lone-end",
+	SrcInotify: "inotify",
 }
 
 func (s Source) String() string {
@@ -142,6 +144,8 @@ type AreaPlan struct {
 	// DataPages are written from chunks; ZeroPages are written as zeros
 	// (file-backed areas only: anonymous memory starts zeroed).
 	DataPages, ZeroPages uint64
+	// Advice is given back once the pages are written (from VmFlags).
+	Advice Advice
 }
 
 // FDPlan is one fd of a process.
@@ -276,10 +280,19 @@ func (pl *Plan) planProcState(pp *ProcPlan) {
 	p := pp.Proc
 	subj := fmt.Sprintf("process %d (%s)", p.PID, p.Comm)
 	if p.Exited {
-		pl.problem(Problem{Subject: subj, Unsupported: true, What: "it is a zombie (exited, not yet waited for); zombies are not recreated"})
+		pl.problem(Problem{Subject: subj, Unsupported: true, What: "it is a zombie (exited, not yet waited for); zombies are not recreated",
+			Remedy: fmt.Sprintf("capture again once process %d has waited for it, or capture a subtree without it", p.PPID)})
 	}
 	if p.Creds.Seccomp != 0 {
-		pl.problem(Problem{Subject: subj, Unsupported: true, What: fmt.Sprintf("it runs under seccomp mode %d, whose filters are not in the image", p.Creds.Seccomp)})
+		mode := fmt.Sprintf("mode %d", p.Creds.Seccomp)
+		switch p.Creds.Seccomp {
+		case 1:
+			mode = "strict mode"
+		case 2:
+			mode = "a seccomp filter"
+		}
+		pl.problem(Problem{Subject: subj, Unsupported: true, What: fmt.Sprintf("it runs under seccomp (%s), which the image cannot recreate: filters are not captured", mode),
+			Remedy: "capture the program started without seccomp (for example systemd's SystemCallFilter= off, docker --security-opt seccomp=unconfined)"})
 	}
 	if len(p.Threads) == 0 && !p.Exited {
 		pl.problem(Problem{Subject: subj, What: "the image records no thread for it", Remedy: "capture it again"})
@@ -326,7 +339,8 @@ func (pl *Plan) planMemory(chain *format.Chain, pp *ProcPlan) error {
 		subj := fmt.Sprintf("process %d area %#x-%#x %s", p.PID, a.Start, a.End, a.Name)
 		switch {
 		case a.Flags&format.MapSysVShm != 0:
-			pl.problem(Problem{Subject: subj, Unsupported: true, What: "System V shared memory is not restored"})
+			pl.problem(Problem{Subject: subj, Unsupported: true, What: "System V shared memory is not restored",
+				Remedy: "capture the program while it has the segment detached (shmdt), or use POSIX shared memory or a shared file mapping, which are restored"})
 		case a.Flags&(format.MapMemfd|format.MapDeleted) != 0 && a.Flags&format.MapFile != 0:
 			if f := pl.fileByIdent(a.File); f != nil && f.Source == SrcContents {
 				ap.Kind, ap.File = AreaFD, f
@@ -368,6 +382,7 @@ func (pl *Plan) planMemory(chain *format.Chain, pp *ProcPlan) error {
 		if ap.DataPages+ap.ZeroPages > 0 {
 			ap.MapProt |= format.ProtRead | format.ProtWrite
 		}
+		pl.planAdvice(ap, subj)
 		pp.Areas = append(pp.Areas, ap)
 	}
 	if len(pp.Specials) == 0 {
@@ -559,7 +574,7 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 				fp.Note = fmt.Sprintf("socket at stdio: the caller's fd %d", n)
 				return
 			}
-			unsupported(fmt.Sprintf("a %s socket (%s, local %q, peer %q): only listening sockets and socket pairs inside the image are restored", f.Type, s.State, s.Local, s.Peer))
+			unsupported(fmt.Sprintf("a %s socket %s, local %q, peer %q, which cannot be reconnected: only listening sockets and socket pairs inside the image are restored", f.Type, s.State, s.Local, s.Peer))
 		}
 	case format.FileEventfd:
 		if f.Eventfd == nil {
@@ -600,7 +615,25 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 		}
 		fp.Source, fp.Note = SrcContents, fmt.Sprintf("%s made anew from blob %d (%d bytes)", f.Type, f.Contents-1, pl.Meta.Blobs[f.Contents-1].Size)
 	case format.FileInotify:
-		unsupported("an inotify instance (watch descriptors cannot be given back their numbers)")
+		if f.Inotify == nil {
+			unsupported("an inotify instance without its watches")
+			return
+		}
+		seen := map[int32]bool{}
+		var wds []string
+		for _, w := range f.Inotify.Watches {
+			switch {
+			case w.WD <= 0 || seen[w.WD]:
+				unsupported(fmt.Sprintf("an inotify instance with a bad or repeated watch number %d", w.WD))
+				return
+			case w.Path == "":
+				unsupported(fmt.Sprintf("an inotify instance whose watch %d (inode %d) has no path: capture could not resolve it (it needs CAP_DAC_READ_SEARCH)", w.WD, w.Ino))
+				return
+			}
+			seen[w.WD] = true
+			wds = append(wds, fmt.Sprintf("%d %s", w.WD, w.Path))
+		}
+		fp.Source, fp.Note = SrcInotify, fmt.Sprintf("rebuilt with %d watches: %s", len(wds), strings.Join(wds, ", "))
 	default:
 		if n, ok := stdioHolder(fp); ok {
 			fp.Source, fp.FD = SrcInherit, n
@@ -631,7 +664,8 @@ type Host struct {
 	Stat func(path string) (format.FileRef, error)
 	// PIDUser describes who holds pid, "" when it is free.
 	PIDUser func(pid int32) string
-	// FDOpen reports whether the restorer has fd open.
+	// FDOpen reports whether the restorer inherited fd open from its
+	// caller (its own and the Go runtime's fds do not count).
 	FDOpen func(fd int) bool
 }
 
@@ -760,6 +794,16 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
 				} else {
 					add(Problem{Subject: subj, What: fmt.Sprintf("--subst gives fd %d, which ckpt-restart did not inherit", fp.FD),
 						Remedy: fmt.Sprintf("open fd %d for ckpt-restart (for example %d<FILE in the shell)", fp.FD, fp.FD)})
+				}
+			}
+		case SrcInotify:
+			if host.Stat == nil {
+				continue
+			}
+			for _, w := range f.Inotify.Watches {
+				if _, err := host.Stat(w.Path); err != nil {
+					add(Problem{Subject: subj, What: fmt.Sprintf("watch %d: %s: %s", w.WD, w.Path, errText(err)),
+						Remedy: fmt.Sprintf("create it, point the image elsewhere with --prefix OLD=NEW, or substitute the instance: --subst %s,FD", format.FileIDString(f.ID))})
 				}
 			}
 		case SrcTTY:
@@ -915,6 +959,9 @@ func (pl *Plan) Simulate(w io.Writer) error {
 			ew.printf("  map %#014x-%#014x %s %-7s %-10s%s; write %d pages", a.Start, a.End, a.Prot, mapShare(a.Flags), ap.Kind, src, ap.DataPages)
 			if ap.ZeroPages > 0 {
 				ew.printf(" + %d zero pages", ap.ZeroPages)
+			}
+			if !ap.Advice.empty() {
+				ew.printf("; advice %s", ap.Advice)
 			}
 			ew.printf("\n")
 			data += ap.DataPages

@@ -66,7 +66,7 @@ func testMeta() *format.Meta {
 			{ID: 3, Type: format.FileRegular, Name: "/data/in", Flags: 0, Ident: format.FileRef{Path: "/data/in", Size: 100, MtimeNs: 7}},
 			{ID: 4, Type: format.FilePipe, Name: "pipe:[12]", Flags: 0, Pipe: &format.PipeInfo{Ino: 12, Buffered: []byte("xy")}},
 			{ID: 5, Type: format.FilePipe, Name: "pipe:[12]", Flags: 1, Pipe: &format.PipeInfo{Ino: 12}},
-			{ID: 6, Type: format.FileInotify, Name: "anon_inode:inotify", Inotify: &format.InotifyInfo{}},
+			{ID: 6, Type: format.FileInotify, Name: "anon_inode:inotify", Inotify: &format.InotifyInfo{Watches: []format.InotifyWatch{{WD: 2, Ino: 77}}}}, // no path: unsupported
 			{ID: 7, Type: format.FileRegular, Name: "/data/out", Flags: 1, Pos: 40, Ident: format.FileRef{Path: "/data/out", Size: 40, MtimeNs: 8}},
 		},
 	}
@@ -201,5 +201,72 @@ func TestSimulate(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("simulate output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestPlanInotify: an inotify instance is rebuilt when every watch has a
+// path; a watched path that is gone is a check problem naming the watch.
+func TestPlanInotify(t *testing.T) {
+	m := testMeta()
+	m.Files[5].Inotify.Watches = []format.InotifyWatch{{WD: 1, Path: "/data/a", Mask: 8}, {WD: 3, Path: "/data/c", Mask: 8}}
+	pl, err := BuildPlan(testImage(t, m), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := pl.fileByID[6]
+	if fp.Source != SrcInotify || !strings.Contains(fp.Note, "1 /data/a, 3 /data/c") {
+		t.Fatalf("inotify planned as %v (%s), want rebuilt with both watches", fp.Source, fp.Note)
+	}
+	host := fakeHost(map[string]format.FileRef{"/bin/prog": {Size: 10, MtimeNs: 5}, "/data/in": {Size: 100, MtimeNs: 7},
+		"/data/out": {Size: 40, MtimeNs: 8}, "/work": {}, "/data/a": {}}, nil)
+	text := (&CheckError{Problems: pl.Check(host, &Options{})}).Error()
+	if !strings.Contains(text, "1 problem") || !strings.Contains(text, "f6") || !strings.Contains(text, "watch 3: /data/c: no such file") || !strings.Contains(text, "--prefix") {
+		t.Errorf("want one problem naming watch 3 and its remedy:\n%s", text)
+	}
+	m = testMeta()
+	m.Files[5].Inotify.Watches = []format.InotifyWatch{{WD: 1, Path: "/data/a"}, {WD: 1, Path: "/data/c"}}
+	pl, err = BuildPlan(testImage(t, m), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Problems) != 1 || !pl.Problems[0].Unsupported || !strings.Contains(pl.Problems[0].What, "repeated watch number 1") {
+		t.Errorf("repeated watch number: %v", pl.Problems)
+	}
+}
+
+// TestPlanAdvice: VmFlags become advice to give back; a userfaultfd
+// registration is a warning and a shadow stack an unsupported problem,
+// each naming the area.
+func TestPlanAdvice(t *testing.T) {
+	m := testMeta()
+	m.Processes[0].Areas[1].VMFlags = "rd wr mr mw me ac dc wf hg dd lo uw sd"
+	pl, err := BuildPlan(testImage(t, m), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := pl.Procs[0].Areas[1]
+	if got := heap.Advice.String(); got != "dontfork,wipeonfork,hugepage,dontdump,mlock" {
+		t.Errorf("heap advice %q", got)
+	}
+	if len(pl.Warnings) != 1 || !strings.Contains(pl.Warnings[0], "0x600000-0x602000 [heap]: its userfaultfd registration (VmFlags uw)") {
+		t.Errorf("warnings %q, want one naming the heap's userfaultfd registration", pl.Warnings)
+	}
+	var b bytes.Buffer
+	pl.Simulate(&b)
+	if !strings.Contains(b.String(), "advice dontfork,wipeonfork,hugepage,dontdump,mlock") {
+		t.Errorf("simulate does not show the advice:\n%s", b.String())
+	}
+	m = testMeta()
+	m.Processes[0].Areas[1].VMFlags = "rd wr ss"
+	pl, err = BuildPlan(testImage(t, m), m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range pl.Problems {
+		found = found || p.Unsupported && strings.Contains(p.Subject, "0x600000") && strings.Contains(p.What, "shadow stack")
+	}
+	if !found {
+		t.Errorf("no unsupported problem for a shadow stack: %v", pl.Problems)
 	}
 }

@@ -157,6 +157,7 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 	if err != nil {
 		return nil, err
 	}
+	r.res.Warnings = append(r.res.Warnings, r.files.warnings...)
 	r.phase("open files")
 
 	// The root is forked from the stub with CLONE_PARENT, so its parent is
@@ -193,6 +194,13 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 	}
 	r.phase("detach")
 	r.files.close()
+	if r.opts.AnyPID {
+		for _, lp := range r.procs {
+			if int32(lp.pid) != lp.pp.Proc.PID {
+				r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("process %d (%s) is now pid %d (--any-pid)", lp.pp.Proc.PID, lp.pp.Proc.Comm, lp.pid))
+			}
+		}
+	}
 	res = r.res
 	res.PID = r.procs[0].pid
 	res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
@@ -376,11 +384,13 @@ func (r *restore) restoreProcess(lp *liveProc) error {
 		{"map areas", r.mapAreas},
 		{"write pages", r.writePages},
 		{"protect areas", r.protectAreas},
+		{"memory advice", r.giveAdvice},
 		{"set mm fields", r.setMM},
 		{"process state", r.procState},
 		{"install fds", r.installFDs},
 		{"create threads", r.createThreads},
 		{"thread state", r.threadState},
+		{"credentials", r.setCreds},
 		{"set registers", r.finalRegs},
 	}
 	for _, s := range steps {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -118,7 +119,14 @@ func (res *Restored) suspend() {
 	if fg {
 		unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.callerPgrp)
 	}
-	if err := unix.Kill(os.Getpid(), unix.SIGSTOP); err != nil && !errors.Is(err, unix.ESRCH) {
+	// Stop this very thread: a SIGSTOP to the process may be taken by
+	// another thread while this one runs on and continues the program
+	// before the caller has even seen the stop. Sent to itself, it stops
+	// the process before the call returns.
+	runtime.LockOSThread()
+	err := unix.Tgkill(os.Getpid(), unix.Gettid(), unix.SIGSTOP)
+	runtime.UnlockOSThread()
+	if err != nil && !errors.Is(err, unix.ESRCH) {
 		return
 	}
 	// Continued.

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,25 +18,38 @@ import (
 )
 
 // BenchmarkRestore1GiB restores the 1 GiB workload (512 MiB random, 512
-// MiB written zeros) with the image in the page cache (it was just
-// written), and BenchmarkRestoreSmall a small program: the fixed cost.
-// Each iteration captures afresh (not timed) and times Restore alone.
-func BenchmarkRestore1GiB(b *testing.B) { benchRestore(b, "bigmem", "1024") }
+// MiB written zeros) with the image in the page cache, as issue 4's target
+// and CRIU's figures (0.71–1.02 s) have it; BenchmarkRestore1GiBCold with
+// the image dropped from the page cache first (CRIU: 1.24–2.50 s); and
+// BenchmarkRestoreSmall a small program: the fixed cost. Each iteration
+// captures afresh (not timed) and times Restore alone; the "write pages"
+// phase is reported on its own.
+func BenchmarkRestore1GiB(b *testing.B) { benchRestore(b, true, "bigmem", "1024") }
 
-func BenchmarkRestoreSmall(b *testing.B) { benchRestore(b, "counter", "/dev/null", "100", "1") }
+func BenchmarkRestore1GiBCold(b *testing.B) { benchRestore(b, false, "bigmem", "1024") }
 
-func benchRestore(b *testing.B, fixture string, args ...string) {
+func BenchmarkRestoreSmall(b *testing.B) { benchRestore(b, true, "counter", "/dev/null", "100", "1") }
+
+func benchRestore(b *testing.B, cached bool, fixture string, args ...string) {
 	if os.Geteuid() != 0 {
 		b.Skip("restoring exact PIDs needs root")
 	}
 	bin := testprog.Build(b, fixture)
 	dir := b.TempDir()
-	var total time.Duration
+	var total, write time.Duration
 	for i := 0; i < b.N; i++ {
 		p := testprog.Start(b, bin, args...)
 		img := filepath.Join(dir, "bench.ckpt")
 		benchCapture(b, p.PID, img)
 		p.Wait(b, testprog.Timeout)
+		// The writer uses direct I/O for large images, so whether the
+		// image is in the page cache after capture depends on its size:
+		// decide it here.
+		if cached {
+			cacheFile(b, img)
+		} else {
+			dropFile(b, img)
+		}
 
 		chain, closeChain, err := format.OpenChain(img)
 		if err != nil {
@@ -61,12 +76,16 @@ func benchRestore(b *testing.B, fixture string, args ...string) {
 		total += d
 		for _, ph := range res.Phases {
 			b.Logf("%-28s %8.2f ms", ph.Name, float64(ph.D.Microseconds())/1000)
+			if strings.HasPrefix(ph.Name, "write pages") {
+				write += ph.D
+			}
 		}
 		unix.Kill(res.PID, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(res.PID, &ws, 0, nil)
 	}
-	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/restore")
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/restore")
+	b.ReportMetric(float64(write.Microseconds())/1000/float64(b.N), "ms/write-pages")
 }
 
 func benchCapture(b *testing.B, pid int, path string) {
@@ -80,6 +99,34 @@ func benchCapture(b *testing.B, pid int, path string) {
 		b.Fatal(err)
 	}
 	if _, err := captureFn(context.Background(), pid, w); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// cacheFile reads path through, so its pages are in the page cache.
+func cacheFile(b *testing.B, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(io.Discard, f); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// dropFile writes path's dirty pages out and drops its pages from the page
+// cache.
+func dropFile(b *testing.B, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -585,9 +585,22 @@ func TestRestorePipeline(t *testing.T) {
 func runRestartCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(restartBin(t), args...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	// Files, not pipes: a restore that succeeds against expectations
+	// leaves the program holding them, and exec.Cmd would wait for a
+	// pipe to be closed.
+	dir := t.TempDir()
+	stdout, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdout.Close()
+	stderr, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Run()
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -595,7 +608,9 @@ func runRestartCmd(t *testing.T, args ...string) (string, string, int) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return stdout.String(), stderr.String(), code
+	o, _ := os.ReadFile(stdout.Name())
+	e, _ := os.ReadFile(stderr.Name())
+	return string(o), string(e), code
 }
 
 // TestCheckAndSimulate moves a file the image needs away: --check,
@@ -809,4 +824,615 @@ func TestFailedRestoreCleansUp(t *testing.T) {
 			t.Errorf("the failed restore left children (%s): %s", f, kids)
 		}
 	}
+}
+
+// TestRestoreTimers restores timerfds (periodic, relative, absolute, with
+// an unread tick), a signalfd, an inotify instance whose watch numbers
+// have a gap, and an epoll watching them, twice in a chain; after the
+// second restore the timer must keep firing, the signalfd must receive a
+// signal sent after the restore, and inotify must report a file written
+// after it, under the recorded watch number.
+func TestRestoreTimers(t *testing.T) {
+	needRoot(t)
+	bin := buildFixture(t, "timers")
+	dir := testDir(t)
+	p := testprog.Start(t, bin, dir)
+	p.WaitCount(t, 3)
+	r1 := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 5)
+	r2 := round(t, p.PID, filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 3)
+
+	if err := syscall.Kill(p.PID, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "c"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := r2.waitFor(t, "checks done", func(l []string) bool { _, ok := lastLine(l, "checks done"); return ok })
+	<-r2.done
+	for _, want := range []string{"epoll timerfd", "timerfd periodic", "timerfd interval", "timerfd relative", "timerfd abstime",
+		"timerfd ticks", "timerfd flags", "signalfd", "signalfd empty", "inotify event", "inotify no stray event",
+		"inotify wd 1", "inotify wd 3", "inotify wd 2 gone"} {
+		if !slices.Contains(lines, "ok "+want) {
+			t.Errorf("no \"ok %s\" line", want)
+		}
+	}
+	checkNoFailures(t, append(append(p.Lines(), l1...), lines...))
+	var ee *exec.ExitError
+	if !errors.As(r2.err, &ee) || ee.ExitCode() != 9 {
+		t.Errorf("ckpt-restart: %v, want the program's exit status 9", r2.err)
+	}
+}
+
+// imageFileID returns the id of the file of the image whose name is name.
+func imageFileID(t *testing.T, img, name string) string {
+	t.Helper()
+	r, err := format.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, f := range r.Meta().Files {
+		if f.Name == name {
+			return format.FileIDString(f.ID)
+		}
+	}
+	t.Fatalf("%s has no file %s", img, name)
+	return ""
+}
+
+// readLinesUntil polls the file at path until match accepts its lines.
+func readLinesUntil(t *testing.T, path, what string, match func([]string) bool) []string {
+	t.Helper()
+	deadline := time.Now().Add(testprog.Timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if match(lines) {
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %s within %v:\n%s", path, what, testprog.Timeout, tail(lines))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDetach: --detach prints the restored pid, exits 0 at once and
+// leaves the program running on its own, re-parented away from
+// ckpt-restart, its output going where ckpt-restart's went.
+func TestDetach(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "counter")
+	dir := testDir(t)
+	p := testprog.Start(t, bin, filepath.Join(dir, "out.txt"), "20", "2")
+	p.WaitCount(t, 3)
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	p.Wait(t, testprog.Timeout)
+	next := lastCount(p) + 1
+
+	stdoutPath := filepath.Join(dir, "stdout")
+	stdout, err := os.Create(stdoutPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdout.Close()
+	t.Cleanup(func() { syscall.Kill(p.PID, syscall.SIGKILL) })
+	// Files, not pipes: the program keeps ckpt-restart's stdout and
+	// stderr, and exec.Cmd would wait for a pipe to be closed.
+	stderrPath := filepath.Join(dir, "stderr")
+	stderr, err := os.Create(stderrPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	cmd := exec.Command(restartBin(t), "--detach", img)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		b, _ := os.ReadFile(stderrPath)
+		t.Fatalf("ckpt-restart --detach: %v\n%s", err, b)
+	}
+	lines := readLinesUntil(t, stdoutPath, fmt.Sprintf("count %d", next+3), func(l []string) bool {
+		c := counts(l)
+		return len(c) > 0 && c[len(c)-1] >= next+3
+	})
+	if lines[0] != fmt.Sprint(p.PID) {
+		t.Fatalf("first line of --detach output is %q, want the pid %d", lines[0], p.PID)
+	}
+	if c := counts(lines); c[0] != next {
+		t.Fatalf("counts after a detached restore start at %d, want %d", c[0], next)
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
+	if err != nil {
+		t.Fatalf("the detached program is gone: %v", err)
+	}
+	f := testprog.Fields(strings.ReplaceAll(strings.ReplaceAll(string(st), ":\t", "="), "\n", " "))
+	if f["PPid"] == fmt.Sprint(cmd.Process.Pid) || f["State"] == "Z" || f["State"] == "T" {
+		t.Fatalf("detached program: parent %s (ckpt-restart was %d), state %s", f["PPid"], cmd.Process.Pid, f["State"])
+	}
+	syscall.Kill(p.PID, syscall.SIGKILL)
+	waitGone(t, p.PID)
+	checkNoFailures(t, lines)
+}
+
+// childPIDs lists the children of process pid.
+func childPIDs(pid int) []int {
+	var out []int
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(b)) {
+			var n int
+			fmt.Sscan(s, &n)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestAnyPID restores a single-threaded program with --any-pid while its
+// recorded pid is still taken by the original (stopped, not killed): it
+// runs under a new pid, says so, and goes on counting. A multi-threaded
+// image gets a warning naming the TID problem.
+func TestAnyPID(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "counter")
+	dir := testDir(t)
+	p := testprog.Start(t, bin, filepath.Join(dir, "out.txt"), "20", "2")
+	p.WaitCount(t, 3)
+	img := filepath.Join(dir, "1.ckpt")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := format.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The original keeps its pid, stopped so it prints nothing more.
+	if err := syscall.Kill(p.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	next := lastCount(p) + 1
+
+	_, stderr, code := runRestartCmd(t, "--check", img)
+	if code != 1 || !strings.Contains(stderr, fmt.Sprintf("pid %d", p.PID)) || !strings.Contains(stderr, "--any-pid") {
+		t.Fatalf("--check with the pid taken: exit %d, want 1 naming pid %d and --any-pid:\n%s", code, p.PID, stderr)
+	}
+	r := startRestart(t, nil, "--any-pid", img)
+	t.Cleanup(func() {
+		for _, c := range childPIDs(r.cmd.Process.Pid) {
+			syscall.Kill(c, syscall.SIGKILL)
+		}
+	})
+	r.checkContinues(t, next, 5)
+	kids := childPIDs(r.cmd.Process.Pid)
+	if len(kids) != 1 || kids[0] == p.PID {
+		t.Fatalf("ckpt-restart's children are %v, want one new pid (the original is %d)", kids, p.PID)
+	}
+	_, stderr = r.snapshot()
+	if want := fmt.Sprintf("process %d (counter) is now pid %d", p.PID, kids[0]); !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	<-r.done
+
+	// Multi-threaded: a clear warning, before anything runs.
+	tb := testprog.Build(t, "threads")
+	tp := testprog.Start(t, tb, "100000", "8")
+	tp.WaitLine(t, testprog.Timeout, func(s string) bool { return strings.HasPrefix(s, "sum ") })
+	timg := filepath.Join(dir, "threads.ckpt")
+	captureKill(t, tp.PID, timg, false)
+	_, stderr, code = runRestartCmd(t, "--check", "--any-pid", timg)
+	if code != 0 || !strings.Contains(stderr, "has 5 threads and --any-pid gives them new TIDs") || !strings.Contains(stderr, "glibc and Go") {
+		t.Errorf("--check --any-pid of a 5-thread image: exit %d, want 0 with a warning about TIDs:\n%s", code, stderr)
+	}
+}
+
+// TestSubstFD: --subst ID,FD gives the program an fd ckpt-restart
+// inherited in place of a file of the image (Kerrighed's restart -s):
+// the output continues in the new file and the old one is left alone.
+func TestSubstFD(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "counter")
+	dir := testDir(t)
+	out := filepath.Join(dir, "out.txt")
+	p := testprog.Start(t, bin, out, "20", "2")
+	p.WaitCount(t, 3)
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	p.Wait(t, testprog.Timeout)
+	next := lastCount(p) + 1
+	id := imageFileID(t, img, out)
+	before, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// An fd that is not open is a check problem with its remedy.
+	_, stderr, code := runRestartCmd(t, "--check", "--subst", id+",7", img)
+	if code != 1 || !strings.Contains(stderr, "--subst gives fd 7, which ckpt-restart did not inherit") || !strings.Contains(stderr, "7<FILE") {
+		t.Fatalf("--subst %s,7 with fd 7 closed: exit %d:\n%s", id, code, stderr)
+	}
+
+	newPath := filepath.Join(dir, "new.txt")
+	nf, err := os.Create(newPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(restartBin(t), "--subst", id+",3", img)
+	cmd.ExtraFiles = []*os.File{nf} // fd 3, as 3>new.txt in a shell
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderrB strings.Builder
+	cmd.Stderr = &stderrB
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	nf.Close()
+	t.Cleanup(func() {
+		syscall.Kill(p.PID, syscall.SIGKILL)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	go io.Copy(io.Discard, stdout)
+	lines := readLinesUntil(t, newPath, "5 lines", func(l []string) bool { return len(l) >= 5 })
+	for i, l := range lines[:5] {
+		if l != fmt.Sprint(next+int64(i)) {
+			t.Fatalf("%s line %d is %q, want %d: the output does not continue in the substituted fd\n%s", newPath, i+1, l, next+int64(i), stderrB.String())
+		}
+	}
+	after, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(after) != string(before) {
+		t.Errorf("%s changed after it was substituted away", out)
+	}
+}
+
+// TestUnsupportedNamed: each resource ckpt-restart cannot recreate is
+// named by --check and by the restore itself, with what to do, and the
+// exit code is 5; nothing is restored.
+func TestUnsupportedNamed(t *testing.T) {
+	needRoot(t)
+	bin := buildFixture(t, "unsupported")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct {
+		args []string
+		tree bool
+		want []string
+	}{
+		{[]string{"shm"}, false, []string{"area", "/SYSV", "System V shared memory is not restored", "shmdt"}},
+		{[]string{"zombie"}, true, []string{"is a zombie", "has waited for it"}},
+		{[]string{"seccomp"}, false, []string{"seccomp (a seccomp filter)", "filters are not captured", "seccomp=unconfined"}},
+		{[]string{"connect", port}, false, []string{"inet socket connected", "127.0.0.1:" + port, "cannot be reconnected", "--subst f"}},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			dir := testDir(t)
+			p := testprog.Start(t, bin, tc.args...)
+			p.WaitCount(t, 2)
+			img := filepath.Join(dir, "1.ckpt")
+			pids := captureKill(t, p.PID, img, tc.tree)
+			p.Wait(t, testprog.Timeout)
+			for _, args := range [][]string{{"--check", img}, {img}} {
+				_, stderr, code := runRestartCmd(t, args...)
+				if code != 5 {
+					t.Errorf("%v: exit %d, want 5 (unsupported)\n%s", args, code, stderr)
+				}
+				for _, want := range tc.want {
+					if !strings.Contains(stderr, want) {
+						t.Errorf("%v: error lacks %q:\n%s", args, want, stderr)
+					}
+				}
+				for _, pid := range pids {
+					if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+						t.Fatalf("%v: process %d exists after a failed check", args, pid)
+					}
+				}
+			}
+		})
+	}
+}
+
+// credFields are the lines of /proc/PID/status that hold credentials.
+var credFields = []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"}
+
+func procCreds(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		if slices.Contains(credFields, k) {
+			out[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return out
+}
+
+// TestRestoreCredentials restores programs whose credentials differ from
+// ckpt-restart's (root with every capability): root with fewer
+// capabilities, ambient ones, supplementary groups, a smaller bounding set
+// and no_new_privs; and another user. Each comes back with exactly its
+// own credentials, not root's.
+func TestRestoreCredentials(t *testing.T) {
+	needRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv not found")
+	}
+	bin := testprog.Build(t, "counter")
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"fewer-caps", []string{"--securebits=+noroot,+noroot_locked", "--inh-caps=+kill,+chown", "--ambient-caps=+kill,+chown",
+			"--bounding-set=-net_raw", "--groups=100,200", "--no-new-privs"}},
+		{"other-user", []string{"--reuid=65534", "--regid=65534", "--groups=100,65534", "--bounding-set=-net_raw", "--no-new-privs"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if st := procCreds(t, os.Getpid()); tc.name == "other-user" && !hasCap(st["CapEff"], 24) {
+				t.Skip("capture reads another user's rlimits with prlimit, which needs CAP_SYS_RESOURCE; this test runs without it")
+			}
+			dir := testDir(t)
+			os.Chmod(filepath.Dir(dir), 0o755)
+			os.Chmod(dir, 0o777)
+			p := testprog.Start(t, setpriv, append(tc.args, "--", bin, filepath.Join(dir, "out.txt"), "20", "2")...)
+			p.WaitCount(t, 3)
+			want := procCreds(t, p.PID)
+			if want["NoNewPrivs"] != "1" {
+				t.Fatalf("setpriv did not give the fixture its credentials: %v", want)
+			}
+			img := filepath.Join(dir, "1.ckpt")
+			captureKill(t, p.PID, img, false)
+			p.Wait(t, testprog.Timeout)
+			r := startRestart(t, []int{p.PID}, img)
+			r.checkContinues(t, lastCount(p)+1, 3)
+			got := procCreds(t, p.PID)
+			for _, k := range credFields {
+				if got[k] != want[k] {
+					t.Errorf("%s of the restored process is %q, was %q", k, got[k], want[k])
+				}
+			}
+			r.cmd.Process.Signal(syscall.SIGTERM)
+			<-r.done
+		})
+	}
+}
+
+// hasCap reports whether the hex capability set s has capability n.
+func hasCap(s string, n uint) bool {
+	var v uint64
+	fmt.Sscanf(s, "%x", &v)
+	return v&(1<<n) != 0
+}
+
+// TestRestoreOtherUser restores a root program's image whose credentials
+// were rewritten to another user's (capture of another user's process
+// needs CAP_SYS_RESOURCE, which the test machine may lack): the restored
+// process runs as that user, with no capability left, and keeps working.
+func TestRestoreOtherUser(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "counter")
+	dir := testDir(t)
+	out := filepath.Join(dir, "out.txt")
+	p := testprog.Start(t, bin, out, "20", "2")
+	p.WaitCount(t, 3)
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	p.Wait(t, testprog.Timeout)
+
+	chain, closeChain, err := format.OpenChain(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeChain()
+	meta := chain.Top().CloneMeta()
+	c := &meta.Processes[0].Creds
+	c.UID, c.GID, c.Groups = [4]uint32{65534, 65534, 65534, 65534}, [4]uint32{65534, 65534, 65534, 65534}, []uint32{65534, 7}
+	c.CapInh, c.CapPrm, c.CapEff, c.CapAmb = 0, 0, 0, 0
+	var fds []format.Subst
+	for _, fd := range meta.Processes[0].FDs {
+		if fd.Num <= 2 {
+			fds = append(fds, format.Subst{FileID: fd.FileID, Kind: format.SubstPath, Path: "/dev/null"})
+		}
+	}
+	if err := rewrite.Substitute(meta, fds); err != nil {
+		t.Fatal(err)
+	}
+	res, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(res.PID, syscall.SIGKILL)
+		res.Wait()
+	})
+	got := procCreds(t, res.PID)
+	want := map[string]string{"Uid": "65534 65534 65534 65534", "Gid": "65534 65534 65534 65534", "Groups": "7 65534",
+		"CapPrm": "0000000000000000", "CapEff": "0000000000000000", "NoNewPrivs": "0"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s of the restored process is %q, want %q", k, got[k], v)
+		}
+	}
+	// It keeps writing its output file.
+	readLinesUntil(t, out, fmt.Sprintf("line %d", lastCount(p)+3), func(l []string) bool {
+		return int64(len(l)) >= lastCount(p)+4
+	})
+	checkCounterFile(t, out, lastCount(p)+4)
+}
+
+// vmFlagsAt returns the VmFlags of the area of process pid holding addr.
+func vmFlagsAt(t *testing.T, pid int, addr uint64) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		var s, e uint64
+		if n, _ := fmt.Sscanf(l, "%x-%x ", &s, &e); n == 2 && strings.Contains(l, "-") && !strings.HasSuffix(strings.Fields(l)[0], ":") {
+			in = s <= addr && addr < e
+			continue
+		}
+		if in && strings.HasPrefix(l, "VmFlags:") {
+			return strings.Fields(strings.TrimPrefix(l, "VmFlags:"))
+		}
+	}
+	t.Fatalf("process %d has no area at %#x", pid, addr)
+	return nil
+}
+
+// TestRestoreAdvice: memory advice the program gave (madvise, mlock) is
+// given back to each area after its pages are written.
+func TestRestoreAdvice(t *testing.T) {
+	needRoot(t)
+	bin := buildFixture(t, "advice")
+	dir := testDir(t)
+	p := testprog.Start(t, bin)
+	p.WaitCount(t, 2)
+	flagOf := map[string]string{"dontfork": "dc", "wipeonfork": "wf", "hugepage": "hg", "nohugepage": "nh", "dontdump": "dd",
+		"mergeable": "mg", "sequential": "sr", "random": "rr", "mlock": "lo"}
+	addrs := map[string]uint64{}
+	for name, flag := range flagOf {
+		s, ok := p.ReadyFields[name]
+		if !ok {
+			t.Logf("%s: not on this kernel", name)
+			continue
+		}
+		var a uint64
+		fmt.Sscanf(s, "%x", &a)
+		addrs[name] = a
+		if !slices.Contains(vmFlagsAt(t, p.PID, a), flag) {
+			t.Fatalf("the fixture's %s area at %#x lacks VmFlag %s before capture", name, a, flag)
+		}
+	}
+	r := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	r.checkContinues(t, lastCount(p)+1, 3)
+	for name, a := range addrs {
+		if got := vmFlagsAt(t, p.PID, a); !slices.Contains(got, flagOf[name]) {
+			t.Errorf("restored %s area at %#x has VmFlags %v, without %s", name, a, got, flagOf[name])
+		}
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	<-r.done
+}
+
+// TestRestoreSuspendTmux runs ckpt-restart from an interactive shell in a
+// tmux pane: ^Z stops the restored program and ckpt-restart with it, the
+// shell gets the terminal back and reports a stopped job, and fg gives
+// the terminal to the program again, which goes on answering.
+func TestRestoreSuspendTmux(t *testing.T) {
+	needRoot(t)
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Skip("tmux not found")
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash not found")
+	}
+	dir := testDir(t)
+	sock := filepath.Join(dir, "tmux.sock")
+	tm := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	prog := `stty -echo; while read l; do echo "answer $l"; done`
+	tm("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sh -c '"+prog+"'")
+	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
+	tm("set-option", "-g", "remain-on-exit", "on")
+	screenHas := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(testprog.Timeout)
+		for {
+			screen := tm("capture-pane", "-p", "-t", "t")
+			if strings.Contains(screen, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the pane never showed %q:\n%s", want, screen)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var pid int
+	fmt.Sscan(tm("list-panes", "-t", "t", "-F", "#{pane_pid}"), &pid)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	tm("send-keys", "-t", "t", "one", "Enter")
+	screenHas("answer one")
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, pid, img, false)
+
+	tm("respawn-pane", "-k", "-t", "t", "env PS1='shell$ ' "+bash+" --norc --noprofile -i")
+	screenHas("shell$")
+	tm("send-keys", "-t", "t", restartBin(t)+" "+img, "Enter")
+	tm("send-keys", "-t", "t", "two", "Enter")
+	screenHas("answer two")
+	tm("send-keys", "-t", "t", "C-z", "")
+	screenHas("Stopped")
+	if st := procState(pid); st != "T" {
+		ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
+		t.Fatalf("restored program is in state %q after ^Z, want T (stopped)\n%s\n%s", st, tm("capture-pane", "-p", "-t", "t"), ps)
+	}
+	// The shell has the terminal: it runs a command.
+	tm("send-keys", "-t", "t", "echo shell-has-it", "Enter")
+	screenHas("shell-has-it\n")
+	tm("send-keys", "-t", "t", "fg", "Enter")
+	tm("send-keys", "-t", "t", "three", "Enter")
+	screenHas("answer three")
+	tm("send-keys", "-t", "t", "C-d", "")
+	// fg returns the job's status: the program's, passed on.
+	tm("send-keys", "-t", "t", "echo fg-exit $?", "Enter")
+	screenHas("fg-exit 0")
+}
+
+// procState is the State letter of process pid, "" when it is gone.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2 : i+3]
+	}
+	return ""
 }
