@@ -15,6 +15,7 @@ import (
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
+	"github.com/ckptimg/ckptimg/internal/snapshot"
 )
 
 // testHookBeforeMemory, when set by a test, runs after the state is
@@ -32,7 +33,7 @@ type proc struct {
 	rec    *format.Process
 	maps   []procfs.Mapping
 	memPID int // where memory is read: pid, or its snapshot child
-	snap   *snapshot
+	snap   *snapshot.Snapshot
 	track  *procTrack // dirty page tracking, nil without
 	// mem, when set, is /proc/PID/mem of the snapshot, read instead of
 	// using process_vm_readv (see readBatch).

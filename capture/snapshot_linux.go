@@ -1,29 +1,15 @@
 package capture
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/procfs"
-	"github.com/ckptimg/ckptimg/internal/ptrace"
+	"github.com/ckptimg/ckptimg/internal/snapshot"
 )
-
-// snapshot is a copy-on-write copy of a target's memory, made by forking
-// the frozen target from inside, and read while the target runs on.
-//
-// The copy is a grandchild: the target forks a child (exit signal 0, so
-// the target gets no SIGCHLD), the child forks the copy and is killed, and
-// the target reaps the child by an injected wait4 while still frozen. The
-// copy is re-parented to init (or a subreaper) and its death, when we kill
-// it, concerns no process of the tree. Both forks are traced from birth
-// (PTRACE_O_TRACEFORK|TRACECLONE), so neither ever runs a user instruction.
-type snapshot struct {
-	tr *ptrace.Tracee
-}
 
 // snapshot takes one snapshot per process when LeaveRunning asks for it.
 func (c *capturer) snapshot() error {
@@ -34,63 +20,33 @@ func (c *capturer) snapshot() error {
 		if pr.tr == nil {
 			continue
 		}
-		if err := c.snapshotProcess(pr); err != nil {
+		err := c.snapshotProcess(pr)
+		if errors.Is(err, snapshot.ErrSeccomp) || errors.Is(err, snapshot.ErrUffdFork) {
+			// An injected fork could kill a seccomp-filtered target, or
+			// hang on a userfaultfd monitor: read memory frozen instead.
+			c.dropSnapshots()
+			c.notice("--leave-running: %v; memory is read with the process frozen instead", err)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// snapshotProcess takes a copy-on-write snapshot of pr's memory with
+// internal/snapshot (an injected fork, traced from birth so it never runs
+// a user instruction). The smaps read for the areas are handed over, so
+// the freeze does not walk the page tables a second time.
 func (c *capturer) snapshotProcess(pr *proc) error {
-	t := pr.tr
-	tid := t.TIDs()[0]
-	const traceForks = unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACECLONE
-	if err := t.SetOptions(tid, traceForks); err != nil {
-		return wrap("set fork tracing", pr.pid, tid, -1, err)
-	}
-	// clone(CLONE_VM, exit signal 0, no stack): a child that signals no
-	// one and shares the target's memory, so making it copies no page
-	// tables and ending it frees none: only the snapshot's fork below
-	// copies them, once. It never runs a user instruction, so sharing the
-	// stack is harmless.
-	done := c.ph.start("snapshot: clone")
-	child, err := t.Syscall(tid, unix.SYS_CLONE, unix.CLONE_VM, 0, 0, 0, 0)
+	done := c.ph.start("snapshot: fork")
+	s, err := snapshot.Fork(pr.tr, snapshot.Options{Smaps: pr.maps})
 	done()
 	if err != nil {
-		return wrap("inject fork for the memory snapshot", pr.pid, tid, -1, err)
+		return wrap("take the memory snapshot", pr.pid, 0, -1, err)
 	}
-	t.TakeEvents()
-	mid, err := c.ex.Adopt(int(child))
-	if err != nil {
-		_ = unix.Kill(int(child), unix.SIGKILL)
-		return wrap("adopt the snapshot's parent", pr.pid, int(child), -1, err)
-	}
-	done = c.ph.start("snapshot: fork")
-	grand, gerr := mid.Syscall(int(child), unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0)
-	done()
-	mid.TakeEvents()
-	var snapTr *ptrace.Tracee
-	if gerr == nil {
-		snapTr, gerr = c.ex.Adopt(int(grand))
-		if gerr != nil {
-			_ = unix.Kill(int(grand), unix.SIGKILL)
-		}
-	}
-	// The middle process dies in any case, and the target reaps it.
-	done = c.ph.start("snapshot: reap")
-	kerr := mid.Kill()
-	_, werr := t.Syscall(tid, unix.SYS_WAIT4, child, 0, unix.WALL, 0)
-	done()
-	if gerr != nil {
-		return wrap("inject fork of the memory snapshot", pr.pid, int(child), -1, gerr)
-	}
-	pr.snap = &snapshot{tr: snapTr}
-	if kerr != nil {
-		return wrap("end the snapshot's parent", pr.pid, int(child), -1, kerr)
-	}
-	if werr != nil {
-		return wrap("reap the snapshot's parent", pr.pid, tid, -1, werr)
-	}
+	pr.snap = s
 	return nil
 }
 
@@ -128,7 +84,7 @@ func (c *capturer) dumpSnapshotted() error {
 	}
 	for _, pr := range c.procs {
 		if pr.snap != nil {
-			pr.memPID = pr.snap.tr.PID()
+			pr.memPID = pr.snap.PID()
 			f, err := os.Open("/proc/" + strconv.Itoa(pr.memPID) + "/mem")
 			if err != nil {
 				return wrap("open the snapshot's memory", pr.pid, 0, -1, err)
@@ -148,7 +104,7 @@ func (c *capturer) dropSnapshots() {
 			pr.mem = nil
 		}
 		if pr.snap != nil {
-			_ = pr.snap.tr.Kill()
+			_ = pr.snap.Close()
 			pr.snap = nil
 			pr.memPID = pr.pid
 		}
