@@ -193,6 +193,12 @@ func (t *Tracee) waitSyscallStop(th *thread, want string) error {
 			// group-stop queues one besides PTRACE_INTERRUPT's. It
 			// carries no signal, so resuming past it loses nothing.
 			eventStops++
+		case ev == 0 && unix.Signal(sig) == unix.SIGSTOP:
+			// SIGSTOP cannot be blocked, so one sent just before or during
+			// a capture arrives here. Hold it back and deliver it at
+			// Detach: the process then stops, as its sender wanted, and
+			// the injection goes on.
+			th.pendingSig = append(th.pendingSig, unix.SIGSTOP)
 		case ev == 0:
 			// A signal-delivery stop. Unless the injection itself caused
 			// it (a fault at the gadget, e.g. after the vDSO moved), keep

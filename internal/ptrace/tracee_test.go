@@ -389,6 +389,37 @@ func TestSignalDuringInjectionIsKept(t *testing.T) {
 	p.WaitCount(t, n+3)
 }
 
+// A SIGSTOP sent while a process is seized (as when a user stops a
+// process that is being captured) cannot be blocked: it shows up during
+// the next injection, which must go on, and the process must end up
+// stopped after Detach, as the sender wanted.
+func TestSIGSTOPDuringInjection(t *testing.T) {
+	p, _ := startCounter(t, "counter")
+	proc := procfs.NewFS("").Proc(p.PID)
+	ex := newExecutor(t)
+	tr := seize(t, ex, p.PID)
+	if err := tr.BlockSignals(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(p.PID, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if r, err := tr.Syscall(p.PID, unix.SYS_GETPID); err != nil || int(r) != p.PID {
+			t.Fatalf("getpid with SIGSTOP pending = %d, %v", r, err)
+		}
+	}
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, proc, 'T')
+	if err := unix.Kill(p.PID, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	n := p.WaitCount(t, 0)
+	p.WaitCount(t, n+3)
+}
+
 // A process stopped by SIGSTOP can be seized, injected into and detached;
 // it then still needs SIGCONT, as before.
 func TestSeizeStoppedProcess(t *testing.T) {
