@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -112,13 +113,23 @@ func (res *Restored) Wait() (int, error) {
 	}
 }
 
+// termMu makes each move of the terminal between the caller's and the
+// program's group, and the SIGCONT that follows one, a single step: the
+// signal-forwarding goroutine (Continue) and Wait (suspend) both do them.
+var termMu sync.Mutex
+
 // suspend stops the caller while the program is stopped, and continues
 // the program when the caller is continued.
 func (res *Restored) suspend() {
-	fg := res.callerPgrp > 0
-	if fg {
-		unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.callerPgrp)
+	termMu.Lock()
+	if res.callerPgrp > 0 {
+		// Only a terminal the program holds is handed back: after bg
+		// the shell holds it, and must keep it.
+		if pg, err := unix.IoctlGetInt(res.tty, unix.TIOCGPGRP); err == nil && pg == res.PID {
+			unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.callerPgrp)
+		}
 	}
+	termMu.Unlock()
 	// Stop this very thread: a SIGSTOP to the process may be taken by
 	// another thread while this one runs on and continues the program
 	// before the caller has even seen the stop. Sent to itself, it stops
@@ -129,9 +140,24 @@ func (res *Restored) suspend() {
 	if err != nil && !errors.Is(err, unix.ESRCH) {
 		return
 	}
-	// Continued.
-	if fg {
-		unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.PID)
+	res.Continue()
+}
+
+// Continue continues the program as a shell's fg or bg continues a job;
+// the caller calls it when it gets SIGCONT itself. When the caller's
+// group is the terminal's foreground group (fg), the program's group gets
+// the terminal before the SIGCONT: a program continued in the background
+// of the terminal it reads stops again on SIGTTIN, or, when it ignores
+// SIGTTIN (sh started by tmux does), reads EIO and ends. Calling it more
+// than once sends one more SIGCONT each time, which a running program
+// ignores.
+func (res *Restored) Continue() error {
+	termMu.Lock()
+	defer termMu.Unlock()
+	if res.callerPgrp > 0 {
+		if pg, err := unix.IoctlGetInt(res.tty, unix.TIOCGPGRP); err == nil && pg == res.callerPgrp {
+			unix.IoctlSetPointerInt(res.tty, unix.TIOCSPGRP, res.PID)
+		}
 	}
-	res.Signal(unix.SIGCONT)
+	return res.Signal(unix.SIGCONT)
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -114,9 +115,11 @@ func waitGone(t *testing.T, pid int) {
 		if errors.Is(err, os.ErrNotExist) {
 			return
 		}
-		// Seen once under tmux: the killed process stayed a zombie, its
-		// parent never told (SIGCHLD lost after the tracer let go). A
-		// parent that reaps on SIGCHLD reaps it when poked.
+		// A tmux pane's process can stay a zombie: the parent hears of a
+		// traced child's death only when the tracer reaps it, and that
+		// SIGCHLD can land while tmux (libutempter, on the pane's pty
+		// hangup) has SIGCHLD at SIG_DFL, which discards it. tmux reaps
+		// on SIGCHLD, so one more makes it reap.
 		if f := testprog.Fields(strings.ReplaceAll(strings.ReplaceAll(string(st), ":\t", "="), "\n", " ")); !poked && f["State"] == "Z" && time.Since(start) > time.Second {
 			var ppid int
 			fmt.Sscan(f["PPid"], &ppid)
@@ -1404,6 +1407,10 @@ func TestRestoreSuspendTmux(t *testing.T) {
 	tm("respawn-pane", "-k", "-t", "t", "env PS1='shell$ ' "+bash+" --norc --noprofile -i")
 	screenHas("shell$")
 	tm("send-keys", "-t", "t", restartBin(t)+" "+img, "Enter")
+	// Keys typed while bash's line editor still has the terminal (raw,
+	// no CR to NL) would reach the program as "two\r", no line: type
+	// once the program's group holds the terminal.
+	waitForeground(t, pid, tm)
 	tm("send-keys", "-t", "t", "two", "Enter")
 	screenHas("answer two")
 	tm("send-keys", "-t", "t", "C-z", "")
@@ -1416,12 +1423,49 @@ func TestRestoreSuspendTmux(t *testing.T) {
 	tm("send-keys", "-t", "t", "echo shell-has-it", "Enter")
 	screenHas("shell-has-it\n")
 	tm("send-keys", "-t", "t", "fg", "Enter")
+	// fg gives the terminal back to the program, which then reads on.
+	waitForeground(t, pid, tm)
 	tm("send-keys", "-t", "t", "three", "Enter")
 	screenHas("answer three")
 	tm("send-keys", "-t", "t", "C-d", "")
 	// fg returns the job's status: the program's, passed on.
 	tm("send-keys", "-t", "t", "echo fg-exit $?", "Enter")
 	screenHas("fg-exit 0")
+}
+
+// waitForeground waits until process pid runs (not stopped) as the
+// leader of the terminal's foreground process group.
+func waitForeground(t *testing.T, pid int, tm func(...string) string) {
+	t.Helper()
+	deadline := time.Now().Add(testprog.Timeout)
+	for {
+		f := procStat(pid)
+		// f[0] is the state, f[2] the process group, f[5] the terminal's
+		// foreground group.
+		if len(f) > 5 && f[2] == strconv.Itoa(pid) && f[5] == f[2] && f[0] != "T" && f[0] != "t" && f[0] != "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
+			t.Fatalf("process %d never ran in the terminal's foreground (stat after the name: %q)\n%s\n%s", pid, f, tm("capture-pane", "-p", "-t", "t"), ps)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// procStat is the fields of /proc/pid/stat after the command name, nil
+// when the process is gone.
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
 }
 
 // procState is the State letter of process pid, "" when it is gone.

@@ -203,7 +203,12 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		for {
 			select {
 			case s := <-sigs:
-				if !fromTTY[s] {
+				switch {
+				case s == syscall.SIGCONT:
+					// fg: the program must get the terminal before it
+					// runs, and Wait may be continuing it too.
+					res.Continue()
+				case !fromTTY[s]:
 					res.Signal(s.(syscall.Signal))
 				}
 			case <-done:
