@@ -131,18 +131,37 @@ type Writer struct {
 	hashes []uint64
 	info   []pageInfo // AddPages' scratch
 
+	// Without a parent a page's hash decides nothing in AddPages, so it is
+	// computed later, by the compressor, from the chunk copy while that is
+	// in cache, fused with the chunk checksum: hashing the caller's pages
+	// directly cost a second read of them from memory. curPages lists the
+	// pages of the chunk being filled; hashed collects the chunks written
+	// whose hashes are still to be copied into their reserved places in
+	// hashes (by the goroutine that owns hashes, see takeHashes).
+	curPages []pageSpan
+	hashed   []*chunkJob // guarded by errMu
+
 	parentHashes *parentIndex
 }
 
 type chunkJob struct {
 	plain  []byte // nil for a raw copy
-	raw    []byte // stored bytes of a raw copy
+	pages  []pageSpan
+	hashes []uint64 // of pages, in order, filled by the compressor
+	raw    []byte   // stored bytes of a raw copy
 	entry  Chunk
 	stored []byte
 	ready  chan struct{}
 	// run, when set, is called in the write goroutine in queue order
 	// instead of writing a chunk (CopyChunks, copy.go).
 	run func()
+}
+
+// pageSpan is n pages at offset off of a chunk's plaintext whose hashes go
+// to hashes[index:index+n] of the Writer.
+type pageSpan struct {
+	off, n int
+	index  uint64
 }
 
 // NewWriter starts an image on w and writes its header.
@@ -257,9 +276,14 @@ func (w *Writer) write(p []byte) {
 func (w *Writer) compressLoop() {
 	defer w.wg.Done()
 	var sample []byte
+	var digest xxhash.Digest
 	for j := range w.work {
 		j.entry.PlainLen = uint32(len(j.plain))
-		j.entry.Checksum = xxhash.Sum64(j.plain)
+		if j.pages != nil {
+			j.entry.Checksum = w.hashChunk(j, &digest)
+		} else {
+			j.entry.Checksum = xxhash.Sum64(j.plain)
+		}
 		j.entry.Codec = CodecRaw
 		j.stored = j.plain
 		var worth bool
@@ -283,6 +307,32 @@ func (w *Writer) compressLoop() {
 		j.entry.StoredLen = uint32(len(j.stored))
 		close(j.ready)
 	}
+}
+
+// hashChunk returns the checksum of j's plaintext and fills j.hashes with
+// the hashes of its pages, in one pass: each page is hashed right after the
+// checksum read it, from the nearest cache.
+func (w *Writer) hashChunk(j *chunkJob, d *xxhash.Digest) uint64 {
+	ps := w.cfg.pageSize
+	plain := j.plain
+	d.Reset()
+	n := 0
+	for _, s := range j.pages {
+		n += s.n
+	}
+	j.hashes = make([]uint64, 0, n)
+	pos := 0
+	for _, s := range j.pages {
+		d.Write(plain[pos:s.off])
+		for p := s.off; p < s.off+s.n*ps; p += ps {
+			page := plain[p : p+ps]
+			d.Write(page)
+			j.hashes = append(j.hashes, hashPage(page))
+		}
+		pos = s.off + s.n*ps
+	}
+	d.Write(plain[pos:])
+	return d.Sum64()
 }
 
 // Samples taken by worthCompressing: 16 pages, evenly spread, each
@@ -333,6 +383,12 @@ func (w *Writer) writeLoop() {
 				w.putBuf(j.stored)
 			}
 			w.putBuf(j.plain)
+			if j.pages != nil {
+				j.plain, j.stored = nil, nil
+				w.errMu.Lock()
+				w.hashed = append(w.hashed, j)
+				w.errMu.Unlock()
+			}
 		}
 		w.errMu.Lock()
 		w.chunks = append(w.chunks, j.entry)
@@ -361,11 +417,29 @@ func (w *Writer) flushChunk() {
 	if len(w.cur) == 0 {
 		return
 	}
-	j := &chunkJob{plain: w.cur, ready: make(chan struct{})}
-	w.cur = nil
+	w.takeHashes()
+	j := &chunkJob{plain: w.cur, pages: w.curPages, ready: make(chan struct{})}
+	w.cur, w.curPages = nil, nil
 	w.nchunk++
 	w.queue <- j // blocks while too many chunks are in flight: bounds memory
 	w.work <- j
+}
+
+// takeHashes copies the page hashes the compressors computed for the
+// chunks written so far into the hash table. Done once per chunk, it keeps
+// them from piling up until Close.
+func (w *Writer) takeHashes() {
+	w.errMu.Lock()
+	done := w.hashed
+	w.hashed = nil
+	w.errMu.Unlock()
+	for _, j := range done {
+		h := j.hashes
+		for _, s := range j.pages {
+			copy(w.hashes[s.index:s.index+uint64(s.n)], h[:s.n])
+			h = h[s.n:]
+		}
+	}
 }
 
 // room makes sure n more bytes fit the current chunk (n <= chunk size) and
@@ -427,7 +501,11 @@ func (w *Writer) AddPages(pid int32, addr uint64, data []byte) error {
 				m := min(j-i, (w.cfg.chunkSize-int(coff))/ps)
 				w.cur = append(w.cur, data[i*ps:(i+m)*ps]...)
 				w.addRun(pid, Run{Addr: addr + uint64(i*ps), Pages: uint64(m), Kind: RunData, Chunk: chunk, Offset: coff, HashIndex: uint64(len(w.hashes))})
-				w.appendHashes(info[i : i+m])
+				if w.parentHashes == nil {
+					w.deferHashes(int(coff), m)
+				} else {
+					w.appendHashes(info[i : i+m])
+				}
 				i += m
 			}
 		}
@@ -447,6 +525,21 @@ const (
 	pageZero          // all zeros: a zero run
 	pageParent        // equal to the parent's page: a parent run
 )
+
+// deferHashes reserves the hash table entries of n pages just copied to
+// offset off of the current chunk; the compressor computes them.
+func (w *Writer) deferHashes(off, n int) {
+	idx := uint64(len(w.hashes))
+	w.hashes = append(w.hashes, make([]uint64, n)...)
+	if k := len(w.curPages); k > 0 {
+		last := &w.curPages[k-1]
+		if last.off+last.n*w.cfg.pageSize == off && last.index+uint64(last.n) == idx {
+			last.n += n
+			return
+		}
+	}
+	w.curPages = append(w.curPages, pageSpan{off: off, n: n, index: idx})
+}
 
 func (w *Writer) appendHashes(info []pageInfo) {
 	for _, pi := range info {
@@ -489,6 +582,10 @@ func (w *Writer) classify(pid int32, addr uint64, data []byte, info []pageInfo) 
 		page := data[i*ps : (i+1)*ps]
 		if bytes.Equal(page, w.zeroPage) {
 			info[i] = pageInfo{kind: pageZero}
+			continue
+		}
+		if w.parentHashes == nil {
+			info[i] = pageInfo{kind: pageData} // hashed by the compressor
 			continue
 		}
 		info[i] = pageInfo{hash: hashPage(page), kind: pageData}
@@ -672,7 +769,7 @@ func (w *Writer) Abort() {
 	}
 	w.closed = true
 	w.setErr(errors.New("format: writer aborted"))
-	w.cur = nil
+	w.cur, w.curPages = nil, nil
 	close(w.work)
 	close(w.queue)
 	w.wg.Wait()
@@ -691,6 +788,7 @@ func (w *Writer) Abort() {
 // which refers to the Writer) does not keep them.
 func (w *Writer) release() {
 	w.cur, w.info, w.free, w.enc, w.direct = nil, nil, nil, nil, nil
+	w.curPages, w.hashed = nil, nil
 }
 
 // Close places the pages added into the areas of meta (keeping runs meta
@@ -724,6 +822,7 @@ func (w *Writer) Close(meta *Meta) (id ImageID, err error) {
 	if err := w.getErr(); err != nil {
 		return ImageID{}, err
 	}
+	w.takeHashes()
 	if meta.Machine.PageSize == 0 {
 		meta.Machine.PageSize = uint32(w.cfg.pageSize)
 	}
