@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,9 +22,9 @@ import (
 )
 
 // captureFile captures pid into path as ckptimg capture does (fsync
-// included) and returns the result, the file size and the peak RSS of this
-// process during the capture.
-func captureFile(b *testing.B, pid int, path string, opts Options) (*Result, int64, int64) {
+// included) and returns the result, the file size, the peak RSS of this
+// process during the capture and the CPU time it used.
+func captureFile(b *testing.B, pid int, path string, opts Options) (*Result, int64, int64, time.Duration) {
 	b.Helper()
 	resetPeakRSS(b)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -40,15 +41,29 @@ func captureFile(b *testing.B, pid int, path string, opts Options) (*Result, int
 		b.Fatal(err)
 	}
 	opts.Commit = func(format.ImageID) error { return f.Sync() }
+	cpu0 := cpuTime(b)
 	res, err := Capture(context.Background(), pid, w, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
+	// CPU time against wall time tells whether a capture waits on
+	// something or is short of cores (2 on the test machine, shared).
+	cpu := cpuTime(b) - cpu0
+	b.Logf("capture of %s: %v CPU (user+system, this process) for %v wall", filepath.Base(path),
+		cpu.Round(time.Millisecond), res.Wall.Round(time.Millisecond))
 	st, err := f.Stat()
 	if err != nil {
 		b.Fatal(err)
 	}
-	return res, st.Size(), peakRSS(b)
+	return res, st.Size(), peakRSS(b), cpu
+}
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func resetPeakRSS(b *testing.B) {
@@ -177,7 +192,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 	dir := b.TempDir()
 	full := filepath.Join(dir, "full.ckpt")
 	for b.Loop() {
-		res, size, rss := captureFile(b, p.PID, full, Options{})
+		res, size, rss, fullCPU := captureFile(b, p.PID, full, Options{})
 		fullFig := resultFigures(res, size, rss)
 		logPhases(b, "full", res)
 		g := gcoreFigures(b, p.PID, dir)
@@ -186,7 +201,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 		}
 		report(b, "full", fullFig, g)
 
-		lr, lsize, lrss := captureFile(b, p.PID, filepath.Join(dir, "lr.ckpt"), Options{LeaveRunning: true})
+		lr, lsize, lrss, _ := captureFile(b, p.PID, filepath.Join(dir, "lr.ckpt"), Options{LeaveRunning: true})
 		os.Remove(filepath.Join(dir, "lr.ckpt"))
 		logPhases(b, "leave-running", lr)
 		report(b, "leave-running", resultFigures(lr, lsize, lrss), g)
@@ -197,7 +212,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		dirty10(b, p, 3)
-		d, dsize, drss := captureFile(b, p.PID, filepath.Join(dir, "delta.ckpt"), Options{Parent: parent})
+		d, dsize, drss, _ := captureFile(b, p.PID, filepath.Join(dir, "delta.ckpt"), Options{Parent: parent})
 		parent.Close()
 		logPhases(b, "delta", d)
 		df := resultFigures(d, dsize, drss)
@@ -210,7 +225,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 		// leaves a tracker (--track), 10% of the pages written, and a
 		// delta that reads only those.
 		tfull := filepath.Join(dir, "tfull.ckpt")
-		tr, tsize, trss := captureFile(b, p.PID, tfull, Options{Track: true})
+		tr, tsize, trss, _ := captureFile(b, p.PID, tfull, Options{Track: true})
 		logPhases(b, "full --track", tr)
 		report(b, "full-track", resultFigures(tr, tsize, trss), g)
 		tparent, err := format.Open(tfull)
@@ -218,7 +233,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		dirty10(b, p, 5)
-		u, usize, urss := captureFile(b, p.PID, filepath.Join(dir, "udelta.ckpt"), Options{Parent: tparent})
+		u, usize, urss, ucpu := captureFile(b, p.PID, filepath.Join(dir, "udelta.ckpt"), Options{Parent: tparent})
 		tparent.Close()
 		if u.Meta.Capture.Method != MethodUffdWP {
 			b.Fatalf("tracked delta method %q, notices %q", u.Meta.Capture.Method, u.Notices)
@@ -228,6 +243,8 @@ func BenchmarkCapture1GiB(b *testing.B) {
 		report(b, "delta-uffd", uf, g)
 		b.ReportMetric(u.Wall.Seconds()/res.Wall.Seconds(), "delta-uffd/full-wall")
 		b.ReportMetric((uf.wall-uf.fsync).Seconds()/(fullFig.wall-fullFig.fsync).Seconds(), "delta-uffd/full-wall-nofsync")
+		// Less sensitive to other load on the machine than the wall ratio.
+		b.ReportMetric(ucpu.Seconds()/fullCPU.Seconds(), "delta-uffd/full-cpu")
 		b.Logf("10%%-dirty delta (%s): %.0f%% of the full capture's wall time (%d pages read, %d from the parent)",
 			u.Meta.Capture.Method, 100*u.Wall.Seconds()/res.Wall.Seconds(), u.PagesRead, u.PagesFromParent)
 
@@ -237,7 +254,7 @@ func BenchmarkCapture1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		dirty10(b, p, 7)
-		l, lsz, lrs := captureFile(b, p.PID, filepath.Join(dir, "ldelta.ckpt"), Options{Parent: lparent, LeaveRunning: true})
+		l, lsz, lrs, _ := captureFile(b, p.PID, filepath.Join(dir, "ldelta.ckpt"), Options{Parent: lparent, LeaveRunning: true})
 		lparent.Close()
 		if l.Meta.Capture.Method != MethodUffdWP {
 			b.Fatalf("tracked delta method %q, notices %q", l.Meta.Capture.Method, l.Notices)
