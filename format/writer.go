@@ -117,7 +117,6 @@ type Writer struct {
 	zeroPage []byte
 
 	enc   *zstd.Encoder
-	cur   []byte // plaintext of the chunk being filled
 	free  chan []byte
 	queue chan *chunkJob
 	work  chan *chunkJob
@@ -134,24 +133,60 @@ type Writer struct {
 	// Without a parent a page's hash decides nothing in AddPages, so it is
 	// computed later, by the compressor, from the chunk copy while that is
 	// in cache, fused with the chunk checksum: hashing the caller's pages
-	// directly cost a second read of them from memory. curPages lists the
-	// pages of the chunk being filled; hashed collects the chunks written
+	// directly cost a second read of them from memory. openChunk.pages lists
+	// the pages of a chunk being filled; hashed collects the chunks written
 	// whose hashes are still to be copied into their reserved places in
 	// hashes (by the goroutine that owns hashes, see takeHashes).
-	curPages []pageSpan
-	hashed   []*chunkJob // guarded by errMu
+	hashed []*chunkJob // guarded by errMu
+
+	// Two chunks are filled at once: pages that look incompressible go to
+	// open[rawSlot], stored without running zstd over them, the rest (and
+	// blobs) to open[zstdSlot]. With them mixed in one chunk, the encoder
+	// spent most of its time on the random half to save nothing there.
+	open [2]openChunk
 
 	parentHashes *parentIndex
 }
+
+const (
+	zstdSlot = 0 // compressed, unless the samples say otherwise
+	rawSlot  = 1 // stored raw
+)
+
+// openChunk is a chunk being filled. Its index in the image is known only
+// when it is submitted, since the other open chunk may be submitted first:
+// until then the runs pointing into it hold a placeholder, listed in refs
+// to be set on submission. A chunk holding a blob has had its index
+// promised (AddBlob returns extents), and is submitted first.
+type openChunk struct {
+	buf    []byte
+	pages  []pageSpan
+	refs   []runRef
+	pinned bool // index promised: w.nchunk, so nothing may go before it
+}
+
+// runRef is a run of w.runs[pid] pointing into an open chunk.
+type runRef struct {
+	pid int32
+	i   int
+}
+
+// placeholder is the Chunk of runs pointing into open chunk slot until it
+// is submitted. Real indices never get this high: a chunk takes at least a
+// byte of the image, and the chunk table holds fewer than 1<<32 entries.
+func placeholder(slot int) uint32 { return ^uint32(0) - uint32(slot) }
 
 type chunkJob struct {
 	plain  []byte // nil for a raw copy
 	pages  []pageSpan
 	hashes []uint64 // of pages, in order, filled by the compressor
-	raw    []byte   // stored bytes of a raw copy
-	entry  Chunk
-	stored []byte
-	ready  chan struct{}
+	// keepRaw stores the chunk raw without trying zstd: its pages were
+	// found incompressible.
+	keepRaw bool
+	raw     []byte // stored bytes of a raw copy
+	entry   Chunk
+	stored  []byte
+	ready   chan struct{}
 	// run, when set, is called in the write goroutine in queue order
 	// instead of writing a chunk (CopyChunks, copy.go).
 	run func()
@@ -287,7 +322,7 @@ func (w *Writer) compressLoop() {
 		j.entry.Codec = CodecRaw
 		j.stored = j.plain
 		var worth bool
-		if w.enc != nil {
+		if w.enc != nil && !j.keepRaw {
 			worth, sample = w.worthCompressing(j.plain, sample)
 		}
 		if worth {
@@ -365,6 +400,49 @@ func (w *Writer) worthCompressing(plain, scratch []byte) (bool, []byte) {
 	return out < in-in/128, scratch
 }
 
+// Samples taken by incompressible: incSamples stretches of incSampleLen
+// bytes spread over the page.
+const (
+	incSamples   = 4
+	incSampleLen = 128
+)
+
+// incompressible guesses, from a byte histogram of an eighth of page, that
+// zstd would not make it smaller: the bytes must be nearly uniform, as
+// random or already compressed data is. 512 random bytes hold about 221
+// of the 256 values (the spread is about 3), none more than about 10
+// times; text, code, pointers and sparse data use far fewer values or
+// repeat some many times. A page found compressible by mistake is only
+// compressed, the safe side; the other mistake (long repeats of uniform
+// bytes) costs at most the page's own size. It reads 8 cache lines instead
+// of the page zstd reads.
+func incompressible(page []byte) bool {
+	// Four tables, so no increment waits on the last; each counts 128
+	// bytes, which fit uint8.
+	var h [4][256]uint8
+	step := (len(page) - incSampleLen) / (incSamples - 1) &^ 63
+	for k := range incSamples {
+		s := page[k*step : k*step+incSampleLen]
+		for i := 0; i < len(s); i += 4 {
+			h[0][s[i]]++
+			h[1][s[i+1]]++
+			h[2][s[i+2]]++
+			h[3][s[i+3]]++
+		}
+	}
+	distinct := 0
+	for v := range 256 {
+		c := int(h[0][v]) + int(h[1][v]) + int(h[2][v]) + int(h[3][v])
+		if c > 12 {
+			return false
+		}
+		if c > 0 {
+			distinct++
+		}
+	}
+	return distinct >= 200
+}
+
 // writeLoop writes chunks in submission order as they become ready.
 func (w *Writer) writeLoop() {
 	defer close(w.done)
@@ -412,14 +490,29 @@ func (w *Writer) putBuf(b []byte) {
 	}
 }
 
-// flushChunk submits the chunk being filled, if any.
+// flushChunk submits the chunks being filled, if any.
 func (w *Writer) flushChunk() {
-	if len(w.cur) == 0 {
+	w.flushSlot(zstdSlot) // first: it may be pinned
+	w.flushSlot(rawSlot)
+}
+
+// flushSlot submits the chunk being filled in slot, if any, giving the runs
+// that point into it its index.
+func (w *Writer) flushSlot(slot int) {
+	o := &w.open[slot]
+	if len(o.buf) == 0 {
 		return
 	}
+	if other := &w.open[1-slot]; other.pinned {
+		w.flushSlot(1 - slot)
+	}
 	w.takeHashes()
-	j := &chunkJob{plain: w.cur, pages: w.curPages, ready: make(chan struct{})}
-	w.cur, w.curPages = nil, nil
+	idx := w.nchunk
+	for _, r := range o.refs {
+		w.runs[r.pid][r.i].Chunk = idx
+	}
+	j := &chunkJob{plain: o.buf, pages: o.pages, keepRaw: slot == rawSlot, ready: make(chan struct{})}
+	*o = openChunk{refs: o.refs[:0]}
 	w.nchunk++
 	w.queue <- j // blocks while too many chunks are in flight: bounds memory
 	w.work <- j
@@ -442,16 +535,17 @@ func (w *Writer) takeHashes() {
 	}
 }
 
-// room makes sure n more bytes fit the current chunk (n <= chunk size) and
-// returns the chunk index and offset they will have.
-func (w *Writer) room(n int) (uint32, uint32) {
-	if len(w.cur)+n > w.cfg.chunkSize {
-		w.flushChunk()
+// room makes sure n more bytes fit the chunk open in slot (n <= chunk
+// size) and returns the offset they will have.
+func (w *Writer) room(slot, n int) uint32 {
+	o := &w.open[slot]
+	if len(o.buf)+n > w.cfg.chunkSize {
+		w.flushSlot(slot)
 	}
-	if w.cur == nil {
-		w.cur = w.getBuf()
+	if o.buf == nil {
+		o.buf = w.getBuf()
 	}
-	return w.nchunk, uint32(len(w.cur))
+	return uint32(len(o.buf))
 }
 
 func (w *Writer) check() error {
@@ -496,13 +590,20 @@ func (w *Writer) AddPages(pid int32, addr uint64, data []byte) error {
 			w.addRun(pid, Run{Addr: a, Pages: uint64(j - i), Kind: RunParent, HashIndex: uint64(len(w.hashes))})
 			w.appendHashes(info[i:j])
 		default:
+			slot := zstdSlot
+			if k == pageRaw {
+				slot = rawSlot
+			}
 			for i < j {
-				chunk, coff := w.room(ps)
+				coff := w.room(slot, ps)
+				o := &w.open[slot]
 				m := min(j-i, (w.cfg.chunkSize-int(coff))/ps)
-				w.cur = append(w.cur, data[i*ps:(i+m)*ps]...)
-				w.addRun(pid, Run{Addr: addr + uint64(i*ps), Pages: uint64(m), Kind: RunData, Chunk: chunk, Offset: coff, HashIndex: uint64(len(w.hashes))})
+				o.buf = append(o.buf, data[i*ps:(i+m)*ps]...)
+				if w.addRun(pid, Run{Addr: addr + uint64(i*ps), Pages: uint64(m), Kind: RunData, Chunk: placeholder(slot), Offset: coff, HashIndex: uint64(len(w.hashes))}) {
+					o.refs = append(o.refs, runRef{pid: pid, i: len(w.runs[pid]) - 1})
+				}
 				if w.parentHashes == nil {
-					w.deferHashes(int(coff), m)
+					w.deferHashes(o, int(coff), m)
 				} else {
 					w.appendHashes(info[i : i+m])
 				}
@@ -521,24 +622,25 @@ type pageInfo struct {
 }
 
 const (
-	pageData   = iota // stored in a chunk
+	pageData   = iota // stored in a chunk that is compressed
 	pageZero          // all zeros: a zero run
 	pageParent        // equal to the parent's page: a parent run
+	pageRaw           // looks incompressible: stored in a raw chunk
 )
 
 // deferHashes reserves the hash table entries of n pages just copied to
-// offset off of the current chunk; the compressor computes them.
-func (w *Writer) deferHashes(off, n int) {
+// offset off of open chunk o; the compressor computes them.
+func (w *Writer) deferHashes(o *openChunk, off, n int) {
 	idx := uint64(len(w.hashes))
 	w.hashes = append(w.hashes, make([]uint64, n)...)
-	if k := len(w.curPages); k > 0 {
-		last := &w.curPages[k-1]
+	if k := len(o.pages); k > 0 {
+		last := &o.pages[k-1]
 		if last.off+last.n*w.cfg.pageSize == off && last.index+uint64(last.n) == idx {
 			last.n += n
 			return
 		}
 	}
-	w.curPages = append(w.curPages, pageSpan{off: off, n: n, index: idx})
+	o.pages = append(o.pages, pageSpan{off: off, n: n, index: idx})
 }
 
 func (w *Writer) appendHashes(info []pageInfo) {
@@ -584,11 +686,15 @@ func (w *Writer) classify(pid int32, addr uint64, data []byte, info []pageInfo) 
 			info[i] = pageInfo{kind: pageZero}
 			continue
 		}
+		kind := uint8(pageData)
+		if w.enc != nil && incompressible(page) {
+			kind = pageRaw
+		}
 		if w.parentHashes == nil {
-			info[i] = pageInfo{kind: pageData} // hashed by the compressor
+			info[i] = pageInfo{kind: kind} // hashed by the compressor
 			continue
 		}
-		info[i] = pageInfo{hash: hashPage(page), kind: pageData}
+		info[i] = pageInfo{hash: hashPage(page), kind: kind}
 	}
 	if w.parentHashes != nil {
 		w.parentHashes.match(pid, addr, uint64(ps), info)
@@ -618,7 +724,7 @@ func (x *parentIndex) match(pid int32, addr, ps uint64, info []pageInfo) {
 				continue
 			}
 		}
-		if info[i].kind != pageData {
+		if k := info[i].kind; k != pageData && k != pageRaw {
 			continue
 		}
 		var h uint64
@@ -672,9 +778,9 @@ func (w *Writer) AddParentPages(pid int32, addr uint64, pages uint64) error {
 	return nil
 }
 
-// addRun appends a one-page run, extending the previous run when it
-// continues it exactly.
-func (w *Writer) addRun(pid int32, r Run) {
+// addRun appends a run, extending the previous run when it continues it
+// exactly; it reports whether it appended.
+func (w *Writer) addRun(pid int32, r Run) bool {
 	runs := w.runs[pid]
 	if n := len(runs); n > 0 {
 		last := &runs[n-1]
@@ -683,10 +789,11 @@ func (w *Writer) addRun(pid int32, r Run) {
 			(r.Kind == RunZero || last.HashIndex+last.Pages == r.HashIndex) &&
 			(r.Kind != RunData || (last.Chunk == r.Chunk && uint64(last.Offset)+last.Pages*ps == uint64(r.Offset))) {
 			last.Pages += r.Pages
-			return
+			return false
 		}
 	}
 	w.runs[pid] = append(runs, r)
+	return true
 }
 
 // AddBlob stores the bytes of r in chunks and returns where they are; the
@@ -696,12 +803,17 @@ func (w *Writer) AddBlob(r io.Reader) (Blob, error) {
 	if err := w.check(); err != nil {
 		return b, err
 	}
+	// The extents need the chunk's index now: pinning the compressed
+	// chunk makes it the next one submitted, before the raw one.
+	o := &w.open[zstdSlot]
 	for {
-		chunk, off := w.room(1)
-		space := w.cfg.chunkSize - len(w.cur)
-		n, err := io.ReadFull(r, w.cur[len(w.cur):len(w.cur)+space])
+		off := w.room(zstdSlot, 1)
+		chunk := w.nchunk
+		space := w.cfg.chunkSize - len(o.buf)
+		n, err := io.ReadFull(r, o.buf[len(o.buf):len(o.buf)+space])
 		if n > 0 {
-			w.cur = w.cur[:len(w.cur)+n]
+			o.pinned = true
+			o.buf = o.buf[:len(o.buf)+n]
 			b.Extents = append(b.Extents, Extent{Chunk: chunk, Offset: off, Length: uint32(n)})
 			b.Size += uint64(n)
 		}
@@ -769,7 +881,7 @@ func (w *Writer) Abort() {
 	}
 	w.closed = true
 	w.setErr(errors.New("format: writer aborted"))
-	w.cur, w.curPages = nil, nil
+	w.open = [2]openChunk{}
 	close(w.work)
 	close(w.queue)
 	w.wg.Wait()
@@ -787,8 +899,8 @@ func (w *Writer) Abort() {
 // Writer still referenced (a capture's result refers to its capturer,
 // which refers to the Writer) does not keep them.
 func (w *Writer) release() {
-	w.cur, w.info, w.free, w.enc, w.direct = nil, nil, nil, nil, nil
-	w.curPages, w.hashed = nil, nil
+	w.info, w.free, w.enc, w.direct = nil, nil, nil, nil
+	w.open, w.hashed = [2]openChunk{}, nil
 }
 
 // Close places the pages added into the areas of meta (keeping runs meta

@@ -138,19 +138,19 @@ func TestWriterDirectFile(t *testing.T) {
 	if !bytes.Equal(mem, data) {
 		t.Fatal("memory read back differs")
 	}
-	// Random chunks are stored raw; chunks with text in their second half
-	// (where the first sample is random) are compressed.
+	// Random pages go to chunks stored raw, text pages to compressed ones:
+	// 18 MiB of each (4 + 2 MiB random, 2 + 4 MiB text in each 16 MiB).
 	var raw, zstd int
 	for _, c := range r.Chunks() {
 		switch c.Codec {
 		case CodecRaw:
-			raw++
+			raw += int(c.PlainLen)
 		case CodecZstd:
-			zstd++
+			zstd += int(c.PlainLen)
 		}
 	}
-	if raw < 3 || zstd < 6 {
-		t.Errorf("%d raw and %d zstd chunks; want the 3 random ones raw and the 6 with text compressed", raw, zstd)
+	if raw != 18<<20 || zstd != 18<<20 {
+		t.Errorf("%d bytes in raw and %d in zstd chunks; want the 18 MiB of random pages raw and the 18 MiB of text compressed", raw, zstd)
 	}
 }
 
