@@ -125,9 +125,17 @@ func (c *capturer) collectThreads(pr *proc) error {
 	return nil
 }
 
+// sigInfos converts pending signals for the image. A pending SIGSTOP is
+// left out: like the stopped state itself it is job control applied to
+// the process from outside, not program state. The live process still
+// receives it (ptrace holds it for Detach); a restored program must not
+// stop itself on arrival.
 func sigInfos(in []ptrace.Siginfo) []format.SigInfo {
 	var out []format.SigInfo
 	for i := range in {
+		if in[i].Signo() == unix.SIGSTOP {
+			continue
+		}
 		out = append(out, format.SigInfo{Signal: uint32(in[i].Signo()), Raw: append([]byte(nil), in[i][:]...)})
 	}
 	return out
