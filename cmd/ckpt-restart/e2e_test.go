@@ -683,39 +683,7 @@ func TestRestoreInteractiveTmux(t *testing.T) {
 	if err != nil {
 		t.Skip("tmux not found")
 	}
-	dir := testDir(t)
-	sock := filepath.Join(dir, "tmux.sock")
-	tm := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	prog := `stty -echo; while read l; do echo "answer $l"; done`
-	tm("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sh -c '"+prog+"'")
-	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
-	tm("set-option", "-g", "remain-on-exit", "on")
-	screenHas := func(want string) {
-		t.Helper()
-		deadline := time.Now().Add(testprog.Timeout)
-		for {
-			screen := tm("capture-pane", "-p", "-t", "t")
-			if strings.Contains(screen, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the pane never showed %q:\n%s", want, screen)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	var pid int
-	fmt.Sscan(tm("list-panes", "-t", "t", "-F", "#{pane_pid}"), &pid)
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
-	tm("send-keys", "-t", "t", "one", "Enter")
-	screenHas("answer one")
+	dir, tm, screenHas, pid := startTmuxProgram(t, tmux)
 	for i, word := range []string{"two", "three"} {
 		img := filepath.Join(dir, fmt.Sprintf("%d.ckpt", i+1))
 		captureKill(t, pid, img, false)
@@ -1368,39 +1336,7 @@ func TestRestoreSuspendTmux(t *testing.T) {
 	if err != nil {
 		t.Skip("bash not found")
 	}
-	dir := testDir(t)
-	sock := filepath.Join(dir, "tmux.sock")
-	tm := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	prog := `stty -echo; while read l; do echo "answer $l"; done`
-	tm("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sh -c '"+prog+"'")
-	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
-	tm("set-option", "-g", "remain-on-exit", "on")
-	screenHas := func(want string) {
-		t.Helper()
-		deadline := time.Now().Add(testprog.Timeout)
-		for {
-			screen := tm("capture-pane", "-p", "-t", "t")
-			if strings.Contains(screen, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the pane never showed %q:\n%s", want, screen)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	var pid int
-	fmt.Sscan(tm("list-panes", "-t", "t", "-F", "#{pane_pid}"), &pid)
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
-	tm("send-keys", "-t", "t", "one", "Enter")
-	screenHas("answer one")
+	dir, tm, screenHas, pid := startTmuxProgram(t, tmux)
 	img := filepath.Join(dir, "1.ckpt")
 	captureKill(t, pid, img, false)
 
@@ -1479,4 +1415,45 @@ func procState(pid int) string {
 		return s[i+2 : i+3]
 	}
 	return ""
+}
+
+// startTmuxProgram starts an interactive program (a shell loop answering
+// each line) in a new tmux server's pane, checks it answers, and returns
+// the test directory, a tmux command runner, a wait for text on the
+// pane's screen, and the program's pid (killed in cleanup).
+func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...string) string, screenHas func(want string), pid int) {
+	t.Helper()
+	dir = testDir(t)
+	sock := filepath.Join(dir, "tmux.sock")
+	tm = func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	prog := `stty -echo; while read l; do echo "answer $l"; done`
+	tm("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sh -c '"+prog+"'")
+	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
+	tm("set-option", "-g", "remain-on-exit", "on")
+	screenHas = func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(testprog.Timeout)
+		for {
+			screen := tm("capture-pane", "-p", "-t", "t")
+			if strings.Contains(screen, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the pane never showed %q:\n%s", want, screen)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fmt.Sscan(tm("list-panes", "-t", "t", "-F", "#{pane_pid}"), &pid)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	tm("send-keys", "-t", "t", "one", "Enter")
+	screenHas("answer one")
+	return dir, tm, screenHas, pid
 }
