@@ -757,31 +757,10 @@ func TestRestoreDelta(t *testing.T) {
 // the restore created is left, stopped or otherwise.
 func TestFailedRestoreCleansUp(t *testing.T) {
 	needRoot(t)
-	bin := testprog.Build(t, "counter")
 	dir := testDir(t)
-	p := testprog.Start(t, bin, filepath.Join(dir, "out.txt"), "20", "2")
-	p.WaitCount(t, 2)
-	img := filepath.Join(dir, "1.ckpt")
-	captureKill(t, p.PID, img, false)
-	p.Wait(t, testprog.Timeout)
-
-	chain, closeChain, err := format.OpenChain(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeChain()
-	meta := chain.Top().CloneMeta()
+	p, chain, meta := capturedCounter(t, filepath.Join(dir, "out.txt"), 2)
 	meta.Processes[0].Threads[0].XState = make([]byte, 64)
-	var fds []format.Subst
-	for _, fd := range meta.Processes[0].FDs {
-		if fd.Num <= 2 {
-			fds = append(fds, format.Subst{FileID: fd.FileID, Kind: format.SubstPath, Path: "/dev/null"})
-		}
-	}
-	if err := rewrite.Substitute(meta, fds); err != nil {
-		t.Fatal(err)
-	}
-	_, err = restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
+	_, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
 	var re *restorer.Error
 	if !errors.As(err, &re) || re.Step != "set registers" || re.PID != int32(p.PID) {
 		t.Fatalf("Restore: %v; want a *restorer.Error at step \"set registers\" of process %d", err, p.PID)
@@ -1215,33 +1194,11 @@ func hasCap(s string, n uint) bool {
 // process runs as that user, with no capability left, and keeps working.
 func TestRestoreOtherUser(t *testing.T) {
 	needRoot(t)
-	bin := testprog.Build(t, "counter")
-	dir := testDir(t)
-	out := filepath.Join(dir, "out.txt")
-	p := testprog.Start(t, bin, out, "20", "2")
-	p.WaitCount(t, 3)
-	img := filepath.Join(dir, "1.ckpt")
-	captureKill(t, p.PID, img, false)
-	p.Wait(t, testprog.Timeout)
-
-	chain, closeChain, err := format.OpenChain(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeChain()
-	meta := chain.Top().CloneMeta()
+	out := filepath.Join(testDir(t), "out.txt")
+	p, chain, meta := capturedCounter(t, out, 3)
 	c := &meta.Processes[0].Creds
 	c.UID, c.GID, c.Groups = [4]uint32{65534, 65534, 65534, 65534}, [4]uint32{65534, 65534, 65534, 65534}, []uint32{65534, 7}
 	c.CapInh, c.CapPrm, c.CapEff, c.CapAmb = 0, 0, 0, 0
-	var fds []format.Subst
-	for _, fd := range meta.Processes[0].FDs {
-		if fd.Num <= 2 {
-			fds = append(fds, format.Subst{FileID: fd.FileID, Kind: format.SubstPath, Path: "/dev/null"})
-		}
-	}
-	if err := rewrite.Substitute(meta, fds); err != nil {
-		t.Fatal(err)
-	}
 	res, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
 	if err != nil {
 		t.Fatal(err)
@@ -1456,4 +1413,33 @@ func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...st
 	tm("send-keys", "-t", "t", "one", "Enter")
 	screenHas("answer one")
 	return dir, tm, screenHas, pid
+}
+
+// capturedCounter runs the counter fixture writing to out until it
+// printed count n, captures and kills it, and returns it with its image
+// (closed in cleanup) and a copy of the metadata to change before an
+// in-process Restore, its stdio substituted by /dev/null.
+func capturedCounter(t *testing.T, out string, n int64) (*testprog.Process, *format.Chain, *format.Meta) {
+	t.Helper()
+	p := testprog.Start(t, testprog.Build(t, "counter"), out, "20", "2")
+	p.WaitCount(t, n)
+	img := filepath.Join(filepath.Dir(out), "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	p.Wait(t, testprog.Timeout)
+	chain, closeChain, err := format.OpenChain(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeChain() })
+	meta := chain.Top().CloneMeta()
+	var fds []format.Subst
+	for _, fd := range meta.Processes[0].FDs {
+		if fd.Num <= 2 {
+			fds = append(fds, format.Subst{FileID: fd.FileID, Kind: format.SubstPath, Path: "/dev/null"})
+		}
+	}
+	if err := rewrite.Substitute(meta, fds); err != nil {
+		t.Fatal(err)
+	}
+	return p, chain, meta
 }
