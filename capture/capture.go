@@ -104,6 +104,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err != nil {
 		return nil, err
 	}
+	if err := c.rest(); err != nil {
+		return nil, err
+	}
 	if c.procs[0].snap != nil {
 		err = c.dumpSnapshotted()
 	} else {

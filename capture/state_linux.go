@@ -151,7 +151,7 @@ func (c *capturer) inject(pr *proc) (err error) {
 	if err := t.BlockSignals(); err != nil {
 		return wrap("block signals", pid, 0, -1, err)
 	}
-	sc, err := t.MapScratch(pid, scratchSize)
+	sc, err := t.Scratch(pid, scratchSize)
 	if err != nil {
 		return wrap("inject mmap of a scratch page", pid, pid, -1, err)
 	}
@@ -210,6 +210,21 @@ func (c *capturer) inject(pr *proc) (err error) {
 		}
 		th.AltStack = parseStackT(b)
 		th.ClearChildTID = binary.LittleEndian.Uint64(b[stackTSize:])
+	}
+	return nil
+}
+
+// rest gives every frozen thread its own registers, mask and stack bytes
+// back before memory is read, so that the image holds none of what
+// injection put there.
+func (c *capturer) rest() error {
+	for _, pr := range c.procs {
+		if pr.tr == nil {
+			continue
+		}
+		if err := pr.tr.Rest(); err != nil {
+			return wrap("put back injected state", pr.pid, 0, -1, err)
+		}
 	}
 	return nil
 }

@@ -18,6 +18,10 @@ type Executor struct {
 	exited  chan struct{} // closed when the goroutine has returned
 	tid     int           // OS thread id of the locked thread
 	closing sync.Once
+
+	// born records tasks made by an injected clone in a guarded tracee
+	// until Adopt takes them. Executor thread only.
+	born map[int]birth
 }
 
 // NewExecutor starts the executor goroutine.
@@ -26,6 +30,7 @@ func NewExecutor() *Executor {
 		reqs:   make(chan func()),
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
+		born:   map[int]birth{},
 	}
 	ready := make(chan int)
 	go ex.loop(ready)

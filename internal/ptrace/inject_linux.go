@@ -2,7 +2,9 @@ package ptrace
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -104,7 +106,10 @@ func (t *Tracee) RawSyscall(tid int, nr uintptr, args ...uintptr) (uintptr, unix
 	copy(a[:], args)
 	var ret uint64
 	err := t.do(fmt.Sprintf("inject syscall %d", nr), tid, func(th *thread) error {
-		if t.gadget == 0 {
+		if err := t.arm(th); err != nil {
+			return err
+		}
+		if t.gadget == 0 && th.guard == nil && !t.child {
 			g, err := FindGadget(t.proc.Task(tid))
 			if err != nil {
 				return err
@@ -141,11 +146,15 @@ func (t *Tracee) RawSyscall(tid int, nr uintptr, args ...uintptr) (uintptr, unix
 func (t *Tracee) injectOnce(th *thread, nr uintptr, args *[6]uintptr) (uint64, error) {
 	tid := th.tid
 	regs := *th.saved
-	setupSyscall(&regs, t.gadget, nr, args)
+	if th.guard != nil {
+		regs = th.guard.regs // the stack pointer on the frame
+	}
+	setupSyscall(&regs, t.injectEntry(th, nr), nr, args)
 	if err := unix.PtraceSetRegs(tid, &regs); err != nil {
 		return 0, sysErr("ptrace(PTRACE_SETREGS)", err)
 	}
 	th.regsDirty = true
+	step("injection set")
 	for _, stop := range []string{"syscall-entry stop", "syscall-exit stop"} {
 		if err := unix.PtraceSyscall(tid, 0); err != nil {
 			return 0, sysErr("ptrace(PTRACE_SYSCALL)", err)
@@ -153,6 +162,7 @@ func (t *Tracee) injectOnce(th *thread, nr uintptr, args *[6]uintptr) (uint64, e
 		if err := t.waitSyscallStop(th, stop); err != nil {
 			return 0, err
 		}
+		step(stop)
 	}
 	if err := unix.PtraceGetRegs(tid, &regs); err != nil {
 		return 0, sysErr("ptrace(PTRACE_GETREGS)", err)
@@ -187,6 +197,9 @@ func (t *Tracee) waitSyscallStop(th *thread, want string) error {
 				return sysErr("ptrace(PTRACE_GETEVENTMSG)", err)
 			}
 			t.events = append(t.events, Event{TID: tid, Event: ev, Child: int(child)})
+			if t.tramp != 0 {
+				t.ex.born[int(child)] = birth{tramp: t.tramp, origin: cmp.Or(t.origin, t)}
+			}
 		case ev == unix.PTRACE_EVENT_VFORK_DONE:
 		case ev == unix.PTRACE_EVENT_STOP && eventStops < maxEventStops:
 			// A trap queued before the injection: seizing a process in
@@ -229,7 +242,7 @@ func (t *Tracee) faultAtGadget(tid int, sig unix.Signal) bool {
 		return false
 	}
 	pc := uintptr(regsPC(&regs))
-	return pc == t.gadget || pc == t.gadget+uintptr(len(syscallInsn))
+	return pc == t.gadget || pc == t.gadget+uintptr(len(syscallInsn)) || t.atTrampoline(pc)
 }
 
 // Scratch is an anonymous read-write area mapped in the tracee by an
@@ -240,6 +253,40 @@ type Scratch struct {
 	tid  int // thread used to map and unmap it
 	Addr uintptr
 	Size int
+
+	original []byte // on the stack of an armed thread: the bytes to put back
+}
+
+// Scratch gives a zeroed read-write area of size bytes for injected
+// syscalls in thread tid. In an armed thread it is taken from the stack
+// below the thread's signal frame, so that nothing stays mapped if the
+// tracer dies and Unmap only puts the bytes back; otherwise it is mapped
+// as MapScratch does.
+func (t *Tracee) Scratch(tid int, size int) (*Scratch, error) {
+	var s *Scratch
+	err := t.do("scratch on the stack", tid, func(th *thread) error {
+		if err := t.arm(th); err != nil || th.guard == nil {
+			return err
+		}
+		low := (th.guard.low - uintptr(size)) &^ 63
+		if !t.stackHasRoom(tid, low, th.guard.low) {
+			return nil
+		}
+		original := make([]byte, th.guard.low-low)
+		if _, err := ReadMemory(tid, []Segment{{Addr: low, Buf: original}}); err != nil {
+			return nil
+		}
+		if _, err := WriteMemory(tid, []Segment{{Addr: low, Buf: make([]byte, len(original))}}); err != nil {
+			return nil
+		}
+		s = &Scratch{t: t, tid: tid, Addr: low, Size: size, original: original}
+		t.scratches = append(t.scratches, s)
+		return nil
+	})
+	if s != nil || err != nil {
+		return s, err
+	}
+	return t.MapScratch(tid, size)
 }
 
 // MapScratch maps a private anonymous read-write area of size bytes
@@ -295,8 +342,16 @@ func (s *Scratch) Read(off int, b []byte) error {
 	return err
 }
 
-// Unmap removes the scratch area with an injected munmap.
+// Unmap removes the scratch area with an injected munmap, or puts back
+// the stack bytes it took.
 func (s *Scratch) Unmap() error {
+	if s.original != nil {
+		return s.t.ex.Do(func() error {
+			s.t.scratches = slices.DeleteFunc(s.t.scratches, func(o *Scratch) bool { return o == s })
+			_, err := WriteMemory(s.tid, []Segment{{Addr: s.Addr, Buf: s.original}})
+			return err
+		})
+	}
 	_, err := s.t.Syscall(s.tid, unix.SYS_MUNMAP, s.Addr, uintptr(s.Size))
 	return err
 }

@@ -34,6 +34,15 @@ type Tracee struct {
 	events   []Event
 	gone     []int // threads found dead (ESRCH, exit) while traced
 	detached bool
+
+	// Crash safety (guard_linux_amd64.go): a seized process is guarded,
+	// its threads armed before they are changed.
+	guarded      bool
+	tramp        uintptr // the trampoline in the [vdso], 0 until written
+	child        bool    // a task an injected clone made: injections end in exit
+	origin       *Tracee // for a child: the guarded process it descends from
+	scratches    []*Scratch
+	unguardedWhy string // why a thread or the process could not be armed
 }
 
 type thread struct {
@@ -43,6 +52,8 @@ type thread struct {
 	savedMask  uint64
 	maskDirty  bool          // BlockSignals changed the mask since
 	pendingSig []unix.Signal // reported during injection; delivered at detach
+	guard      *guard        // armed: resumes as it was if the tracer dies
+	unguarded  bool          // could not be armed
 }
 
 // Event is a new task reported by a thread during an injected syscall
@@ -80,7 +91,7 @@ func (t *Tracee) TIDs() []int {
 // first), and repeat until no new threads appear. On error nothing stays
 // attached.
 func (ex *Executor) Seize(pid int) (*Tracee, error) {
-	t := &Tracee{ex: ex, pid: pid, proc: procfs.NewFS("").Proc(pid), threads: map[int]*thread{}}
+	t := &Tracee{ex: ex, pid: pid, proc: procfs.NewFS("").Proc(pid), threads: map[int]*thread{}, guarded: true}
 	err := ex.Do(func() error {
 		for {
 			tids, err := t.proc.Tasks()
@@ -183,6 +194,14 @@ func (t *Tracee) waitInterruptStop(tid int) error {
 	}
 }
 
+// Unguarded says why a seized process, or one of its threads, could not be
+// made crash safe (see guard_linux_amd64.go), or "" when all of it is.
+func (t *Tracee) Unguarded() string {
+	var why string
+	_ = t.ex.Do(func() error { why = t.unguardedWhy; return nil })
+	return why
+}
+
 // LiveTID is a traced thread id to address the process's memory through
 // (ReadMemory, WriteMemory, /proc/PID/task/TID/maps): the leader, unless it
 // has exited and left a zombie without an address space.
@@ -241,7 +260,20 @@ func (ex *Executor) StartTraced(cmd *exec.Cmd, options int) (*Tracee, error) {
 // fork Event: it waits for the child's initial stop.
 func (ex *Executor) Adopt(pid int) (*Tracee, error) {
 	t := &Tracee{ex: ex, pid: pid, proc: procfs.NewFS("").Proc(pid), threads: map[int]*thread{}}
-	err := ex.Do(func() error { return t.addThread(pid) })
+	err := ex.Do(func() error {
+		b, ok := ex.born[pid]
+		if !ok {
+			return t.addThread(pid)
+		}
+		// Made by an injected clone in a guarded process: it shares the
+		// trampoline, and must never run the program if we die.
+		delete(ex.born, pid)
+		t.tramp, t.child, t.origin = b.tramp, true, b.origin
+		if err := t.addThread(pid); err != nil {
+			return err
+		}
+		return t.unshareFrames()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +383,9 @@ func (t *Tracee) BlockSignals() error {
 	return t.ex.Do(func() error {
 		for _, tid := range t.sortedTIDs() {
 			err := t.do("block signals", tid, func(th *thread) error {
+				if err := t.arm(th); err != nil {
+					return err
+				}
 				if !th.maskDirty {
 					m, err := getSigMask(tid)
 					if err != nil {
@@ -362,6 +397,7 @@ func (t *Tracee) BlockSignals() error {
 					return sysErr("ptrace(PTRACE_SETSIGMASK)", err)
 				}
 				th.maskDirty = true
+				step("signals blocked")
 				return nil
 			})
 			if err != nil {
@@ -441,10 +477,11 @@ func (t *Tracee) PendingSignals(tid int, shared bool) ([]Siginfo, error) {
 }
 
 // Detach puts back what injection and BlockSignals changed (registers,
-// with the syscall-restart fix-up; signal masks) and PTRACE_DETACHes every
-// thread, delivering any signal that was reported during injection. Threads
-// that died meanwhile are reaped (ESRCH is expected there). Detach is safe
-// to call twice.
+// with the syscall-restart fix-up; signal masks; the stack bytes and
+// [vdso] padding of crash safety) and PTRACE_DETACHes every thread,
+// delivering any signal that was reported during injection. Threads that
+// died meanwhile are reaped (ESRCH is expected there). Detach is safe to
+// call twice.
 func (t *Tracee) Detach() error {
 	return t.ex.Do(func() error {
 		if t.detached {
@@ -452,13 +489,30 @@ func (t *Tracee) Detach() error {
 		}
 		var errs []error
 		var dead []int
-		for _, tid := range t.sortedTIDs() {
-			gone, err := t.detachThread(t.threads[tid])
-			if err != nil {
+		tids := t.sortedTIDs()
+		// Every thread is put back before the trampoline goes, and the
+		// trampoline goes before any thread may run.
+		for _, tid := range tids {
+			if err := t.restoreThread(t.threads[tid]); errors.Is(err, unix.ESRCH) {
+				dead = append(dead, tid)
+			} else if err != nil {
+				errs = append(errs, &Error{Op: "detach", PID: t.pid, TID: tid, Err: sysErr("ptrace", err)})
+			}
+		}
+		step("threads restored")
+		if len(dead) < len(tids) {
+			if err := t.removeTrampoline(); err != nil {
 				errs = append(errs, err)
 			}
-			if gone {
+		}
+		for _, tid := range tids {
+			if slices.Contains(dead, tid) {
+				continue
+			}
+			if err := t.detachThread(t.threads[tid]); err == unix.ESRCH {
 				dead = append(dead, tid)
+			} else if err != nil {
+				errs = append(errs, &Error{Op: "detach", PID: t.pid, TID: tid, Err: sysErr("ptrace", err)})
 			}
 		}
 		t.reap(dead)
@@ -469,44 +523,44 @@ func (t *Tracee) Detach() error {
 	})
 }
 
-// detachThread restores and detaches one thread; gone reports that it had
-// died (ESRCH) and must be reaped.
-func (t *Tracee) detachThread(th *thread) (gone bool, err error) {
+// restoreThread puts back a thread's signal mask, registers and stack, in
+// this order: an armed thread resumes as it was from any point of it.
+func (t *Tracee) restoreThread(th *thread) error {
 	tid := th.tid
-	err = func() error {
-		if th.regsDirty && th.saved != nil {
-			regs := *th.saved
-			RestartFixup(&regs, true)
-			if err := unix.PtraceSetRegs(tid, &regs); err != nil {
-				return err
-			}
-		}
-		if th.maskDirty {
-			if err := setSigMask(tid, th.savedMask); err != nil {
-				return err
-			}
-		}
-		// The first signal goes with the detach (from a signal-delivery
-		// stop it keeps its siginfo); any others are sent again.
-		var sig unix.Signal
-		if len(th.pendingSig) > 0 {
-			sig = th.pendingSig[0]
-		}
-		if err := ptraceReq(unix.PTRACE_DETACH, tid, 0, uintptr(sig)); err != nil {
+	if th.maskDirty {
+		if err := setSigMask(tid, th.savedMask); err != nil {
 			return err
 		}
-		for _, s := range th.pendingSig[min(1, len(th.pendingSig)):] {
-			_ = unix.Tgkill(t.pid, tid, s)
+		th.maskDirty = false
+	}
+	step("mask restored")
+	if th.regsDirty && th.saved != nil {
+		regs := *th.saved
+		RestartFixup(&regs, true)
+		if err := unix.PtraceSetRegs(tid, &regs); err != nil {
+			return err
 		}
-		return nil
-	}()
-	if err == unix.ESRCH {
-		return true, nil
+		th.regsDirty = false
 	}
-	if err != nil {
-		return false, &Error{Op: "detach", PID: t.pid, TID: tid, Err: sysErr("ptrace", err)}
+	step("registers restored")
+	return th.disarm()
+}
+
+// detachThread detaches a restored thread. The first signal held back
+// during injection goes with the detach (from a signal-delivery stop it
+// keeps its siginfo); any others are sent again.
+func (t *Tracee) detachThread(th *thread) error {
+	var sig unix.Signal
+	if len(th.pendingSig) > 0 {
+		sig = th.pendingSig[0]
 	}
-	return false, nil
+	if err := ptraceReq(unix.PTRACE_DETACH, th.tid, 0, uintptr(sig)); err != nil {
+		return err
+	}
+	for _, s := range th.pendingSig[min(1, len(th.pendingSig)):] {
+		_ = unix.Tgkill(t.pid, th.tid, s)
+	}
+	return nil
 }
 
 // reap collects the exits of dying traced threads, so they do not stay

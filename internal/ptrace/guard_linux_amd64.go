@@ -1,0 +1,390 @@
+package ptrace
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/procfs"
+)
+
+// Crash safety of a seized process.
+//
+// A tracer that dies (SIGKILL, OOM) detaches its tracees, and each one runs
+// on from the registers it has at that instant. During an injected syscall
+// those are the injection's, with every signal blocked: left to itself the
+// thread would run into whatever follows the gadget and die. So before
+// anything of a seized thread is changed, it is armed:
+//
+//   - A signal frame (struct rt_sigframe, with the XSAVE area) holding the
+//     thread's own registers and signal mask is written below its red zone,
+//     where the kernel itself would put the frame of a signal handler.
+//   - A trampoline is written into the zero padding at the end of the
+//     [vdso] (a private copy-on-write page, as a debugger's breakpoint):
+//     `syscall` for injections, followed by `rt_sigreturn`.
+//   - The thread's registers point at the rt_sigreturn with the stack
+//     pointer on the frame, and every injection runs at the trampoline's
+//     syscall with that stack pointer.
+//
+// Whatever instant the tracer dies at, the thread's next user instruction
+// is the trampoline's: it finishes the syscall it was in, if any, then
+// rt_sigreturn puts back its registers, FPU state and signal mask. Detach
+// puts everything back by itself, the stack bytes and the padding too.
+//
+// A task created by an injected clone or fork starts after the syscall with
+// 0 in rax: the fork entry sends it to exit instead, so no copy of the
+// program ever runs on. Injections into such a task (Adopt) end in exit too.
+
+// stepHook, when set (tests only), is called at every point of arming,
+// injection and detaching where the tracer could die: the crash test kills
+// its tracer there.
+var stepHook func(step string)
+
+func step(name string) {
+	if stepHook != nil {
+		stepHook(name)
+	}
+}
+
+// trampoline is the code written into the [vdso] padding (x86-64).
+var trampoline = []byte{
+	0x0f, 0x05, //                     0: syscall              (inject)
+	0xb8, 0x0f, 0x00, 0x00, 0x00, //   2: mov $15,%eax         (resume: rt_sigreturn)
+	0x0f, 0x05, //                     7: syscall
+	0x0f, 0x05, //                     9: syscall              (inject clone/fork)
+	0x48, 0x85, 0xc0, //              11: test %rax,%rax
+	0x75, 0xf2, //                    14: jne 2                (the caller resumes)
+	0x31, 0xff, //                    16: xor %edi,%edi        (a new task exits)
+	0xb8, 0x3c, 0x00, 0x00, 0x00, //  18: mov $60,%eax
+	0x0f, 0x05, //                    23: syscall              (exit)
+	0x0f, 0x05, //                    25: syscall              (inject into a new task)
+	0xeb, 0xf3, //                    27: jmp 16
+	0x0f, 0x0b, //                    29: ud2
+}
+
+// Entry points into the trampoline.
+const (
+	trampInject      = 0
+	trampResume      = 2
+	trampInjectFork  = 9
+	trampInjectChild = 25
+)
+
+// trampSlot is the size of the padding the trampoline occupies at the end
+// of the [vdso]; it must be all zero there.
+const trampSlot = 32
+
+// Layout of struct rt_sigframe on x86-64 (arch/x86/include/asm/sigframe.h).
+const (
+	frameUCFlags   = 8              // ucontext.uc_flags
+	frameSSFlags   = 8 + 16 + 8     // ucontext.uc_stack.ss_flags
+	frameSigctx    = 8 + 40         // ucontext.uc_mcontext
+	frameSigmask   = frameSigctx + 256
+	frameSize      = frameSigmask + 8 + 128 // mask, then siginfo
+	redZone        = 128
+	fpMagic1       = 0x46505853 // FP_XSTATE_MAGIC1, in the XSAVE area's sw_reserved
+	fpMagic2       = 0x46505845 // FP_XSTATE_MAGIC2, right after the XSAVE area
+	fpSWReserved   = 464        // struct _fpx_sw_bytes in a frame; XCR0 from ptrace
+	fpXSaveMin     = 512 + 64   // legacy area and XSAVE header
+	ucFPXState     = 0x1
+	ucSigcontextSS = 0x2
+	ucStrictSS     = 0x4
+	// An ss_flags value do_sigaltstack refuses with EINVAL before it
+	// changes anything: rt_sigreturn leaves the alternate stack alone.
+	ssFlagsInvalid = 3
+)
+
+// guard is what arming a thread changed, to put back at Detach.
+type guard struct {
+	regs     unix.PtraceRegs // the registers while armed: rip at resume, rsp on the frame
+	low      uintptr         // the stack bytes from low were overwritten with the frame
+	original []byte
+}
+
+// installTrampoline writes the trampoline into the [vdso] padding, once per
+// address space. It returns an error when there is no [vdso] or its end is
+// not zero padding; the tracee then stays unguarded.
+func (t *Tracee) installTrampoline() error {
+	if t.tramp != 0 {
+		return nil
+	}
+	pid := t.liveTID()
+	maps, err := t.proc.Task(pid).Maps()
+	if err != nil {
+		return err
+	}
+	for _, m := range maps {
+		if m.Path != procfs.NameVDSO {
+			continue
+		}
+		vdso := make([]byte, m.Size())
+		if err := ReadProcMem(pid, uintptr(m.Start), vdso); err != nil {
+			return err
+		}
+		if i := bytes.Index(vdso, syscallInsn); i >= 0 && t.gadget == 0 {
+			t.gadget = uintptr(m.Start) + uintptr(i) // for tasks that are not armed
+		}
+		at := uintptr(m.End) - trampSlot
+		old := vdso[len(vdso)-trampSlot:]
+		code := make([]byte, trampSlot)
+		copy(code, trampoline)
+		// A tracer that died before Detach leaves its trampoline behind.
+		if !bytes.Equal(old, make([]byte, trampSlot)) && !bytes.Equal(old, code) {
+			return fmt.Errorf("the last %d bytes of [vdso] are not padding", trampSlot)
+		}
+		if err := WriteProcMem(pid, at, code); err != nil {
+			return err
+		}
+		t.tramp = at
+		step("trampoline written")
+		return nil
+	}
+	return fmt.Errorf("no [vdso]")
+}
+
+// removeTrampoline puts the [vdso] padding back.
+func (t *Tracee) removeTrampoline() error {
+	if t.tramp == 0 || t.child {
+		return nil
+	}
+	err := WriteProcMem(t.liveTID(), t.tramp, make([]byte, trampSlot))
+	t.tramp = 0
+	return err
+}
+
+// arm prepares a seized thread so that it resumes exactly as it was if the
+// tracer dies from now on (see above). It is done once, before the first
+// change to the thread's registers or signal mask. A thread that cannot
+// be armed (no room on its stack) keeps working unguarded.
+func (t *Tracee) arm(th *thread) error {
+	if !t.guarded || th.guard != nil || th.unguarded {
+		return nil
+	}
+	if err := t.installTrampoline(); err != nil {
+		t.guarded = false
+		t.unguardedWhy = fmt.Sprintf("process %d: %v", t.pid, err)
+		return nil
+	}
+	tid := th.tid
+	var regs unix.PtraceRegs
+	if err := unix.PtraceGetRegs(tid, &regs); err != nil {
+		return sysErr("ptrace(PTRACE_GETREGS)", err)
+	}
+	mask, err := getSigMask(tid)
+	if err != nil {
+		return sysErr("ptrace(PTRACE_GETSIGMASK)", err)
+	}
+	xs := make([]byte, maxXStateSize)
+	n, err := getRegSet(tid, unix.NT_X86_XSTATE, xs)
+	if err != nil {
+		return sysErr("ptrace(PTRACE_GETREGSET)", err)
+	}
+	if n < fpXSaveMin {
+		th.unguarded = true
+		t.unguardedWhy = fmt.Sprintf("thread %d: XSAVE area of %d bytes", tid, n)
+		return nil
+	}
+	xs = xs[:n]
+
+	// Below the red zone, as the kernel lays out a signal frame: the XSAVE
+	// area 64-byte aligned with its end marker, then the frame, so that
+	// rsp = frame+8 is 16-byte aligned as after a call.
+	sp := uintptr(regs.Rsp) - redZone
+	fp := (sp - uintptr(n) - 4) &^ 63
+	frame := ((fp - frameSize) &^ 15) - 8
+	if !t.stackHasRoom(tid, frame, uintptr(regs.Rsp)) {
+		th.unguarded = true
+		t.unguardedWhy = fmt.Sprintf("thread %d: no room for a signal frame below its stack pointer %#x", tid, regs.Rsp)
+		return nil
+	}
+	low := frame
+	original := make([]byte, sp-low)
+	if _, err := ReadMemory(tid, []Segment{{Addr: low, Buf: original}}); err != nil {
+		th.unguarded = true
+		t.unguardedWhy = fmt.Sprintf("thread %d: stack below %#x not readable: %v", tid, regs.Rsp, err)
+		return nil
+	}
+
+	img := make([]byte, sp-low)
+	f := img[frame-low:]
+	resume := regs
+	RestartFixup(&resume, false) // rt_sigreturn cancels the restart block
+	putFrame(f, &resume, mask, uint64(fp))
+	putFPState(img[fp-low:], xs)
+	step("before frame")
+	if _, err := WriteMemory(tid, []Segment{{Addr: low, Buf: img}}); err != nil {
+		th.unguarded = true
+		t.unguardedWhy = fmt.Sprintf("thread %d: stack below %#x not writable: %v", tid, regs.Rsp, err)
+		return nil
+	}
+
+	g := &guard{regs: regs, low: low, original: original}
+	g.regs.Rip = uint64(t.tramp + trampResume)
+	g.regs.Rsp = uint64(frame + 8)
+	g.regs.Orig_rax = ^uint64(0)
+	if err := unix.PtraceSetRegs(tid, &g.regs); err != nil {
+		_, _ = WriteMemory(tid, []Segment{{Addr: low, Buf: original}})
+		return sysErr("ptrace(PTRACE_SETREGS)", err)
+	}
+	saved := regs
+	th.saved, th.regsDirty, th.guard = &saved, true, g
+	step("armed")
+	if !th.maskDirty {
+		th.savedMask = mask
+	}
+	return nil
+}
+
+// stackHasRoom reports whether [low, rsp) lies inside one writable mapping
+// (the one holding rsp): the frame must not touch a guard page or grow the
+// stack.
+func (t *Tracee) stackHasRoom(tid int, low, rsp uintptr) bool {
+	if low >= rsp {
+		return false
+	}
+	maps, err := t.proc.Task(tid).Maps()
+	if err != nil {
+		return false
+	}
+	for _, m := range maps {
+		if uintptr(m.Start) <= rsp-1 && rsp-1 < uintptr(m.End) {
+			return uintptr(m.Start) <= low && m.Perms.Write
+		}
+	}
+	return false
+}
+
+// disarm writes back the stack bytes the frame replaced. The caller puts
+// the registers back.
+func (th *thread) disarm() error {
+	g := th.guard
+	if g == nil {
+		return nil
+	}
+	th.guard = nil
+	_, err := WriteMemory(th.tid, []Segment{{Addr: g.low, Buf: g.original}})
+	return err
+}
+
+// putFrame fills f (frameSize bytes) with an rt_sigframe that resumes
+// regs with signal mask mask and the XSAVE area at fpstate.
+func putFrame(f []byte, regs *unix.PtraceRegs, mask, fpstate uint64) {
+	le := binary.LittleEndian
+	le.PutUint64(f[frameUCFlags:], ucFPXState|ucSigcontextSS|ucStrictSS)
+	le.PutUint32(f[frameSSFlags:], ssFlagsInvalid)
+	sc := f[frameSigctx:]
+	for i, v := range []uint64{
+		regs.R8, regs.R9, regs.R10, regs.R11, regs.R12, regs.R13, regs.R14, regs.R15,
+		regs.Rdi, regs.Rsi, regs.Rbp, regs.Rbx, regs.Rdx, regs.Rax, regs.Rcx, regs.Rsp,
+		regs.Rip, regs.Eflags,
+	} {
+		le.PutUint64(sc[8*i:], v)
+	}
+	le.PutUint16(sc[144:], uint16(regs.Cs))
+	le.PutUint16(sc[146:], uint16(regs.Gs))
+	le.PutUint16(sc[148:], uint16(regs.Fs))
+	le.PutUint16(sc[150:], uint16(regs.Ss))
+	le.PutUint64(sc[184:], fpstate)
+	le.PutUint64(f[frameSigmask:], mask)
+}
+
+// putFPState writes the XSAVE area xs as ptrace gave it into a signal
+// frame's FPU state at x: the software bytes rt_sigreturn checks replace
+// the XCR0 value ptrace keeps there, and the end marker follows the area.
+func putFPState(x, xs []byte) {
+	le := binary.LittleEndian
+	n := len(xs)
+	xcr0 := le.Uint64(xs[fpSWReserved:])
+	copy(x, xs)
+	sw := x[fpSWReserved : fpSWReserved+48]
+	clear(sw)
+	le.PutUint32(sw[0:], fpMagic1)
+	le.PutUint32(sw[4:], uint32(n+4)) // extended_size
+	le.PutUint64(sw[8:], xcr0)        // xfeatures
+	le.PutUint32(sw[16:], uint32(n))  // xstate_size
+	le.PutUint32(x[n:], fpMagic2)
+}
+
+// injectEntry is where an injected syscall nr runs in this tracee.
+func (t *Tracee) injectEntry(th *thread, nr uintptr) uintptr {
+	switch {
+	case t.child && t.tramp != 0:
+		return t.tramp + trampInjectChild
+	case th.guard == nil:
+		return t.gadget
+	case nr == unix.SYS_CLONE || nr == unix.SYS_CLONE3 || nr == unix.SYS_FORK || nr == unix.SYS_VFORK:
+		return t.tramp + trampInjectFork
+	}
+	return t.tramp + trampInject
+}
+
+// atTrampoline reports whether pc is an injection entry's syscall or the
+// instruction after it.
+func (t *Tracee) atTrampoline(pc uintptr) bool {
+	if t.tramp == 0 {
+		return false
+	}
+	for _, e := range []uintptr{trampInject, trampInjectFork, trampInjectChild} {
+		if pc == t.tramp+e || pc == t.tramp+e+2 {
+			return true
+		}
+	}
+	return false
+}
+
+// birth is a task made by an injected clone in a guarded tracee (origin is
+// that tracee, or the one its own maker descends from).
+type birth struct {
+	tramp  uintptr
+	origin *Tracee
+}
+
+// overwritten lists the stack bytes of the process that arming and
+// stack scratch areas replaced, as they were.
+func (t *Tracee) overwritten() []Segment {
+	var segs []Segment
+	for _, tid := range t.sortedTIDs() {
+		if g := t.threads[tid].guard; g != nil {
+			segs = append(segs, Segment{Addr: g.low, Buf: g.original})
+		}
+	}
+	for _, s := range t.scratches {
+		segs = append(segs, Segment{Addr: s.Addr, Buf: s.original})
+	}
+	return segs
+}
+
+// unshareFrames makes a new child's copy of the memory (a fork, not a task
+// sharing the memory) hold the program's own stack bytes again instead of
+// the signal frames and scratch areas: a snapshot is read from it.
+func (t *Tracee) unshareFrames() error {
+	if t.origin == nil {
+		return nil
+	}
+	same, err := Kcmp(t.pid, t.origin.liveTID(), KcmpVM, 0, 0)
+	if err != nil || same == 0 {
+		return err
+	}
+	if segs := t.origin.overwritten(); len(segs) > 0 {
+		_, err = WriteMemory(t.pid, segs)
+	}
+	return err
+}
+
+// Rest puts back the registers, signal masks and stack bytes that
+// injections changed, while every thread stays stopped: memory read from
+// then on is the program's own. A later injection arms the thread again.
+func (t *Tracee) Rest() error {
+	return t.ex.Do(func() error {
+		var errs []error
+		for _, tid := range t.sortedTIDs() {
+			if err := t.restoreThread(t.threads[tid]); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, &Error{Op: "rest", PID: t.pid, TID: tid, Err: sysErr("ptrace", err)})
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
