@@ -79,9 +79,9 @@ const trampSlot = 32
 
 // Layout of struct rt_sigframe on x86-64 (arch/x86/include/asm/sigframe.h).
 const (
-	frameUCFlags   = 8              // ucontext.uc_flags
-	frameSSFlags   = 8 + 16 + 8     // ucontext.uc_stack.ss_flags
-	frameSigctx    = 8 + 40         // ucontext.uc_mcontext
+	frameUCFlags   = 8          // ucontext.uc_flags
+	frameSSFlags   = 8 + 16 + 8 // ucontext.uc_stack.ss_flags
+	frameSigctx    = 8 + 40     // ucontext.uc_mcontext
 	frameSigmask   = frameSigctx + 256
 	frameSize      = frameSigmask + 8 + 128 // mask, then siginfo
 	redZone        = 128
