@@ -225,6 +225,9 @@ func (c *capturer) rest() error {
 		if err := pr.tr.Rest(); err != nil {
 			return wrap("put back injected state", pr.pid, 0, -1, err)
 		}
+		if why := pr.tr.Unguarded(); why != "" {
+			c.notice("not crash safe (a killed capture could lose this process): %s", why)
+		}
 	}
 	return nil
 }
