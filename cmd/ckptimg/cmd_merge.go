@@ -109,7 +109,7 @@ func runMerge(ctx context.Context, opts *mergeOptions, args []string, stdout, st
 		return err
 	}
 	fmt.Fprintf(stderr, "merge: %d images into %s (image %s): %d chunks copied raw (%d bytes, %d stale), %d pages stored again from %d chunks\n",
-		len(chain.Images()), out, id, st.ChunksCopied, st.BytesCopied, st.StaleBytes, st.PagesReadded, st.ChunksReadFrom)
+		len(chain.Images()), outputName(out), id, st.ChunksCopied, st.BytesCopied, st.StaleBytes, st.PagesReadded, st.ChunksReadFrom)
 	if opts.keepChain {
 		list := opts.output.listing(stdout, stderr)
 		for i, img := range chain.Images() {

@@ -68,6 +68,14 @@ func samePath(a, b string) bool {
 	return aa == ab
 }
 
+// outputName is name as messages show it.
+func outputName(name string) string {
+	if name == "-" {
+		return "standard output"
+	}
+	return name
+}
+
 // writeImage writes an image atomically to name (with --in-place keeping
 // the replaced file's owner and mode): fill writes it through the writer
 // it is given and closes the writer (as rewrite.Copy and rewrite.Merge do).
@@ -198,6 +206,6 @@ func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "rewrite: %d paths changed; wrote %s (image %s)\n", len(changes), out, id)
+	fmt.Fprintf(stderr, "rewrite: %d paths changed; wrote %s (image %s)\n", len(changes), outputName(out), id)
 	return nil
 }

@@ -126,6 +126,6 @@ func runSubst(ctx context.Context, opts *substOptions, input string, specs []str
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "subst: wrote %s (image %s)\n", out, id)
+	fmt.Fprintf(stderr, "subst: wrote %s (image %s)\n", outputName(out), id)
 	return nil
 }
