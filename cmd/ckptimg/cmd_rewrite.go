@@ -98,7 +98,7 @@ func (o *outputOptions) writeImage(name string, pageSize uint32, opts []format.W
 		return format.ImageID{}, af.NameErr(err)
 	}
 	if err := af.Commit(); err != nil {
-		return format.ImageID{}, fmt.Errorf("writing %s: %w", name, err)
+		return format.ImageID{}, af.NameErr(err)
 	}
 	return id, nil
 }

@@ -56,7 +56,7 @@ type Mapping struct {
 	Major      uint32 // device of the backing file, 0:0 for anonymous
 	Minor      uint32
 	Inode      uint64
-	// Path is the file path (without " (deleted)"), a special name such as
+	// Path is the file path (without the " (deleted)" of a Deleted file), a special name such as
 	// "[heap]", an anonymous name such as "[anon:name]", or "" for anonymous
 	// memory.
 	Path string
