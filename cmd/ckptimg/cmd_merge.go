@@ -100,7 +100,7 @@ func runMerge(ctx context.Context, opts *mergeOptions, args []string, stdout, st
 	}
 	ps := chain.Top().Meta().Machine.PageSize
 	var st rewrite.MergeStats
-	id, err := writeImage(out, ps, nil, func(w *format.Writer) (format.ImageID, error) {
+	id, err := opts.output.writeImage(out, ps, nil, func(w *format.Writer) (format.ImageID, error) {
 		_, id, s, err := rewrite.Merge(ctx, w, chain, rewrite.MergeOptions{MinLive: opts.minLive})
 		st = s
 		return id, err
@@ -109,13 +109,14 @@ func runMerge(ctx context.Context, opts *mergeOptions, args []string, stdout, st
 		return err
 	}
 	fmt.Fprintf(stderr, "merge: %d images into %s (image %s): %d chunks copied raw (%d bytes, %d stale), %d pages stored again from %d chunks\n",
-		len(chain.Images()), out, id, st.ChunksCopied, st.BytesCopied, st.StaleBytes, st.PagesReadded, st.ChunksReadFrom)
+		len(chain.Images()), outputName(out), id, st.ChunksCopied, st.BytesCopied, st.StaleBytes, st.PagesReadded, st.ChunksReadFrom)
 	if opts.keepChain {
+		list := opts.output.listing(stdout, stderr)
 		for i, img := range chain.Images() {
 			if opts.output.inPlace && i == 0 {
 				continue // replaced already
 			}
-			fmt.Fprintf(stdout, "%s\t%s\n", img.ID(), paths[i])
+			fmt.Fprintf(list, "%s\t%s\n", img.ID(), paths[i])
 		}
 	}
 	return nil

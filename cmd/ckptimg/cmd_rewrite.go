@@ -34,14 +34,26 @@ func (o *outputOptions) target(input string) (string, error) {
 	case o.inPlace && o.out != "":
 		return "", cli.Usagef("give either -o OUT or --in-place, not both")
 	case o.inPlace:
-		return input, nil
+		return input, cli.CheckOutput(input)
 	case o.out == "":
 		return "", cli.Usagef("no output: give -o OUT, or --in-place to replace %s", input)
 	}
 	if o.out != "-" && samePath(o.out, input) {
 		return "", cli.Usagef("-o %s is the input image; use --in-place to replace it", o.out)
 	}
+	if err := cli.CheckOutput(o.out); err != nil {
+		return "", err
+	}
 	return o.out, nil
+}
+
+// listing is where a command prints its list of changes: standard error
+// when standard output carries the image.
+func (o *outputOptions) listing(stdout, stderr io.Writer) io.Writer {
+	if o.out == "-" {
+		return stderr
+	}
+	return stdout
 }
 
 // samePath reports whether a and b name the same existing file.
@@ -56,11 +68,23 @@ func samePath(a, b string) bool {
 	return aa == ab
 }
 
-// writeImage writes an image atomically to name: fill writes it through
-// the writer it is given and closes the writer (as rewrite.Copy and
-// rewrite.Merge do).
-func writeImage(name string, pageSize uint32, opts []format.WriterOption, fill func(w *format.Writer) (format.ImageID, error)) (format.ImageID, error) {
-	af, err := cli.CreateAtomic(name)
+// outputName is name as messages show it.
+func outputName(name string) string {
+	if name == "-" {
+		return "standard output"
+	}
+	return name
+}
+
+// writeImage writes an image atomically to name (with --in-place keeping
+// the replaced file's owner and mode): fill writes it through the writer
+// it is given and closes the writer (as rewrite.Copy and rewrite.Merge do).
+func (o *outputOptions) writeImage(name string, pageSize uint32, opts []format.WriterOption, fill func(w *format.Writer) (format.ImageID, error)) (format.ImageID, error) {
+	create := cli.CreateAtomic
+	if o.inPlace {
+		create = cli.ReplaceAtomic
+	}
+	af, err := create(name)
 	if err != nil {
 		return format.ImageID{}, err
 	}
@@ -71,10 +95,10 @@ func writeImage(name string, pageSize uint32, opts []format.WriterOption, fill f
 	}
 	id, err := fill(w)
 	if err != nil {
-		return format.ImageID{}, err
+		return format.ImageID{}, af.NameErr(err)
 	}
 	if err := af.Commit(); err != nil {
-		return format.ImageID{}, fmt.Errorf("writing %s: %w", name, err)
+		return format.ImageID{}, af.NameErr(err)
 	}
 	return id, nil
 }
@@ -167,8 +191,9 @@ func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout,
 	defer src.Close()
 	meta := src.CloneMeta()
 	changes := rewrite.Remap(meta, rules)
+	list := opts.output.listing(stdout, stderr)
 	for _, c := range changes {
-		fmt.Fprintln(stdout, c)
+		fmt.Fprintln(list, c)
 	}
 	if len(changes) == 0 {
 		fmt.Fprintln(stderr, "rewrite: no recorded path matches the rules (or they were the last ones applied)")
@@ -176,11 +201,11 @@ func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout,
 	if opts.dryRun {
 		return nil
 	}
-	id, err := writeImage(out, meta.Machine.PageSize, []format.WriterOption{format.WithCompression(format.CompressionNone)},
+	id, err := opts.output.writeImage(out, meta.Machine.PageSize, []format.WriterOption{format.WithCompression(format.CompressionNone)},
 		func(w *format.Writer) (format.ImageID, error) { return rewrite.Copy(ctx, w, src, meta) })
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "rewrite: %d paths changed; wrote %s (image %s)\n", len(changes), out, id)
+	fmt.Fprintf(stderr, "rewrite: %d paths changed; wrote %s (image %s)\n", len(changes), outputName(out), id)
 	return nil
 }

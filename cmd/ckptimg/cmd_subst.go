@@ -114,17 +114,18 @@ func runSubst(ctx context.Context, opts *substOptions, input string, specs []str
 	}
 	// Print what the image will hold: earlier substitutions included, each
 	// file once.
+	list := opts.output.listing(stdout, stderr)
 	for _, s := range meta.Substs {
-		fmt.Fprintf(stdout, "%s: %s\n", format.FileIDString(s.FileID), rewrite.DescribeSubst(s))
+		fmt.Fprintf(list, "%s: %s\n", format.FileIDString(s.FileID), rewrite.DescribeSubst(s))
 	}
 	if opts.dryRun {
 		return nil
 	}
-	id, err := writeImage(out, meta.Machine.PageSize, []format.WriterOption{format.WithCompression(format.CompressionNone)},
+	id, err := opts.output.writeImage(out, meta.Machine.PageSize, []format.WriterOption{format.WithCompression(format.CompressionNone)},
 		func(w *format.Writer) (format.ImageID, error) { return rewrite.Copy(ctx, w, src, meta) })
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "subst: wrote %s (image %s)\n", out, id)
+	fmt.Fprintf(stderr, "subst: wrote %s (image %s)\n", outputName(out), id)
 	return nil
 }

@@ -6,12 +6,17 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // FD is one entry of /proc/PID/fd.
 type FD struct {
 	Num    int
 	Target string // readlink of /proc/PID/fd/N, e.g. "/tmp/x", "pipe:[123]", "anon_inode:[eventfd]"
+	// realName: Target ends in " (deleted)" because the file's name does
+	// (FDs checked the file), not because the file was unlinked.
+	realName bool
 }
 
 // FDKind classifies an fd by its link target.
@@ -61,13 +66,26 @@ func (f FD) Kind() (kind FDKind, ino uint64, name string) {
 	return FDOther, 0, ""
 }
 
-// Deleted reports whether a path target carries the " (deleted)" suffix,
-// and returns the path without it.
+// Deleted reports whether the file was unlinked, and returns its path
+// without the " (deleted)" suffix the kernel appends then. For an FD from
+// FDs this is decided from the file itself, not from the suffix alone: a
+// file whose name really ends in " (deleted)" is not deleted.
 func (f FD) Deleted() (path string, deleted bool) {
-	if p, ok := strings.CutSuffix(f.Target, deletedSuffix); ok {
+	if p, ok := strings.CutSuffix(f.Target, deletedSuffix); ok && !f.realName {
 		return p, true
 	}
 	return f.Target, false
+}
+
+// namesFile reports whether name, a path /proc shows with the " (deleted)"
+// suffix, is really the name of the file dev/ino with nlink links. The
+// kernel appends the suffix to the name of an unlinked file, but a name can
+// end with it too: then name exists, is not a symbolic link, and is that
+// very file, which still has a link.
+func namesFile(name string, dev, ino, nlink uint64) bool {
+	var st unix.Stat_t
+	return nlink > 0 && unix.Lstat(name, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFLNK &&
+		st.Dev == dev && st.Ino == ino
 }
 
 // FDs lists the open fds of the process, ascending. An fd closed between the
@@ -79,14 +97,22 @@ func (p Proc) FDs() ([]FD, error) {
 	}
 	out := make([]FD, 0, len(nums))
 	for _, n := range nums {
-		t, err := os.Readlink(p.Path("fd", strconv.Itoa(n)))
+		link := p.Path("fd", strconv.Itoa(n))
+		t, err := os.Readlink(link)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, FD{Num: n, Target: t})
+		fd := FD{Num: n, Target: t}
+		if strings.HasPrefix(t, "/") && strings.HasSuffix(t, deletedSuffix) {
+			var st unix.Stat_t
+			if unix.Stat(link, &st) == nil {
+				fd.realName = namesFile(t, st.Dev, st.Ino, st.Nlink)
+			}
+		}
+		out = append(out, fd)
 	}
 	return out, nil
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Special mapping names the kernel shows instead of a path.
@@ -54,11 +56,14 @@ type Mapping struct {
 	Major      uint32 // device of the backing file, 0:0 for anonymous
 	Minor      uint32
 	Inode      uint64
-	// Path is the file path (without " (deleted)"), a special name such as
+	// Path is the file path (without the " (deleted)" of a Deleted file), a special name such as
 	// "[heap]", an anonymous name such as "[anon:name]", or "" for anonymous
 	// memory.
-	Path    string
-	Deleted bool // the kernel appended " (deleted)": the file was unlinked
+	Path string
+	// Deleted: the file was unlinked (the kernel appended " (deleted)").
+	// Maps and Smaps decide it from the file itself, so a file whose name
+	// really ends in " (deleted)" keeps it in Path and is not Deleted.
+	Deleted bool
 
 	// Smaps only.
 	VmFlags VmFlags
@@ -107,16 +112,16 @@ func (f VmFlags) String() string { return strings.Join(f, " ") }
 
 // Maps parses /proc/PID/maps.
 func (p Proc) Maps() ([]Mapping, error) {
-	return parseMapsFile(p.Path("maps"), false)
+	return p.parseMapsFile(p.Path("maps"), false)
 }
 
 // Smaps parses /proc/PID/smaps: the maps lines with VmFlags and the
 // per-mapping counters.
 func (p Proc) Smaps() ([]Mapping, error) {
-	return parseMapsFile(p.Path("smaps"), true)
+	return p.parseMapsFile(p.Path("smaps"), true)
 }
 
-func parseMapsFile(name string, smaps bool) ([]Mapping, error) {
+func (p Proc) parseMapsFile(name string, smaps bool) ([]Mapping, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
@@ -139,12 +144,33 @@ func parseMapsFile(name string, smaps bool) ([]Mapping, error) {
 		if err != nil {
 			return nil, &ParseError{File: name, Line: ln, Text: line, Err: err}
 		}
+		if m.Deleted {
+			p.checkDeleted(&m)
+		}
 		out = append(out, m)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// checkDeleted undoes ParseMapsLine's reading of a " (deleted)" suffix
+// when it is part of the file's real name. The mapped file is identified by
+// map_files (which also gives its link count), or, where that cannot be
+// read, by the device and inode of the maps line.
+func (p Proc) checkDeleted(m *Mapping) {
+	if !strings.HasPrefix(m.Path, "/") {
+		return
+	}
+	dev, ino, nlink := unix.Mkdev(m.Major, m.Minor), m.Inode, uint64(1)
+	var st unix.Stat_t
+	if unix.Stat(p.Path("map_files", strconv.FormatUint(m.Start, 16)+"-"+strconv.FormatUint(m.End, 16)), &st) == nil {
+		dev, ino, nlink = st.Dev, st.Ino, st.Nlink
+	}
+	if name := m.Path + deletedSuffix; namesFile(name, dev, ino, nlink) {
+		m.Path, m.Deleted = name, false
+	}
 }
 
 // isSmapsDetail tells a "Key: value" detail line from a mapping header,
@@ -184,6 +210,9 @@ func parseSmapsDetail(m *Mapping, line string) error {
 // ParseMapsLine parses one line of /proc/PID/maps:
 //
 //	start-end perms offset major:minor inode [path]
+//
+// From the line alone, a path ending in " (deleted)" is taken as deleted;
+// Maps and Smaps then check the file (checkDeleted).
 func ParseMapsLine(line string) (Mapping, error) {
 	var m Mapping
 	rest := line
