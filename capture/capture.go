@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -319,5 +318,3 @@ func statRef(path string, statPath string) format.FileRef {
 func mkdev(major, minor uint32) uint64 {
 	return uint64(minor&0xff) | uint64(major)<<8 | uint64(minor&^0xff)<<12
 }
-
-func trimDeleted(s string) string { return strings.TrimSuffix(s, " (deleted)") }

@@ -266,11 +266,11 @@ func (c *capturer) collectProc(pr *proc) error {
 	if rec.Environ, err = p.Environ(); err != nil {
 		return wrap("read environ", pid, 0, -1, goneIfMissing(err))
 	}
-	exe, err := p.Exe()
+	exe, _, err := p.ExeFile()
 	if err != nil {
 		return wrap("read exe link", pid, 0, -1, goneIfMissing(err))
 	}
-	rec.Exe = statRef(trimDeleted(exe), p.Path("exe"))
+	rec.Exe = statRef(exe, p.Path("exe"))
 	if rec.Cwd, err = p.Cwd(); err != nil {
 		return wrap("read cwd link", pid, 0, -1, goneIfMissing(err))
 	}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultRoot is where the kernel mounts procfs.
@@ -164,6 +166,25 @@ func (p Proc) Auxv() ([]byte, error) {
 
 // Exe is the target of the exe link (" (deleted)" included if so).
 func (p Proc) Exe() (string, error) { return os.Readlink(p.Path("exe")) }
+
+// ExeFile is the path of the executable without the " (deleted)" suffix
+// the kernel appends once it is unlinked, and whether it was: decided from
+// the file, as for FDs, since a name can end in " (deleted)" too.
+func (p Proc) ExeFile() (path string, deleted bool, err error) {
+	exe, err := p.Exe()
+	if err != nil {
+		return "", false, err
+	}
+	trimmed, ok := strings.CutSuffix(exe, deletedSuffix)
+	if !ok {
+		return exe, false, nil
+	}
+	var st unix.Stat_t
+	if unix.Stat(p.Path("exe"), &st) == nil && namesFile(exe, st.Dev, st.Ino, st.Nlink) {
+		return exe, false, nil
+	}
+	return trimmed, true, nil
+}
 
 // Cwd is the target of the cwd link.
 func (p Proc) Cwd() (string, error) { return os.Readlink(p.Path("cwd")) }
