@@ -15,13 +15,13 @@ import (
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
 
-// Scratch layout for the injected queries.
+// Scratch layout for the injected queries. The area is taken from the
+// stack (ptrace.Tracee.Scratch), so it is kept to what the answers need.
 const (
-	scratchSize      = 4096
 	scratchSigaction = 0                                         // 64 kernel sigactions
 	scratchPerThread = scratchSigaction + 64*kernelSigactionSize // stack_t, then clear_child_tid
 	scratchTIDAddr   = scratchPerThread + stackTSize             // 8 bytes
-	_                = uint(scratchSize - scratchTIDAddr - 8)    // fits
+	scratchSize      = scratchTIDAddr + 8
 )
 
 func (c *capturer) collectProcess(pr *proc) error {

@@ -175,9 +175,10 @@ func (tr *Tracker) inject(t *ptrace.Tracee, areas []Range, opts Options) (err er
 	if err := t.BlockSignals(); err != nil {
 		return wrap("block signals", err)
 	}
-	scratch, err := t.MapScratch(tid, 4096)
+	// On the stack where it can be: nothing is left mapped if we die.
+	scratch, err := t.Scratch(tid, sizeofUffdioRegister)
 	if err != nil {
-		return wrap("map scratch", err)
+		return wrap("scratch area", err)
 	}
 	defer func() {
 		if uerr := scratch.Unmap(); uerr != nil && err == nil {
