@@ -63,6 +63,9 @@ func crashTracer(at, pidText string) int {
 	if why := tr.Unguarded(); why != "" {
 		return fail("unguarded", fmt.Errorf("%s", why))
 	}
+	if tr.boot == 0 {
+		return fail("bootstrap", fmt.Errorf("no room for the bootstrap frame in the [vdso] padding"))
+	}
 	sc, err := tr.Scratch(pid, 4096)
 	if err != nil {
 		return fail("scratch", err)
@@ -127,7 +130,8 @@ func crashTracer(at, pidText string) int {
 }
 
 // fpspin keeps AVX and SSE values live in registers in two spinning threads
-// and checks them, while the main thread sleeps in a loop: a thread that
+// (one with an alternate signal stack) and checks them, while the main
+// thread sleeps in a loop: a thread that
 // comes back with any register, its FPU state or its mask changed fails.
 const fpspinSrc = `#define _GNU_SOURCE
 #include <immintrin.h>
@@ -140,6 +144,10 @@ const fpspinSrc = `#define _GNU_SOURCE
 
 static void *spin(void *arg) {
 	long id = (long)arg;
+	if (id == 1) { /* one thread with an alternate signal stack, as Go gives every thread */
+		stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536};
+		sigaltstack(&ss, 0);
+	}
 	__m256d v = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
 	double x = 0;
 	for (unsigned long i = 1;; i++) {

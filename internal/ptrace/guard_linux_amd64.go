@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,8 +21,15 @@ import (
 // anything of a seized thread is changed, it is armed:
 //
 //   - A signal frame (struct rt_sigframe, with the XSAVE area) holding the
-//     thread's own registers and signal mask is written below its red zone,
-//     where the kernel itself would put the frame of a signal handler.
+//     thread's own registers and signal mask is written where the kernel
+//     itself would put the frame of a signal handler: at the top of the
+//     thread's alternate signal stack when it has one and is not on it (Go
+//     runs every goroutine on a small stack of its own, with nothing free
+//     below the stack pointer, and gives each thread an alternate stack),
+//     below the red zone of its stack otherwise. The alternate stack is
+//     asked for first, by one injected sigaltstack guarded the same way by
+//     a small frame in the [vdso] padding (registers, mask, and the x87,
+//     SSE and AVX state: wider vector state would not fit there).
 //   - A trampoline is written into the zero padding at the end of the
 //     [vdso] (a private copy-on-write page, as a debugger's breakpoint):
 //     `syscall` for injections, followed by `rt_sigreturn`.
@@ -95,6 +103,7 @@ const (
 	// An ss_flags value do_sigaltstack refuses with EINVAL before it
 	// changes anything: rt_sigreturn leaves the alternate stack alone.
 	ssFlagsInvalid = 3
+	ssDisable      = 2 // SS_DISABLE
 )
 
 // guard is what arming a thread changed, to put back at Detach.
@@ -127,18 +136,21 @@ func (t *Tracee) installTrampoline() error {
 		if i := bytes.Index(vdso, syscallInsn); i >= 0 && t.gadget == 0 {
 			t.gadget = uintptr(m.Start) + uintptr(i) // for tasks that are not armed
 		}
+		pad := elfPadding(vdso)
+		if pad < trampSlot {
+			return fmt.Errorf("[vdso] has %d bytes of padding, fewer than %d", pad, trampSlot)
+		}
 		at := uintptr(m.End) - trampSlot
-		old := vdso[len(vdso)-trampSlot:]
 		code := make([]byte, trampSlot)
 		copy(code, trampoline)
-		// A tracer that died before Detach leaves its trampoline behind.
-		if !bytes.Equal(old, make([]byte, trampSlot)) && !bytes.Equal(old, code) {
-			return fmt.Errorf("the last %d bytes of [vdso] are not padding", trampSlot)
-		}
 		if err := WriteProcMem(pid, at, code); err != nil {
 			return err
 		}
 		t.tramp = at
+		t.padStart = uintptr(m.End) - uintptr(pad)
+		if boot := (t.padStart + 63) &^ 63; boot+bootAreaSize <= at {
+			t.boot = boot
+		}
 		step("trampoline written")
 		return nil
 	}
@@ -150,9 +162,36 @@ func (t *Tracee) removeTrampoline() error {
 	if t.tramp == 0 || t.child {
 		return nil
 	}
-	err := WriteProcMem(t.liveTID(), t.tramp, make([]byte, trampSlot))
-	t.tramp = 0
+	end := t.tramp + trampSlot
+	err := WriteProcMem(t.liveTID(), t.padStart, make([]byte, end-t.padStart))
+	t.tramp, t.boot = 0, 0
 	return err
+}
+
+// elfPadding is how many bytes at the end of an ELF image (the vDSO) lie
+// past everything its headers describe: padding up to the page, never read
+// by anyone. 0 if the image cannot be parsed.
+func elfPadding(img []byte) int {
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil || len(img) < 64 {
+		return 0
+	}
+	le := binary.LittleEndian
+	shoff, shentsize, shnum := le.Uint64(img[0x28:]), uint64(le.Uint16(img[0x3a:])), uint64(le.Uint16(img[0x3c:]))
+	phoff, phentsize, phnum := le.Uint64(img[0x20:]), uint64(le.Uint16(img[0x36:])), uint64(le.Uint16(img[0x38:]))
+	end := max(shoff+shentsize*shnum, phoff+phentsize*phnum)
+	for _, sec := range f.Sections {
+		if sec.Type != elf.SHT_NOBITS {
+			end = max(end, sec.Offset+sec.Size)
+		}
+	}
+	for _, p := range f.Progs {
+		end = max(end, p.Off+p.Filesz)
+	}
+	if end > uint64(len(img)) {
+		return 0
+	}
+	return len(img) - int(end)
 }
 
 // arm prepares a seized thread so that it resumes exactly as it was if the
@@ -189,15 +228,22 @@ func (t *Tracee) arm(th *thread) error {
 	}
 	xs = xs[:n]
 
-	// Below the red zone, as the kernel lays out a signal frame: the XSAVE
+	// Where the kernel would put a signal frame (see above): the XSAVE
 	// area 64-byte aligned with its end marker, then the frame, so that
 	// rsp = frame+8 is 16-byte aligned as after a call.
 	sp := uintptr(regs.Rsp) - redZone
+	alt, err := t.altStack(th, &regs, mask, xs)
+	if err != nil {
+		return err
+	}
+	if alt.Size > 0 && alt.Flags&ssDisable == 0 && !alt.holds(uintptr(regs.Rsp)) {
+		sp = uintptr(alt.Sp + alt.Size)
+	}
 	fp := (sp - uintptr(n) - 4) &^ 63
 	frame := ((fp - frameSize) &^ 15) - 8
-	if !t.stackHasRoom(tid, frame, uintptr(regs.Rsp)) {
+	if !t.stackHasRoom(tid, frame, sp) {
 		th.unguarded = true
-		t.unguardedWhy = fmt.Sprintf("thread %d: no room for a signal frame below its stack pointer %#x", tid, regs.Rsp)
+		t.unguardedWhy = fmt.Sprintf("thread %d: no room for a signal frame below %#x", tid, sp)
 		return nil
 	}
 	low := frame
@@ -238,11 +284,10 @@ func (t *Tracee) arm(th *thread) error {
 	return nil
 }
 
-// stackHasRoom reports whether [low, rsp) lies inside one writable mapping
-// (the one holding rsp): the frame must not touch a guard page or grow the
-// stack.
-func (t *Tracee) stackHasRoom(tid int, low, rsp uintptr) bool {
-	if low >= rsp {
+// stackHasRoom reports whether [low, top) lies inside one writable
+// mapping: the frame must not touch a guard page or grow the stack.
+func (t *Tracee) stackHasRoom(tid int, low, top uintptr) bool {
+	if low >= top {
 		return false
 	}
 	maps, err := t.proc.Task(tid).Maps()
@@ -250,11 +295,114 @@ func (t *Tracee) stackHasRoom(tid int, low, rsp uintptr) bool {
 		return false
 	}
 	for _, m := range maps {
-		if uintptr(m.Start) <= rsp-1 && rsp-1 < uintptr(m.End) {
+		if uintptr(m.Start) <= top-1 && top-1 < uintptr(m.End) {
 			return uintptr(m.Start) <= low && m.Perms.Write
 		}
 	}
 	return false
+}
+
+// stackT is a stack_t as sigaltstack reports it.
+type stackT struct {
+	Sp    uint64
+	Flags int32
+	Size  uint64
+}
+
+func (s stackT) holds(sp uintptr) bool {
+	return uint64(sp) > s.Sp && uint64(sp) <= s.Sp+s.Size
+}
+
+// The bootstrap frame in the [vdso] padding: an XSAVE area of the legacy
+// region, the header and the AVX component, then the frame.
+const (
+	bootXSave    = 576 + 256
+	bootFrame    = (bootXSave + 4 + 15) &^ 15
+	bootAreaSize = bootFrame + frameSize + 16
+)
+
+// altStack asks a thread for its alternate signal stack, before it is
+// armed: one sigaltstack(NULL, &old) injected with its registers pointing
+// at a frame in the [vdso] padding, put back entirely afterwards. Without
+// room in the padding it reports none.
+func (t *Tracee) altStack(th *thread, regs *unix.PtraceRegs, mask uint64, xs []byte) (stackT, error) {
+	if t.boot == 0 {
+		return stackT{}, nil
+	}
+	tid := th.tid
+	area := make([]byte, bootAreaSize)
+	fp, frame := t.boot, t.boot+bootFrame
+	putBootFPState(area, xs)
+	resume := *regs
+	RestartFixup(&resume, false)
+	putFrame(area[bootFrame:], &resume, mask, uint64(fp))
+	if err := WriteProcMem(tid, fp, area); err != nil {
+		return stackT{}, err
+	}
+	boot := *regs
+	boot.Rip = uint64(t.tramp + trampResume)
+	boot.Rsp = uint64(frame + 8)
+	boot.Orig_rax = ^uint64(0)
+	if err := unix.PtraceSetRegs(tid, &boot); err != nil {
+		return stackT{}, sysErr("ptrace(PTRACE_SETREGS)", err)
+	}
+	step("bootstrap armed")
+	undo := func() error {
+		if err := setSigMask(tid, mask); err != nil {
+			return sysErr("ptrace(PTRACE_SETSIGMASK)", err)
+		}
+		step("bootstrap mask restored")
+		return sysErr("ptrace(PTRACE_SETREGS)", unix.PtraceSetRegs(tid, regs))
+	}
+	if err := setSigMask(tid, ^uint64(0)); err != nil {
+		return stackT{}, errors.Join(sysErr("ptrace(PTRACE_SETSIGMASK)", err), undo())
+	}
+	step("bootstrap signals blocked")
+	// The answer goes just below the red zone (the [vdso] is not writable
+	// for the kernel): 24 bytes, put back at once.
+	at := (uintptr(regs.Rsp) - redZone - 24) &^ 7
+	var ans, orig [24]byte
+	_, err := ReadMemory(tid, []Segment{{Addr: at, Buf: orig[:]}})
+	if err == nil {
+		var r uint64
+		args := [6]uintptr{0, at}
+		r, err = t.injectAt(th, boot, t.tramp+trampInject, unix.SYS_SIGALTSTACK, &args)
+		if err == nil && int64(r) < 0 {
+			err = fmt.Errorf("sigaltstack: %w", unix.Errno(-int64(r)))
+		}
+	}
+	if err == nil {
+		_, err = ReadMemory(tid, []Segment{{Addr: at, Buf: ans[:]}})
+	}
+	if err == nil {
+		_, err = WriteMemory(tid, []Segment{{Addr: at, Buf: orig[:]}})
+	}
+	if uerr := undo(); uerr != nil || err != nil {
+		return stackT{}, errors.Join(err, uerr)
+	}
+	th.regsDirty = false
+	step("bootstrap done")
+	le := binary.LittleEndian
+	return stackT{Sp: le.Uint64(ans[0:]), Flags: int32(le.Uint32(ans[8:])), Size: le.Uint64(ans[16:])}, nil
+}
+
+// putBootFPState writes the x87, SSE and AVX part of the XSAVE area xs into
+// the bootstrap area at x, marked for rt_sigreturn as an area of bootXSave
+// bytes; the wider components are left to their initial state.
+func putBootFPState(x, xs []byte) {
+	le := binary.LittleEndian
+	xcr0 := le.Uint64(xs[fpSWReserved:])
+	copy(x[:bootXSave], xs)
+	features := xcr0 & 0x7                              // x87, SSE, AVX
+	le.PutUint64(x[512:], le.Uint64(xs[512:])&features) // XSTATE_BV
+	clear(x[520:576])                                   // XCOMP_BV 0: standard format
+	sw := x[fpSWReserved : fpSWReserved+48]
+	clear(sw)
+	le.PutUint32(sw[0:], fpMagic1)
+	le.PutUint32(sw[4:], bootXSave+4)
+	le.PutUint64(sw[8:], features)
+	le.PutUint32(sw[16:], bootXSave)
+	le.PutUint32(x[bootXSave:], fpMagic2)
 }
 
 // disarm writes back the stack bytes the frame replaced. The caller puts

@@ -144,12 +144,18 @@ func (t *Tracee) RawSyscall(tid int, nr uintptr, args ...uintptr) (uintptr, unix
 }
 
 func (t *Tracee) injectOnce(th *thread, nr uintptr, args *[6]uintptr) (uint64, error) {
-	tid := th.tid
-	regs := *th.saved
+	base := *th.saved
 	if th.guard != nil {
-		regs = th.guard.regs // the stack pointer on the frame
+		base = th.guard.regs // the stack pointer on the frame
 	}
-	setupSyscall(&regs, t.injectEntry(th, nr), nr, args)
+	return t.injectAt(th, base, t.injectEntry(th, nr), nr, args)
+}
+
+// injectAt runs syscall nr at entry in thread th, from registers base.
+func (t *Tracee) injectAt(th *thread, base unix.PtraceRegs, entry, nr uintptr, args *[6]uintptr) (uint64, error) {
+	tid := th.tid
+	regs := base
+	setupSyscall(&regs, entry, nr, args)
 	if err := unix.PtraceSetRegs(tid, &regs); err != nil {
 		return 0, sysErr("ptrace(PTRACE_SETREGS)", err)
 	}

@@ -39,6 +39,8 @@ type Tracee struct {
 	// its threads armed before they are changed.
 	guarded      bool
 	tramp        uintptr // the trampoline in the [vdso], 0 until written
+	padStart     uintptr // where the [vdso] padding starts
+	boot         uintptr // the bootstrap frame area in the padding, 0 if it has no room
 	child        bool    // a task an injected clone made: injections end in exit
 	origin       *Tracee // for a child: the guarded process it descends from
 	scratches    []*Scratch
