@@ -119,7 +119,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		}
 		for _, c := range rewrite.Remap(meta, rules) {
 			if o.verbose || o.simulate {
-				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", c)
+				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", restorer.Printable(c.String()))
 			}
 		}
 	}
@@ -141,24 +141,27 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		return err
 	}
 	if o.check || o.simulate {
-		pl, probs, err := restorer.Check(chain, ro)
+		ck, err := restorer.Check(ctx, chain, ro)
 		if err != nil {
 			return err
 		}
 		if o.simulate {
-			if err := pl.Simulate(stdout); err != nil {
+			if err := ck.Plan.Simulate(stdout); err != nil {
 				return err
 			}
+			for _, w := range ck.Warnings {
+				fmt.Fprintf(stdout, "warning: %s\n", restorer.Printable(w))
+			}
 		} else {
-			for _, w := range pl.Warnings {
-				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
+			for _, w := range append(ck.Plan.Warnings, ck.Warnings...) {
+				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
 			}
 		}
-		if len(probs) > 0 {
-			return &restorer.CheckError{Problems: probs}
+		if len(ck.Problems) > 0 {
+			return &restorer.CheckError{Problems: ck.Problems}
 		}
 		if o.check {
-			fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(pl.Procs))
+			fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(ck.Plan.Procs))
 		} else {
 			fmt.Fprintf(stdout, "\nchecks: no problems\n")
 		}
@@ -182,7 +185,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	}
 	closeChain()
 	for _, w := range res.Warnings {
-		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
+		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
 	}
 	if o.detach {
 		fmt.Fprintln(stdout, res.PID)
