@@ -868,7 +868,11 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 				// Opening a regular file or directory has no side
 				// effect; the restore opens it so, as the program's user.
 				if err := host.Open(pl.fileCreds(fp), fp.Path, fp.Flags&^oTrunc|oNonblock|oNoctty); err != nil {
-					add(Problem{Subject: subj, What: fmt.Sprintf("%s: %s (opened as the program's user)", fp.Path, errText(err)), Remedy: remedy(f.ID)})
+					what := errText(err) + " (opened as the program's user)"
+					if fp.Path != f.Name {
+						what = fp.Path + ": " + what
+					}
+					add(Problem{Subject: subj, What: what, Remedy: remedy(f.ID)})
 					continue
 				}
 			}

@@ -170,7 +170,7 @@ func (pl *Plan) checkCreds(host *Host, add func(Problem)) {
 		if len(what) > 0 {
 			add(Problem{Subject: subj, What: fmt.Sprintf("the image records %s; ckpt-restart runs as %s: %s",
 				describeCreds(c), describeCreds(self), strings.Join(what, "; ")),
-				Remedy: "restore it as root (the image belongs to a more privileged user), or capture the program as the user who restores it"})
+				Remedy: "restore it as root, since the image belongs to a more privileged user, or capture the program as the user who restores it"})
 		}
 	}
 }

@@ -117,15 +117,24 @@ func bindProbe(s *format.SocketInfo) error {
 
 // openProbe opens path as the restore will (with c's file-system
 // credentials) and closes it.
+// When the restorer cannot take those credentials at all, nothing is
+// probed: the credential check names that problem once.
 func openProbe(c *format.Creds, path string, flags int) error {
-	return asUser(c, func() error {
+	err := asUser(c, func() error {
 		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return &os.PathError{Op: "open", Path: path, Err: err}
 		}
 		return unix.Close(fd)
 	})
+	if errors.Is(err, errFSIDs) {
+		return nil
+	}
+	return err
 }
+
+// errFSIDs: the restorer may not take a program's file-system ids.
+var errFSIDs = errors.New("cannot take the program's file-system ids and groups to open its files")
 
 // asUser runs fn on an OS thread whose file-system user and group ids and
 // supplementary groups are c's, so that every path fn opens is resolved,
@@ -158,7 +167,7 @@ func asUser(c *format.Creds, fn func() error) error {
 		if setGroups {
 			if err := threadSetgroups(c.Groups); err != nil {
 				restored = true
-				done <- fmt.Errorf("taking the program's groups %v to open its files: %w", c.Groups, err)
+				done <- fmt.Errorf("%w (groups %v): %w", errFSIDs, c.Groups, err)
 				return
 			}
 		}
@@ -166,7 +175,7 @@ func asUser(c *format.Creds, fn func() error) error {
 		oldUID, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, uintptr(c.UID[3]), 0, 0)
 		err = nil
 		if uid, gid := fsIDs(); uid != c.UID[3] || gid != c.GID[3] {
-			err = fmt.Errorf("cannot take the program's file-system ids (uid %d, gid %d) to open its files: %w", c.UID[3], c.GID[3], unix.EPERM)
+			err = fmt.Errorf("%w (uid %d, gid %d): %w", errFSIDs, c.UID[3], c.GID[3], unix.EPERM)
 		} else {
 			err = fn()
 		}
