@@ -25,7 +25,8 @@ type Restored struct {
 	// OwnGroup: the root leads its own process group (signals go to the
 	// group).
 	OwnGroup bool
-	// Warnings are things restored differently from how they were.
+	// Warnings are things restored differently from how they were,
+	// with control characters escaped (Printable).
 	Warnings []string
 	// Phases are the restore's steps with their durations.
 	Phases []Phase
@@ -223,6 +224,9 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 		}
 	}
 	res = r.res
+	for i, w := range res.Warnings {
+		res.Warnings[i] = Printable(w)
+	}
 	res.PID = r.procs[0].pid
 	res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
 	return res, nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -153,7 +154,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 				fmt.Fprintf(stdout, "warning: %s\n", restorer.Printable(w))
 			}
 		} else {
-			for _, w := range append(ck.Plan.Warnings, ck.Warnings...) {
+			for _, w := range slices.Concat(ck.Plan.Warnings, ck.Warnings) {
 				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
 			}
 		}
@@ -185,7 +186,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	}
 	closeChain()
 	for _, w := range res.Warnings {
-		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
+		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
 	}
 	if o.detach {
 		fmt.Fprintln(stdout, res.PID)
