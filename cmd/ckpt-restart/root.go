@@ -44,8 +44,14 @@ with its status (128+N when it was killed by signal N). Files that were a
 terminal get the caller's terminal.
 
 Everything is checked before anything is touched: image, architecture, page
-size, CPU state size, vDSO layout, every file the image needs, free PIDs.
-All problems are reported at once, each with what to do.
+size, CPU state size, vDSO layout, every file the image needs, free PIDs,
+credentials. All problems are reported at once, each with what to do.
+
+The image's files are opened with the restored program's file-system ids and
+groups. Its recorded credentials are given only when the invoker could have
+them anyway, when every image file is root's and not writable by group or
+others, or when they are the image owner's own unprivileged ones.
+See docs/security.md.
 
 A delta image is restored with its parents, found next to it by image id
 (or in --parent directories), without writing a merged file.
@@ -61,7 +67,7 @@ See docs/restore.md.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&opts.check, "check", false, "run the checks only, report every problem, and exit")
+	f.BoolVar(&opts.check, "check", false, "verify every chunk of the image chain, run the checks only (binding ports and opening files as the program's user, without side effects), report every problem, and exit")
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
