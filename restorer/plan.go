@@ -684,8 +684,8 @@ type Host struct {
 	// user database; false when it does not know uid.
 	UserGroups func(uid uint32) ([]uint32, bool)
 	// Bind binds a socket as a listening socket of the image would be
-	// bound, and closes it again.
-	Bind func(s *format.SocketInfo) error
+	// bound, with the file-system credentials of c, and closes it again.
+	Bind func(c *format.Creds, s *format.SocketInfo) error
 	// Open opens path with flags and the file-system credentials of c,
 	// as the restore will, and closes it again.
 	Open func(c *format.Creds, path string, flags int) error
@@ -836,7 +836,7 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 			if host.Bind == nil || f.Socket.Local == "" {
 				continue
 			}
-			if err := host.Bind(f.Socket); err != nil {
+			if err := host.Bind(pl.fileCreds(fp), f.Socket); err != nil {
 				add(Problem{Subject: subj, What: fmt.Sprintf("%s %s cannot be bound again: %s", f.Type, f.Socket.Local, errText(err)),
 					Remedy: fmt.Sprintf("stop whatever holds %s now, or substitute the socket: --subst %s,FD", f.Socket.Local, format.FileIDString(f.ID))})
 			}

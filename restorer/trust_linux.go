@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -79,54 +80,66 @@ func userGroups(uid uint32) ([]uint32, bool) {
 	return out, true
 }
 
-// bindProbe binds a socket as openSocket would and closes it at once. A
-// unix socket with a path is not bound (that would create the file): it is
-// in the way when something answers on it or it is not a socket.
-func bindProbe(s *format.SocketInfo) error {
-	if s.Family == unix.AF_UNIX && !strings.HasPrefix(s.Local, "@") {
-		st, err := os.Lstat(s.Local)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
+// bindProbe binds a socket as openSocket would, with c's file-system
+// credentials, and closes it at once. A unix socket with a path is not
+// bound (that would create the file): its directory must let the program's
+// user create it, and a socket file already there must be stale, which
+// connecting to it tells (a program listening there sees a connection
+// closed at once).
+func bindProbe(c *format.Creds, s *format.SocketInfo) error {
+	return ignoreFSIDs(asUser(c, func() error {
+		if s.Family == unix.AF_UNIX && !strings.HasPrefix(s.Local, "@") {
+			st, err := os.Lstat(s.Local)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				dir := filepath.Dir(s.Local)
+				if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
+					return &os.PathError{Op: "create a socket in", Path: dir, Err: err}
+				}
+				return nil
+			case err != nil:
+				return err
+			case st.Mode()&os.ModeSocket == 0:
+				return fmt.Errorf("%s: %w (a file that is not a socket is there)", s.Local, unix.EADDRINUSE)
+			case !staleUnixSocket(s.Local):
+				return fmt.Errorf("%s: %w", s.Local, unix.EADDRINUSE)
+			}
 			return nil
-		case err != nil:
+		}
+		fd, err := unix.Socket(int(s.Family), int(s.Type)|unix.SOCK_CLOEXEC, int(s.Protocol))
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		defer unix.Close(fd)
+		sa, err := sockaddr(s)
+		if err != nil {
 			return err
-		case st.Mode()&os.ModeSocket == 0:
-			return fmt.Errorf("%s: %w (a file that is not a socket is there)", s.Local, unix.EADDRINUSE)
-		case !staleUnixSocket(s.Local):
-			return fmt.Errorf("%s: %w", s.Local, unix.EADDRINUSE)
+		}
+		if s.Family != unix.AF_UNIX {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return os.NewSyscallError("bind", err)
 		}
 		return nil
-	}
-	fd, err := unix.Socket(int(s.Family), int(s.Type)|unix.SOCK_CLOEXEC, int(s.Protocol))
-	if err != nil {
-		return os.NewSyscallError("socket", err)
-	}
-	defer unix.Close(fd)
-	sa, err := sockaddr(s)
-	if err != nil {
-		return err
-	}
-	if s.Family != unix.AF_UNIX {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return os.NewSyscallError("bind", err)
-	}
-	return nil
+	}))
 }
 
 // openProbe opens path as the restore will (with c's file-system
 // credentials) and closes it.
-// When the restorer cannot take those credentials at all, nothing is
-// probed: the credential check names that problem once.
 func openProbe(c *format.Creds, path string, flags int) error {
-	err := asUser(c, func() error {
+	return ignoreFSIDs(asUser(c, func() error {
 		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return &os.PathError{Op: "open", Path: path, Err: err}
 		}
 		return unix.Close(fd)
-	})
+	}))
+}
+
+// ignoreFSIDs drops the error of a probe the restorer could not run as the
+// program's user: the credential check names that problem once.
+func ignoreFSIDs(err error) error {
 	if errors.Is(err, errFSIDs) {
 		return nil
 	}
