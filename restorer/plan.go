@@ -827,7 +827,14 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 				continue
 			}
 			for _, w := range f.Inotify.Watches {
-				if _, err := host.Stat(w.Path); err != nil {
+				now, err := host.Stat(w.Path)
+				if err == nil && host.Open != nil && (now.Mode&sIFMT == sIFREG || now.Mode&sIFMT == sIFDIR) {
+					// A watch needs read permission, as the program's user.
+					if err = host.Open(pl.fileCreds(fp), w.Path, oNonblock); err != nil {
+						err = fmt.Errorf("%w (opened as the program's user)", err)
+					}
+				}
+				if err != nil {
 					add(Problem{Subject: subj, What: fmt.Sprintf("watch %d: %s: %s", w.WD, w.Path, errText(err)),
 						Remedy: fmt.Sprintf("create it, point the image elsewhere with --prefix OLD=NEW, or substitute the instance: --subst %s,FD", format.FileIDString(f.ID))})
 				}
