@@ -167,3 +167,50 @@ func (lp *liveProc) setThreadCreds(tid int, c *format.Creds, top int, uidChanges
 	_, err = lp.call("prctl(PR_SET_DUMPABLE, 1)", tid, unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1)
 	return err
 }
+
+// setFSCreds gives the main thread the recorded file-system ids and
+// supplementary groups before anything opens a path in it (mapped files,
+// the exe link, the working directory), so that those are resolved with
+// the rights of the restored program and not of ckpt-restart. The other
+// credentials follow in setCreds, after the steps that need privilege;
+// the file-system ids do not take any of those (CAP_SYS_PTRACE,
+// CAP_CHECKPOINT_RESTORE, CAP_SYS_RESOURCE, CAP_SETUID stay).
+func (r *restore) setFSCreds(lp *liveProc) error {
+	c := &lp.pp.Proc.Creds
+	if !credsRecorded(c) {
+		return nil
+	}
+	st, err := procfs.NewFS("").Proc(lp.pid).Status()
+	if err != nil {
+		return err
+	}
+	if c.UID[3] == st.Uid[3] && c.GID[3] == st.Gid[3] && slices.Equal(sortedGroups(c.Groups), sortedGroups(st.Groups)) {
+		return nil
+	}
+	if len(c.Groups) > scratchSize/4 {
+		return fmt.Errorf("%w: %d supplementary groups", ErrUnsupported, len(c.Groups))
+	}
+	groups := make(buf, 0, 4*len(c.Groups))
+	for _, g := range c.Groups {
+		groups = groups.u32(g)
+	}
+	at := lp.scratch.Addr
+	if len(groups) > 0 {
+		if at, err = lp.mem(0, groups); err != nil {
+			return err
+		}
+	}
+	if _, err := lp.call("setgroups", lp.pid, unix.SYS_SETGROUPS, uintptr(len(c.Groups)), at); err != nil {
+		return err
+	}
+	lp.call("setfsgid", lp.pid, unix.SYS_SETFSGID, uintptr(c.GID[3]))
+	lp.call("setfsuid", lp.pid, unix.SYS_SETFSUID, uintptr(c.UID[3]))
+	// Both return the old id, never an error: read the result back.
+	if st, err = procfs.NewFS("").Proc(lp.pid).Status(); err != nil {
+		return err
+	}
+	if st.Uid[3] != c.UID[3] || st.Gid[3] != c.GID[3] {
+		return fmt.Errorf("could not take file-system uid %d and gid %d (now %d, %d)", c.UID[3], c.GID[3], st.Uid[3], st.Gid[3])
+	}
+	return nil
+}

@@ -38,7 +38,7 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(": ")
 	b.WriteString(e.Err.Error())
-	return b.String()
+	return Printable(b.String())
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -88,7 +88,7 @@ func (e *CheckError) Error() string {
 	}
 	for _, p := range e.Problems {
 		b.WriteString("\n  - ")
-		b.WriteString(p.String())
+		b.WriteString(Printable(p.String()))
 	}
 	return b.String()
 }

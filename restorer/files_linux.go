@@ -37,17 +37,42 @@ func (fs *fileSet) keep(fp *FilePlan, fd int) {
 
 // openFiles makes every open file description of the plan in the
 // restorer, except epoll instances, which are rebuilt inside their process.
+// Files are opened, sockets bound and inotify watches added with the
+// file-system credentials of the process that holds them (asUser): a path
+// in the image, symbolic links included, gives the program no more than its
+// user could open.
 func openFiles(pl *Plan, top *format.Reader, opts *Options) (*fileSet, error) {
 	fs := &fileSet{fd: map[*FilePlan]int{}}
 	done := map[*FilePlan]bool{}
+	byCreds := map[*format.Creds][]*FilePlan{}
+	var order []*format.Creds
 	for _, fp := range pl.Files {
-		if done[fp] || len(fp.Holders) == 0 && fp.Source != SrcContents {
-			continue
+		c := pl.fileCreds(fp)
+		if byCreds[c] == nil {
+			order = append(order, c)
 		}
-		done[fp] = true
-		if err := fs.open(fp, pl, top, opts, done); err != nil {
+		byCreds[c] = append(byCreds[c], fp)
+	}
+	for _, c := range order {
+		err := asUser(c, func() error {
+			for _, fp := range byCreds[c] {
+				if done[fp] || len(fp.Holders) == 0 && fp.Source != SrcContents {
+					continue
+				}
+				done[fp] = true
+				if err := fs.open(fp, pl, top, opts, done); err != nil {
+					return &Error{Step: "open files", Err: fmt.Errorf("%s: %w", fileSubject(fp.File), err)}
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			fs.close()
-			return nil, &Error{Step: "open files", Err: fmt.Errorf("%s: %w", fileSubject(fp.File), err)}
+			var re *Error
+			if !errors.As(err, &re) {
+				err = &Error{Step: "open files", Err: err}
+			}
+			return nil, err
 		}
 	}
 	return fs, nil
@@ -172,7 +197,7 @@ func (fs *fileSet) openPath(fp *FilePlan, opts *Options) error {
 	if f.Type != format.FileRegular && f.Type != format.FileBlock {
 		return nil
 	}
-	if !fp.Readonly && opts.GrownOutput == OutputTruncate && f.Ident.Size >= 0 {
+	if !fp.Readonly && !fp.Subst && opts.GrownOutput == OutputTruncate && f.Ident.Size >= 0 {
 		var st unix.Stat_t
 		if unix.Fstat(fd, &st) == nil && st.Size > f.Ident.Size {
 			if err := unix.Ftruncate(fd, f.Ident.Size); err != nil {

@@ -20,16 +20,19 @@ const (
 	capCheckpointRestore = 40
 )
 
-// LiveHost describes the running machine for Plan.Check. xstate is the
-// XSAVE area of a stopped process (the restore stub's), or nil when not
-// known.
-func LiveHost(xstate []byte) (*Host, error) {
+// LiveHost describes the running machine, and the files of chain, for
+// Plan.Check. xstate is the XSAVE area of a stopped process (the restore
+// stub's), or nil when not known.
+func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 	h := &Host{
-		Arch:     hostArch,
-		PageSize: uint32(os.Getpagesize()),
-		Stat:     statRef,
-		PIDUser:  pidUser,
-		FDOpen:   inheritedFD,
+		Arch:       hostArch,
+		PageSize:   uint32(os.Getpagesize()),
+		Stat:       statRef,
+		PIDUser:    pidUser,
+		FDOpen:     inheritedFD,
+		UserGroups: userGroups,
+		Bind:       bindProbe,
+		Open:       openProbe,
 	}
 	if xstate != nil {
 		h.XStateSize, h.XStateFeatures = xstateInfo(xstate)
@@ -44,12 +47,12 @@ func LiveHost(xstate []byte) (*Host, error) {
 			h.VDSO = append(h.VDSO, format.SpecialMapping{Flags: fl, Start: m.Start, Size: m.Size()})
 		}
 	}
-	st, err := self.Status()
-	if err != nil {
-		return nil, fmt.Errorf("restorer: reading own status: %w", err)
+	if h.Self, err = selfCreds(); err != nil {
+		return nil, err
 	}
-	h.CanSetPIDs = st.CapEff&(1<<capSysAdmin) != 0 || st.CapEff&(1<<capCheckpointRestore) != 0
+	h.CanSetPIDs = h.Self.CapEff&(1<<capSysAdmin) != 0 || h.Self.CapEff&(1<<capCheckpointRestore) != 0
 	h.HaveTTY = callerTTY() >= 0
+	h.Images = imageFiles(chain)
 	return h, nil
 }
 

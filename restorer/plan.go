@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -169,6 +170,9 @@ type FilePlan struct {
 	Peer *FilePlan
 	// Readonly: the file is open for reading only (an input).
 	Readonly bool
+	// Subst: the path is a substitute the user named (--subst ID,PATH),
+	// opened as given: never truncated, its type not compared.
+	Subst bool
 	// Holders are the processes and fd numbers that share it.
 	Holders []Holder
 	// Note explains the choice, for --simulate.
@@ -298,7 +302,11 @@ func (pl *Plan) planProcState(pp *ProcPlan) {
 		pl.problem(Problem{Subject: subj, What: "the image records no thread for it", Remedy: "capture it again"})
 	}
 	if len(p.Threads) > 0 && p.Threads[0].TID != p.PID {
-		// The main thread goes first: it is the one forked.
+		// The main thread goes first: it is the one forked. The plan
+		// reorders its own copy; the caller's metadata stays as it was.
+		cp := *p
+		cp.Threads = slices.Clone(p.Threads)
+		pp.Proc, p = &cp, &cp
 		for i := range p.Threads {
 			if p.Threads[i].TID == p.PID {
 				p.Threads[0], p.Threads[i] = p.Threads[i], p.Threads[0]
@@ -438,7 +446,7 @@ func (pl *Plan) planFiles(opts *Options) {
 			case format.SubstFD:
 				fp.Source, fp.FD, fp.Note = SrcInherit, int(s.FD), fmt.Sprintf("substituted by inherited fd %d", s.FD)
 			case format.SubstPath:
-				fp.Source, fp.Path, fp.Note = SrcPath, s.Path, "substituted by "+s.Path
+				fp.Source, fp.Path, fp.Note, fp.Subst = SrcPath, s.Path, "substituted by "+s.Path, true
 			case format.SubstTTY:
 				fp.Source, fp.Note = SrcTTY, "substituted by the caller's terminal"
 			}
@@ -667,16 +675,33 @@ type Host struct {
 	// FDOpen reports whether the restorer inherited fd open from its
 	// caller (its own and the Go runtime's fds do not count).
 	FDOpen func(fd int) bool
+	// Self is the restorer's own credentials; nil skips the credential
+	// checks.
+	Self *format.Creds
+	// Images are the chain's image files, top first, as opened.
+	Images []ImageFile
+	// UserGroups returns uid's primary and supplementary groups from the
+	// user database; false when it does not know uid.
+	UserGroups func(uid uint32) ([]uint32, bool)
+	// Bind binds a socket as a listening socket of the image would be
+	// bound, with the file-system credentials of c, and closes it again.
+	Bind func(c *format.Creds, s *format.SocketInfo) error
+	// Open opens path with flags and the file-system credentials of c,
+	// as the restore will, and closes it again.
+	Open func(c *format.Creds, path string, flags int) error
 }
 
 // Check runs every check of the plan against host and returns all
-// problems, the plan's own first. Nothing is touched.
-func (pl *Plan) Check(host *Host, opts *Options) []Problem {
+// problems, the plan's own first, and warnings about what the host makes
+// different (the plan's own are in pl.Warnings). Nothing is touched, the
+// plan included.
+func (pl *Plan) Check(host *Host, opts *Options) (probs []Problem, warnings []string) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	probs := append([]Problem(nil), pl.Problems...)
+	probs = append(probs, pl.Problems...)
 	add := func(p Problem) { probs = append(probs, p) }
+	warn := func(w string) { warnings = append(warnings, w) }
 	mach := &pl.Meta.Machine
 	if mach.Arch != host.Arch {
 		add(Problem{Subject: "machine", What: fmt.Sprintf("the image is for %s, this machine is %s", mach.Arch, host.Arch), Remedy: "restore it on a machine of the same architecture"})
@@ -695,8 +720,9 @@ func (pl *Plan) Check(host *Host, opts *Options) []Problem {
 	}
 	pl.checkVDSO(host, add)
 	pl.checkPIDs(host, opts, add)
-	pl.checkFiles(host, opts, add)
-	return probs
+	pl.checkFiles(host, opts, add, warn)
+	pl.checkCreds(host, add)
+	return probs, warnings
 }
 
 func (pl *Plan) checkVDSO(host *Host, add func(Problem)) {
@@ -778,7 +804,7 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 	}
 }
 
-func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
+func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn func(string)) {
 	remedy := func(id uint32) string {
 		return fmt.Sprintf("put it back, or point the image elsewhere with --prefix OLD=NEW, --subst %s,PATH|FD, or ckptimg rewrite/subst", format.FileIDString(id))
 	}
@@ -801,10 +827,25 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
 				continue
 			}
 			for _, w := range f.Inotify.Watches {
-				if _, err := host.Stat(w.Path); err != nil {
+				now, err := host.Stat(w.Path)
+				if err == nil && host.Open != nil && (now.Mode&sIFMT == sIFREG || now.Mode&sIFMT == sIFDIR) {
+					// A watch needs read permission, as the program's user.
+					if err = host.Open(pl.fileCreds(fp), w.Path, oNonblock); err != nil {
+						err = fmt.Errorf("%w (opened as the program's user)", err)
+					}
+				}
+				if err != nil {
 					add(Problem{Subject: subj, What: fmt.Sprintf("watch %d: %s: %s", w.WD, w.Path, errText(err)),
 						Remedy: fmt.Sprintf("create it, point the image elsewhere with --prefix OLD=NEW, or substitute the instance: --subst %s,FD", format.FileIDString(f.ID))})
 				}
+			}
+		case SrcListen:
+			if host.Bind == nil || f.Socket.Local == "" {
+				continue
+			}
+			if err := host.Bind(pl.fileCreds(fp), f.Socket); err != nil {
+				add(Problem{Subject: subj, What: fmt.Sprintf("%s %s cannot be bound again: %s", f.Type, f.Socket.Local, errText(err)),
+					Remedy: fmt.Sprintf("stop whatever holds %s now, or substitute the socket: --subst %s,FD", f.Socket.Local, format.FileIDString(f.ID))})
 			}
 		case SrcTTY:
 			if !host.HaveTTY {
@@ -824,7 +865,25 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
 				add(Problem{Subject: subj, What: what, Remedy: remedy(f.ID)})
 				continue
 			}
-			if f.Type != format.FileRegular || f.Ident.Size == 0 && f.Ident.MtimeNs == 0 {
+			if !fp.Subst {
+				if what := typeChange(f.Ident.Mode, now.Mode); what != "" {
+					add(Problem{Subject: subj, What: what, Remedy: remedy(f.ID)})
+					continue
+				}
+			}
+			if host.Open != nil && (now.Mode&sIFMT == sIFREG || now.Mode&sIFMT == sIFDIR) {
+				// Opening a regular file or directory has no side
+				// effect; the restore opens it so, as the program's user.
+				if err := host.Open(pl.fileCreds(fp), fp.Path, fp.Flags&^oTrunc|oNonblock|oNoctty); err != nil {
+					what := errText(err) + " (opened as the program's user)"
+					if fp.Path != f.Name {
+						what = fp.Path + ": " + what
+					}
+					add(Problem{Subject: subj, What: what, Remedy: remedy(f.ID)})
+					continue
+				}
+			}
+			if fp.Subst || f.Type != format.FileRegular || f.Ident.Size == 0 && f.Ident.MtimeNs == 0 {
 				continue
 			}
 			if sameContents(f.Ident, now) {
@@ -841,17 +900,29 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
 					add(Problem{Subject: subj, What: "an output file that changed since capture: " + describeChange(f.Ident, now),
 						Remedy: "use --grown-output=keep or --grown-output=truncate"})
 				case OutputTruncate:
-					pl.Warnings = append(pl.Warnings, fmt.Sprintf("%s changed since capture (%s): truncated to its recorded %d bytes", subj, describeChange(f.Ident, now), f.Ident.Size))
+					warn(fmt.Sprintf("%s changed since capture (%s): truncated to its recorded %d bytes", subj, describeChange(f.Ident, now), f.Ident.Size))
 				default:
-					pl.Warnings = append(pl.Warnings, fmt.Sprintf("%s changed since capture (%s): reopened at offset %d, contents kept", subj, describeChange(f.Ident, now), f.Pos))
+					warn(fmt.Sprintf("%s changed since capture (%s): reopened at offset %d, contents kept", subj, describeChange(f.Ident, now), f.Pos))
 				}
 			}
 		}
 	}
 	for _, pp := range pl.Procs {
 		if cwd := pp.Proc.Cwd; cwd != "" && host.Stat != nil {
-			if _, err := host.Stat(cwd); err != nil {
-				add(Problem{Subject: fmt.Sprintf("process %d cwd %s", pp.Proc.PID, cwd), What: errText(err),
+			now, err := host.Stat(cwd)
+			what := ""
+			switch {
+			case err != nil:
+				what = errText(err)
+			case now.Mode&sIFMT != sIFDIR:
+				what = "not a directory now"
+			case host.Open != nil:
+				if err := host.Open(&pp.Proc.Creds, cwd, oDirectory|oNonblock); err != nil {
+					what = errText(err) + " (opened as the program's user)"
+				}
+			}
+			if what != "" {
+				add(Problem{Subject: fmt.Sprintf("process %d cwd %s", pp.Proc.PID, cwd), What: what,
 					Remedy: "create it, or point the image elsewhere with --prefix OLD=NEW"})
 			}
 		}
@@ -875,6 +946,17 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
 					Remedy: "put it back, or point the image elsewhere with --prefix OLD=NEW or ckptimg rewrite"})
 				continue
 			}
+			what := typeChange(a.File.Mode, now.Mode)
+			if what == "" && host.Open != nil {
+				if err := host.Open(&pp.Proc.Creds, ap.Path, mapOpenFlags(a)|oNonblock|oNoctty); err != nil {
+					what = errText(err) + " (opened as the program's user)"
+				}
+			}
+			if what != "" {
+				add(Problem{Subject: subj, What: fmt.Sprintf("%s (process %d maps it at %#x)", what, pp.Proc.PID, a.Start),
+					Remedy: "put it back, or point the image elsewhere with --prefix OLD=NEW or ckptimg rewrite"})
+				continue
+			}
 			if a.File.Size == 0 && a.File.MtimeNs == 0 || sameContents(a.File, now) {
 				continue
 			}
@@ -884,6 +966,54 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem)) {
 			}
 		}
 	}
+}
+
+// typeChange names a change of file type between the recorded st_mode
+// and the current one ("" when none, or nothing was recorded).
+func typeChange(was, now uint32) string {
+	if was&sIFMT == 0 || was&sIFMT == now&sIFMT {
+		return ""
+	}
+	return fmt.Sprintf("it was a %s, it is a %s now", fileTypeName(was), fileTypeName(now))
+}
+
+func fileTypeName(mode uint32) string {
+	switch mode & sIFMT {
+	case sIFREG:
+		return "regular file"
+	case sIFDIR:
+		return "directory"
+	case 0o020000:
+		return "character device"
+	case 0o060000:
+		return "block device"
+	case 0o010000:
+		return "FIFO"
+	case 0o120000:
+		return "symbolic link"
+	case 0o140000:
+		return "socket"
+	}
+	return fmt.Sprintf("file of type %#o", mode&sIFMT)
+}
+
+// mapOpenFlags is how the restore opens a file to map area a.
+func mapOpenFlags(a *format.Area) int {
+	if a.Flags&format.MapShared != 0 && a.Prot&format.ProtWrite != 0 {
+		return oRdwr
+	}
+	return 0
+}
+
+// fileCreds are the credentials a file is opened with: those of the first
+// process holding it (the root's when none does).
+func (pl *Plan) fileCreds(fp *FilePlan) *format.Creds {
+	if len(fp.Holders) > 0 {
+		if pp := pl.procByID[fp.Holders[0].PID]; pp != nil {
+			return &pp.Proc.Creds
+		}
+	}
+	return &pl.Procs[0].Proc.Creds
 }
 
 // sameContents decides that a file is unchanged when its size and
@@ -1039,6 +1169,11 @@ type errWriter struct {
 }
 
 func (e *errWriter) printf(format string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = Printable(s)
+		}
+	}
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}

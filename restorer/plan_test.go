@@ -130,9 +130,9 @@ func TestCheckReportsEverything(t *testing.T) {
 	host := fakeHost(map[string]format.FileRef{
 		"/bin/prog": {Size: 10, MtimeNs: 5},
 		"/data/in":  {Size: 101, MtimeNs: 9}, // changed input
-		"/work":     {},
+		"/work":     {Mode: 0o040000},
 	}, map[int32]string{101: "process 101 (other)"})
-	probs := pl.Check(host, &Options{})
+	probs := checkProbs(pl, host, &Options{})
 	text := (&CheckError{Problems: probs}).Error()
 	for _, want := range []string{
 		"f6", "inotify", // unsupported
@@ -157,7 +157,7 @@ func TestCheckReportsEverything(t *testing.T) {
 	}
 
 	// The policies and --any-pid take the changed input and the pid away.
-	probs = pl.Check(host, &Options{ChangedInput: InputAllow, AnyPID: true})
+	probs = checkProbs(pl, host, &Options{ChangedInput: InputAllow, AnyPID: true})
 	if len(probs) != 2 {
 		t.Errorf("with allow and any-pid: %v, want the inotify and the missing output only", probs)
 	}
@@ -173,7 +173,7 @@ func TestCheckMachine(t *testing.T) {
 	host.XStateSize = 11008
 	host.VDSO = host.VDSO[1:]
 	host.CanSetPIDs = false
-	text := (&CheckError{Problems: pl.Check(host, &Options{})}).Error()
+	text := (&CheckError{Problems: checkProbs(pl, host, &Options{})}).Error()
 	for _, want := range []string{"XSAVE area is 2432 bytes, this CPU's 11008", "[vvar] is 0 bytes here", "needs root or CAP_CHECKPOINT_RESTORE"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("check error lacks %q:\n%s", want, text)
@@ -218,8 +218,8 @@ func TestPlanInotify(t *testing.T) {
 		t.Fatalf("inotify planned as %v (%s), want rebuilt with both watches", fp.Source, fp.Note)
 	}
 	host := fakeHost(map[string]format.FileRef{"/bin/prog": {Size: 10, MtimeNs: 5}, "/data/in": {Size: 100, MtimeNs: 7},
-		"/data/out": {Size: 40, MtimeNs: 8}, "/work": {}, "/data/a": {}}, nil)
-	text := (&CheckError{Problems: pl.Check(host, &Options{})}).Error()
+		"/data/out": {Size: 40, MtimeNs: 8}, "/work": {Mode: 0o040000}, "/data/a": {}}, nil)
+	text := (&CheckError{Problems: checkProbs(pl, host, &Options{})}).Error()
 	if !strings.Contains(text, "1 problem") || !strings.Contains(text, "f6") || !strings.Contains(text, "watch 3: /data/c: no such file") || !strings.Contains(text, "--prefix") {
 		t.Errorf("want one problem naming watch 3 and its remedy:\n%s", text)
 	}
@@ -269,4 +269,9 @@ func TestPlanAdvice(t *testing.T) {
 	if !found {
 		t.Errorf("no unsupported problem for a shadow stack: %v", pl.Problems)
 	}
+}
+
+func checkProbs(pl *Plan, host *Host, opts *Options) []Problem {
+	probs, _ := pl.Check(host, opts)
+	return probs
 }

@@ -25,7 +25,8 @@ type Restored struct {
 	// OwnGroup: the root leads its own process group (signals go to the
 	// group).
 	OwnGroup bool
-	// Warnings are things restored differently from how they were.
+	// Warnings are things restored differently from how they were,
+	// with control characters escaped (Printable).
 	Warnings []string
 	// Phases are the restore's steps with their durations.
 	Phases []Phase
@@ -75,22 +76,41 @@ type liveProc struct {
 	pidfd   int // the process's fd of a pidfd of the restorer, -1 if none
 }
 
-// Check plans the restore and runs every check without touching anything
-// but a stopped stub process (started to learn the CPU's XSAVE layout and
-// killed at once). It returns the plan and the problems found.
-func Check(chain *format.Chain, opts Options) (*Plan, []Problem, error) {
+// Checked is what Check found.
+type Checked struct {
+	Plan     *Plan
+	Problems []Problem
+	// Warnings are what the host makes different (a file that grew);
+	// the plan's own are in Plan.Warnings.
+	Warnings []string
+}
+
+// Check reads and verifies everything the restore would read (every chunk
+// of every image of the chain, blobs and page hashes included), plans the
+// restore and runs every check, trying what can be tried without side
+// effects: binding listening sockets, opening files as the program's user.
+// Nothing is touched but a stopped stub process (started to learn the
+// CPU's XSAVE layout and killed at once). A corrupt image is an error
+// naming the file, section and offset.
+func Check(ctx context.Context, chain *format.Chain, opts Options) (*Checked, error) {
+	for i, img := range chain.Images() {
+		if err := img.Verify(ctx, nil); err != nil {
+			return nil, fmt.Errorf("%s: %w", imageFiles(chain)[i].Name, err)
+		}
+	}
 	pl, err := plan(chain, &opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ex := ptrace.NewExecutor()
 	defer ex.Close()
 	xs, _ := stubXState(ex)
-	host, err := LiveHost(xs)
+	host, err := LiveHost(xs, chain)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return pl, pl.Check(host, &opts), nil
+	probs, warnings := pl.Check(host, &opts)
+	return &Checked{Plan: pl, Problems: probs, Warnings: warnings}, nil
 }
 
 func plan(chain *format.Chain, opts *Options) (*Plan, error) {
@@ -143,14 +163,16 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 	if err != nil {
 		return nil, &Error{Step: "start stub", Err: err}
 	}
-	host, err := LiveHost(xs)
+	host, err := LiveHost(xs, chain)
 	if err != nil {
 		return nil, err
 	}
-	if probs := r.plan.Check(host, r.opts); len(probs) > 0 {
+	probs, warnings := r.plan.Check(host, r.opts)
+	if len(probs) > 0 {
 		return nil, &CheckError{Problems: probs}
 	}
 	r.res.Warnings = append(r.res.Warnings, r.plan.Warnings...)
+	r.res.Warnings = append(r.res.Warnings, warnings...)
 	r.phase("start stub and check")
 
 	r.files, err = openFiles(r.plan, chain.Top(), r.opts)
@@ -202,6 +224,9 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 		}
 	}
 	res = r.res
+	for i, w := range res.Warnings {
+		res.Warnings[i] = Printable(w)
+	}
 	res.PID = r.procs[0].pid
 	res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
 	return res, nil
@@ -380,6 +405,7 @@ func (r *restore) restoreProcess(lp *liveProc) error {
 		fn   func(*liveProc) error
 	}{
 		{"clear the stub", r.clearStub},
+		{"file credentials", r.setFSCreds},
 		{"move vdso", r.moveSpecials},
 		{"map areas", r.mapAreas},
 		{"write pages", r.writePages},

@@ -1196,6 +1196,9 @@ func TestRestoreOtherUser(t *testing.T) {
 	needRoot(t)
 	out := filepath.Join(testDir(t), "out.txt")
 	p, chain, meta := capturedCounter(t, out, 3)
+	// Its files are opened as that user: they must be the user's.
+	os.Chmod(filepath.Dir(filepath.Dir(out)), 0o755)
+	os.Chown(out, 65534, 65534)
 	c := &meta.Processes[0].Creds
 	c.UID, c.GID, c.Groups = [4]uint32{65534, 65534, 65534, 65534}, [4]uint32{65534, 65534, 65534, 65534}, []uint32{65534, 7}
 	c.CapInh, c.CapPrm, c.CapEff, c.CapAmb = 0, 0, 0, 0

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -43,8 +44,14 @@ with its status (128+N when it was killed by signal N). Files that were a
 terminal get the caller's terminal.
 
 Everything is checked before anything is touched: image, architecture, page
-size, CPU state size, vDSO layout, every file the image needs, free PIDs.
-All problems are reported at once, each with what to do.
+size, CPU state size, vDSO layout, every file the image needs, free PIDs,
+credentials. All problems are reported at once, each with what to do.
+
+The image's files are opened with the restored program's file-system ids and
+groups. Its recorded credentials are given only when the invoker could have
+them anyway, when every image file is root's and not writable by group or
+others, or when they are the image owner's own unprivileged ones.
+See docs/security.md.
 
 A delta image is restored with its parents, found next to it by image id
 (or in --parent directories), without writing a merged file.
@@ -60,7 +67,7 @@ See docs/restore.md.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&opts.check, "check", false, "run the checks only, report every problem, and exit")
+	f.BoolVar(&opts.check, "check", false, "verify every chunk of the image chain, run the checks only (binding ports and opening files as the program's user, without side effects), report every problem, and exit")
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
@@ -119,7 +126,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		}
 		for _, c := range rewrite.Remap(meta, rules) {
 			if o.verbose || o.simulate {
-				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", c)
+				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", restorer.Printable(c.String()))
 			}
 		}
 	}
@@ -141,24 +148,27 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		return err
 	}
 	if o.check || o.simulate {
-		pl, probs, err := restorer.Check(chain, ro)
+		ck, err := restorer.Check(ctx, chain, ro)
 		if err != nil {
 			return err
 		}
 		if o.simulate {
-			if err := pl.Simulate(stdout); err != nil {
+			if err := ck.Plan.Simulate(stdout); err != nil {
 				return err
 			}
+			for _, w := range ck.Warnings {
+				fmt.Fprintf(stdout, "warning: %s\n", restorer.Printable(w))
+			}
 		} else {
-			for _, w := range pl.Warnings {
-				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
+			for _, w := range slices.Concat(ck.Plan.Warnings, ck.Warnings) {
+				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
 			}
 		}
-		if len(probs) > 0 {
-			return &restorer.CheckError{Problems: probs}
+		if len(ck.Problems) > 0 {
+			return &restorer.CheckError{Problems: ck.Problems}
 		}
 		if o.check {
-			fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(pl.Procs))
+			fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(ck.Plan.Procs))
 		} else {
 			fmt.Fprintf(stdout, "\nchecks: no problems\n")
 		}
