@@ -48,6 +48,13 @@ type Options struct {
 	// target's fd table is left alone unless Track is set too.
 	Tracking *Tracking
 
+	// CheckKill, when set, is called with Kill once the image is closed
+	// and Commit has returned, with the image's metadata, while the tree
+	// is still frozen: the place to decide whether the image will restore.
+	// An error cancels the kill: the tree is released exactly as it was
+	// and Capture returns the error. The image stays written.
+	CheckKill func(meta *format.Meta) error
+
 	// Commit, when set, is called after the image is closed and before the
 	// target is released or killed: the place to fsync and rename the
 	// output. With Kill, an error from Commit keeps the target alive.
@@ -89,6 +96,11 @@ type Result struct {
 	// PagesWritten counts the pages the kernel reported written since the
 	// parent, in processes whose tracker was used.
 	PagesWritten uint64
+	// Killed lists, with Kill, the processes not gone once the capture
+	// returns: zombies waiting for their parent outside the tree to reap
+	// them (their pids stay taken until then). Capture waits until every
+	// other killed process is gone.
+	Killed []Killed
 	// Notices are things the caller should tell the user: a tracker that
 	// was lost or could not be started, and what was done instead.
 	Notices []string
@@ -115,4 +127,16 @@ func (o *Options) readAhead() int {
 		return 3
 	}
 	return o.ReadAhead
+}
+
+// Killed is a process ended by Kill that is not gone yet.
+type Killed struct {
+	PID  int
+	Comm string
+	// ZombieOf is its parent, outside the captured tree, which has not
+	// reaped it yet.
+	ZombieOf int
+	// State is the process state when it was still not a zombie under a
+	// parent outside the tree after Capture's deadline (10 s); 0 otherwise.
+	State byte
 }

@@ -87,7 +87,9 @@ func (s *Snapshot) ParentOnly() []procfs.Mapping {
 //  3. The middle process is killed and the target reaps it with an
 //     injected wait4(mid, NULL, WNOHANG|__WALL, NULL). The snapshot is
 //     re-parented to init (or the nearest subreaper), which reaps it when
-//     Close kills it.
+//     Close kills it. It leaves the target's session and process group
+//     (an injected setsid), so that its zombie, until init reaps it, holds
+//     no id of the target's.
 //
 // Both new processes are traced from birth (PTRACE_O_TRACECLONE on the
 // target's thread for the duration of step 1, TRACEFORK on the middle
@@ -208,6 +210,16 @@ func (s *Snapshot) fork(t *ptrace.Tracee, fail func(string, error) error) (retEr
 			_ = s.Close()
 		}
 		return fail("fork the snapshot", err)
+	}
+	// A session and group of its own: once the middle process is gone
+	// its parent is init (or a subreaper), which may reap it late after
+	// Close, and meanwhile its zombie must not keep the target's process
+	// group or session id taken (a restore of the target would find its
+	// pid in use).
+	s.child.SetGadget(t.Gadget())
+	if _, err := s.child.Syscall(snapPID, unix.SYS_SETSID); err != nil {
+		_ = s.Close()
+		return fail("setsid in the snapshot", err)
 	}
 	return nil
 }
