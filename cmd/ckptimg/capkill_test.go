@@ -18,6 +18,7 @@ import (
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // Tests of capture --kill, of what a capture leaves behind, and of
@@ -30,9 +31,15 @@ const deadline = 2 * time.Minute
 // cleanup kills. stdout and stderr go to the given files (nil: discarded).
 func startGroup(t *testing.T, stdout, stderr *os.File, name string, args ...string) *exec.Cmd {
 	t.Helper()
+	return startGroupAs(t, nil, stdout, stderr, name, args...)
+}
+
+// startGroupAs is startGroup with the given credentials (nil: ours).
+func startGroupAs(t *testing.T, cred *syscall.Credential, stdout, stderr *os.File, name string, args ...string) *exec.Cmd {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.WaitDelay = 5 * time.Second
 	if stdout != nil {
 		cmd.Stdout = stdout
@@ -56,11 +63,17 @@ func startGroup(t *testing.T, stdout, stderr *os.File, name string, args ...stri
 // and returns its combined output and exit code.
 func run(t *testing.T, name string, args ...string) (string, int) {
 	t.Helper()
+	return runAs(t, nil, name, args...)
+}
+
+// runAs is run with the given credentials (nil: ours).
+func runAs(t *testing.T, cred *syscall.Credential, name string, args ...string) (string, int) {
+	t.Helper()
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -144,13 +157,15 @@ func buildC(t *testing.T, name, src string) string {
 // tickerSrc holds what argv[1] names ("shm", "shm-second": a System V
 // segment attached, the second one created in its IPC namespace;
 // "socketpair"; "none") and writes "tick N" to stdout every 10 ms.
-const tickerSrc = `#include <stdio.h>
+const tickerSrc = `#define _GNU_SOURCE
+#include <stdio.h>
 #include <string.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
 	const char *what = argc > 1 ? argv[1] : "none";
+	closefrom(3); /* only what it is asked to hold, whatever the test inherited */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strncmp(what, "shm", 3)) {
 		if (!strcmp(what, "shm-second") && shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600) < 0) { perror("shmget"); return 1; }
@@ -321,6 +336,285 @@ func TestCaptureKillRefusesUnrestorable(t *testing.T) {
 			err = p.Wait()
 			if ws, ok := p.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 				t.Errorf("after --kill --force: %v, want killed by SIGKILL", err)
+			}
+		})
+	}
+}
+
+// children lists the children of every thread of pid.
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// threadOf reports whether tid is a thread of process pid.
+func threadOf(pid, tid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, tid))
+	return err == nil
+}
+
+// restoreDetached runs ckpt-restart --detach img and, in cleanup, kills
+// the restored tree's process group pgid.
+func restoreDetached(t *testing.T, restart, img string, pgid int) {
+	t.Helper()
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	out, code := run(t, restart, "--detach", img)
+	if code != 0 {
+		t.Fatalf("immediate ckpt-restart: exit %d\n%s", code, out)
+	}
+}
+
+// TestCaptureKillTreeRestores: after --kill --tree of a pipeline, nothing
+// of the tree is left, not even a zombie, once its parent (this test) has
+// reaped the root; an immediate ckpt-restart gets every pid back.
+func TestCaptureKillTreeRestores(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("restoring exact pids needs root")
+	}
+	ckptimg, restart := binaries(t)
+	sh := startGroup(t, nil, nil, "/bin/sh", "-c", "sleep 1000 | cat")
+	pid := sh.Process.Pid
+	eventually(t, "the pipeline runs", func() bool { return len(children(pid)) == 2 })
+	kids := children(pid)
+	img := filepath.Join(t.TempDir(), "tree.ckpt")
+	msg, code := run(t, ckptimg, "capture", strconv.Itoa(pid), "-o", img, "--kill", "--tree")
+	t.Logf("capture --kill --tree:\n%s", msg)
+	if code != 0 || !strings.Contains(msg, "killed 3 process(es)") {
+		t.Fatalf("exit %d, want 0 and 3 processes killed", code)
+	}
+	// The children were reaped by sh before it died; sh waits for us.
+	for _, k := range kids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", k)); err == nil {
+			t.Errorf("child %d of the killed tree still exists (%s)", k, strings.Join(related(t, pid), "; "))
+		}
+	}
+	_ = sh.Wait()
+	if left := related(t, pid); len(left) > 0 {
+		t.Fatalf("left behind: %s", strings.Join(left, "; "))
+	}
+	restoreDetached(t, restart, img, pid)
+	eventually(t, "the restored pipeline runs", func() bool {
+		got := children(pid)
+		return len(got) == 2 && containsInt(got, kids[0]) && containsInt(got, kids[1])
+	})
+}
+
+// TestCaptureLeaveRunningLeavesNothing: a --leave-running capture leaves
+// no process related to the target (its snapshot has its own session
+// even while a zombie), so once the target is ended and reaped, an
+// immediate ckpt-restart gets its pid.
+func TestCaptureLeaveRunningLeavesNothing(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("restoring exact pids needs root")
+	}
+	ckptimg, restart := binaries(t)
+	dir := t.TempDir()
+	outPath := filepath.Join(dir, "out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := startGroup(t, out, nil, buildC(t, "ticker", tickerSrc), "none")
+	pid := p.Process.Pid
+	waitTicking(t, outPath, 3)
+	img := filepath.Join(dir, "lr.ckpt")
+	if msg, code := run(t, ckptimg, "capture", strconv.Itoa(pid), "-o", img, "--leave-running"); code != 0 {
+		t.Fatalf("capture --leave-running: exit %d\n%s", code, msg)
+	}
+	if left := related(t, pid); len(left) > 0 {
+		t.Fatalf("left behind: %s", strings.Join(left, "; "))
+	}
+	waitTicking(t, outPath, 3)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = p.Wait()
+	restoreDetached(t, restart, img, pid)
+	waitTicking(t, outPath, 3)
+}
+
+// TestCaptureKilledSnapshotDies: SIGKILL of ckptimg while it reads a
+// --leave-running snapshot kills the snapshot too (it never runs as a
+// second copy of the program), and the target runs on untraced.
+func TestCaptureKilledSnapshotDies(t *testing.T) {
+	ckptimg, _ := binaries(t)
+	dir := t.TempDir()
+	outPath := filepath.Join(dir, "out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := startGroup(t, out, nil, testprog.Build(t, "bigmem"), "1024", "10")
+	pid := p.Process.Pid
+	waitTicking(t, outPath, 3)
+	capt := startGroup(t, nil, nil, ckptimg, "capture", strconv.Itoa(pid), "-o", filepath.Join(dir, "x.ckpt"), "--leave-running", "--compression", "4")
+	cpid := capt.Process.Pid
+	// The snapshot: traced by ckptimg, not the target. Catch it once the
+	// target is released and memory is being read from the snapshot.
+	snap := 0
+	eventually(t, "a snapshot is being read", func() bool {
+		st, err := status(pid)
+		if err != nil || st.TracerPid != 0 {
+			return false
+		}
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			n, err := strconv.Atoi(e.Name())
+			if err != nil || n == pid {
+				continue
+			}
+			// TracerPid is the tracing thread's id.
+			if s, err := status(n); err == nil && s.TracerPid != 0 && threadOf(cpid, s.TracerPid) {
+				snap = n
+				return true
+			}
+		}
+		return false
+	})
+	if err := syscall.Kill(-cpid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = capt.Wait()
+	eventually(t, fmt.Sprintf("snapshot %d is dead", snap), func() bool {
+		st, err := procfs.NewFS("").Proc(snap).Stat()
+		return err != nil || st.State == 'Z'
+	})
+	if st, err := procfs.NewFS("").Proc(snap).Stat(); err == nil && st.PGRP == pid {
+		t.Errorf("the snapshot's zombie holds the target's ids: %+v", st)
+	}
+	if left := related(t, pid); len(left) > 0 {
+		t.Errorf("left behind: %s", strings.Join(left, "; "))
+	}
+	st, err := status(pid)
+	if err != nil || st.TracerPid != 0 {
+		t.Fatalf("target: %+v %v", st, err)
+	}
+	waitTicking(t, outPath, 3)
+}
+
+// TestCaptureCommandSignals: in command mode, SIGTERM after the capture
+// goes to CMD and ends the run (exit 130) once CMD is gone; SIGKILL of
+// ckptimg takes CMD with it.
+func TestCaptureCommandSignals(t *testing.T) {
+	ckptimg, _ := binaries(t)
+	fixture := buildC(t, "ticker", tickerSrc)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			outPath := filepath.Join(dir, "out")
+			out, err := os.Create(outPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			var stderr bytes.Buffer
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { _, _ = stderr.ReadFrom(r); close(done) }()
+			c := startGroup(t, out, w, ckptimg, "capture", "-o", filepath.Join(dir, "x.ckpt"), "--after", "50ms", "--", fixture, "none")
+			w.Close()
+			img := filepath.Join(dir, "x.ckpt")
+			eventually(t, "the capture is written", func() bool { _, err := os.Stat(img); return err == nil })
+			kids := children(c.Process.Pid)
+			if len(kids) != 1 {
+				t.Fatalf("ckptimg has children %v, want CMD", kids)
+			}
+			cmdPID := kids[0]
+			waitTicking(t, outPath, 3)
+			if err := syscall.Kill(c.Process.Pid, sig); err != nil {
+				t.Fatal(err)
+			}
+			err = c.Wait()
+			<-done
+			t.Logf("ckptimg: %v\n%s", err, stderr.String())
+			if sig == syscall.SIGTERM {
+				if c.ProcessState.ExitCode() != cli.ExitInterrupted || !strings.Contains(stderr.String(), "interrupted") {
+					t.Errorf("exit %d, want %d with the interruption said", c.ProcessState.ExitCode(), cli.ExitInterrupted)
+				}
+			}
+			// CMD is gone (reaped by ckptimg, or killed by its death and
+			// then a zombie of init's), not running on as an orphan.
+			eventually(t, fmt.Sprintf("CMD %d ends", cmdPID), func() bool {
+				st, err := procfs.NewFS("").Proc(cmdPID).Stat()
+				return err != nil || st.State == 'Z'
+			})
+		})
+	}
+}
+
+// TestCaptureKillUnprivileged: a user who cannot choose PIDs can restore
+// only with --any-pid, which breaks multi-threaded programs: --kill of
+// their multi-threaded program is refused, of a single-threaded one done
+// with a note to restore it with --any-pid.
+func TestCaptureKillUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run as another user")
+	}
+	ckptimg, _ := binaries(t)
+	// Not t.TempDir, whose parent is private to root.
+	dir, err := os.MkdirTemp("", "ckptimg-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(ckptimg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ckptimg")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	for _, tc := range []struct {
+		name, prog string
+		args       []string
+		wantCode   int
+		want       string
+	}{
+		{"threads", testprog.Build(t, "threads"), []string{"100000000"}, cli.ExitError, "restoring their TIDs needs root"},
+		{"single", buildC(t, "ticker", tickerSrc), []string{"none"}, 0, "restore it with ckpt-restart --any-pid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outPath := filepath.Join(dir, tc.name+".out")
+			out, err := os.Create(outPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			p := startGroupAs(t, nobody, out, nil, tc.prog, tc.args...)
+			eventually(t, "the program runs", func() bool { b, _ := os.ReadFile(outPath); return len(b) > 0 })
+			msg, code := runAs(t, nobody, bin, "capture", strconv.Itoa(p.Process.Pid), "-o", filepath.Join(dir, tc.name+".ckpt"), "--kill")
+			t.Logf("exit %d\n%s", code, msg)
+
+			if code != tc.wantCode || !strings.Contains(msg, tc.want) {
+				t.Fatalf("exit %d, want %d and %q", code, tc.wantCode, tc.want)
+			}
+			st, err := status(p.Process.Pid)
+			alive := err == nil && st.State[0] != 'Z'
+			if alive != (code != 0) {
+				t.Errorf("exit %d but the program is alive=%v (%+v)", code, alive, st)
+			}
+			if alive && st.TracerPid != 0 {
+				t.Errorf("left traced by %d", st.TracerPid)
 			}
 		})
 	}
