@@ -341,6 +341,9 @@ func (c *capturer) waitKilled() []Killed {
 			if err != nil {
 				break // gone
 			}
+			if st.State == 'Z' && st.PPID == os.Getpid() {
+				break // our own child (command mode): the caller reaps it
+			}
 			if st.State == 'Z' && !inTree[st.PPID] && time.Now().After(grace) {
 				out = append(out, Killed{PID: pr.pid, Comm: st.Comm, ZombieOf: st.PPID})
 				break
