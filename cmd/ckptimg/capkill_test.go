@@ -158,6 +158,7 @@ func buildC(t *testing.T, name, src string) string {
 // segment attached, the second one created in its IPC namespace;
 // "socketpair"; "none") and writes "tick N" to stdout every 10 ms.
 const tickerSrc = `#define _GNU_SOURCE
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/shm.h>
@@ -166,6 +167,7 @@ const tickerSrc = `#define _GNU_SOURCE
 int main(int argc, char **argv) {
 	const char *what = argc > 1 ? argv[1] : "none";
 	closefrom(3); /* only what it is asked to hold, whatever the test inherited */
+	signal(SIGINT, SIG_DFL); /* a background shell may have started us ignoring it */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strncmp(what, "shm", 3)) {
 		if (!strcmp(what, "shm-second") && shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600) < 0) { perror("shmget"); return 1; }
@@ -504,13 +506,13 @@ func TestCaptureKilledSnapshotDies(t *testing.T) {
 	waitTicking(t, outPath, 3)
 }
 
-// TestCaptureCommandSignals: in command mode, SIGTERM after the capture
-// goes to CMD and ends the run (exit 130) once CMD is gone; SIGKILL of
-// ckptimg takes CMD with it.
+// TestCaptureCommandSignals: in command mode, SIGTERM (and SIGINT, with
+// no terminal on stdin) after the capture goes to CMD and ends the run
+// (exit 130) once CMD is gone; SIGKILL of ckptimg takes CMD with it.
 func TestCaptureCommandSignals(t *testing.T) {
 	ckptimg, _ := binaries(t)
 	fixture := buildC(t, "ticker", tickerSrc)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			outPath := filepath.Join(dir, "out")
@@ -542,7 +544,7 @@ func TestCaptureCommandSignals(t *testing.T) {
 			err = c.Wait()
 			<-done
 			t.Logf("ckptimg: %v\n%s", err, stderr.String())
-			if sig == syscall.SIGTERM {
+			if sig != syscall.SIGKILL {
 				if c.ProcessState.ExitCode() != cli.ExitInterrupted || !strings.Contains(stderr.String(), "interrupted") {
 					t.Errorf("exit %d, want %d with the interruption said", c.ProcessState.ExitCode(), cli.ExitInterrupted)
 				}

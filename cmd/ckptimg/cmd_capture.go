@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
@@ -279,7 +280,9 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 	defer signal.Stop(sigs)
 	// A terminal sends SIGINT to its whole foreground process group, CMD
 	// included: forwarding it would deliver it twice.
-	intFromTTY := cli.IsTerminal(os.Stdin)
+	// (cli.IsTerminal says yes for any character device, /dev/null too.)
+	_, ttyErr := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	intFromTTY := ttyErr == nil
 
 	single := o.interval == 0 && o.after > 0
 	var after <-chan time.Time
