@@ -161,7 +161,7 @@ func (s *Snapshot) fork(t *ptrace.Tracee, fail func(string, error) error) (retEr
 	if err := t.SetOptions(tid, unix.PTRACE_O_TRACECLONE); err != nil {
 		return fail("set TRACECLONE", err)
 	}
-	r, errno, err := t.RawSyscall(tid, unix.SYS_CLONE, unix.CLONE_VM, 0, 0, 0, 0)
+	r, errno, err := t.RawSyscall(tid, unix.SYS_CLONE, unix.CLONE_VM, unrunnableStack, 0, 0, 0)
 	// Back to the default options at once, so that no later clone of the
 	// target's own is traced.
 	optErr := t.SetOptions(tid, 0)
@@ -223,6 +223,16 @@ func (s *Snapshot) fork(t *ptrace.Tracee, fail func(string, error) error) (retEr
 	}
 	return nil
 }
+
+// unrunnableStack is the stack pointer the middle process starts with: an
+// address in the never-mapped first page. The middle process shares the
+// target's memory and resumes where the target's thread does; until it
+// has PTRACE_O_EXITKILL, the death of this process would let it run, and
+// on the target's stack it would corrupt the target. With this stack its
+// first push, pop or return faults, and with every signal blocked the
+// fault kills it. The snapshot inherits it too; its memory, not its
+// registers, is what is read.
+const unrunnableStack = 8
 
 // childOf finds the new task of a clone in the events.
 func childOf(evs []ptrace.Event, kind int, r uintptr, errno unix.Errno) int {
