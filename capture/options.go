@@ -15,9 +15,12 @@ type Options struct {
 	Tree bool
 
 	// Kill ends the target tree with SIGKILL once the image is complete and
-	// Commit (if set) has returned nil. Until then the tree stays frozen,
-	// so nothing it does after the capture point is lost or duplicated. On
-	// any failure the tree is released instead, never killed.
+	// Commit and CheckKill (if set) have returned nil. Until then the tree
+	// stays frozen, so nothing it does after the capture point is lost or
+	// duplicated. On any failure the tree is released instead, never
+	// killed. Children are killed before their parents, which reap them,
+	// and Capture returns once every process is gone or is a zombie only
+	// a parent outside the tree can reap (Result.Killed).
 	Kill bool
 
 	// LeaveRunning shortens the pause: once the small state is recorded, a
