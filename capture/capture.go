@@ -158,12 +158,22 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 			return nil, err
 		}
 	}
+	if opts.Kill && opts.CheckKill != nil {
+		// The last moment to change our mind: the deferred release lets
+		// the tree go on as it was.
+		if err := opts.CheckKill(&c.meta); err != nil {
+			return nil, err
+		}
+	}
 	c.keepTrackers(id)
 	if opts.Kill {
 		if err := c.kill(); err != nil {
 			return nil, err
 		}
 		c.frozen = time.Since(c.frozenAt)
+		done = c.ph.start("wait for the end")
+		c.stats.Killed = c.waitKilled()
+		done()
 	}
 	c.stats.ID = id
 	c.stats.Meta = &c.meta
@@ -248,21 +258,106 @@ func (c *capturer) release() error {
 	return errors.Join(errs...)
 }
 
-// kill ends every captured process (the root first, so it cannot react to
-// its children dying).
+// kill ends every captured process, children before their parents: each
+// parent in the tree, still frozen, reaps its dead children with an
+// injected wait4 before it is killed itself, so none of them is left a
+// zombie under init (which may reap late, keeping its pid taken). Only the
+// root's exit goes to a parent outside the tree.
 func (c *capturer) kill() error {
 	c.dropSnapshots()
-	var errs []error
+	byPID := map[int]*proc{}
 	for _, pr := range c.procs {
-		if pr.tr == nil {
+		byPID[pr.pid] = pr
+	}
+	depth := func(pr *proc) int {
+		d := 0
+		for p := pr; p.rec != nil && byPID[int(p.rec.PPID)] != nil && d < len(c.procs); p = byPID[int(p.rec.PPID)] {
+			d++
+		}
+		return d
+	}
+	order := slices.Clone(c.procs)
+	slices.SortStableFunc(order, func(a, b *proc) int { return depth(b) - depth(a) })
+	var errs []error
+	for _, pr := range order {
+		if pr.tr != nil {
+			if err := pr.tr.Kill(); err != nil {
+				errs = append(errs, wrap("kill", pr.pid, 0, -1, err))
+			}
+		}
+		if pr.rec == nil {
 			continue
 		}
-		if err := pr.tr.Kill(); err != nil {
-			errs = append(errs, wrap("kill", pr.pid, 0, -1, err))
+		if parent := byPID[int(pr.rec.PPID)]; parent != nil && parent.tr != nil {
+			// Best effort: a child left over is reported by waitKilled.
+			_ = reapChild(parent.tr, pr.pid)
 		}
 	}
 	c.released = true
 	return errors.Join(errs...)
+}
+
+// reapChild collects the dead child from inside its frozen parent t with
+// an injected wait4(child, NULL, WNOHANG|__WALL): the tracer's own reaping
+// (Tracee.Kill) hands the zombie on to its real parent.
+func reapChild(t *ptrace.Tracee, child int) error {
+	if err := t.BlockSignals(); err != nil {
+		return err
+	}
+	if _, err := t.FindGadget(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, errno, err := t.RawSyscall(t.LiveTID(), unix.SYS_WAIT4, uintptr(child), 0, unix.WNOHANG|unix.WALL, 0)
+		switch {
+		case err != nil:
+			return err
+		case errno == unix.ECHILD || int(r) == child:
+			return nil
+		case errno != 0:
+			return fmt.Errorf("wait4: %w", errno)
+		case time.Now().After(deadline):
+			return fmt.Errorf("process %d not a zombie yet", child)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// waitKilled waits until every killed process is gone, or is a zombie
+// whose parent is outside the tree (only that parent can reap it), and
+// describes the latter.
+func (c *capturer) waitKilled() []Killed {
+	inTree := map[int]bool{}
+	for _, pr := range c.procs {
+		inTree[pr.pid] = true
+	}
+	var out []Killed
+	// A parent that waits for its child (a shell) reaps it at once: give
+	// it a moment before calling the zombie lingering.
+	grace := time.Now().Add(200 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pr := range c.procs {
+		for {
+			st, err := pr.fs.Stat()
+			if err != nil {
+				break // gone
+			}
+			if st.State == 'Z' && st.PPID == os.Getpid() {
+				break // our own child (command mode): the caller reaps it
+			}
+			if st.State == 'Z' && !inTree[st.PPID] && time.Now().After(grace) {
+				out = append(out, Killed{PID: pr.pid, Comm: st.Comm, ZombieOf: st.PPID})
+				break
+			}
+			if time.Now().After(deadline) {
+				out = append(out, Killed{PID: pr.pid, Comm: st.Comm, ZombieOf: st.PPID, State: st.State})
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return out
 }
 
 // collect records everything but memory, for every process.

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,12 +25,15 @@ type Child struct {
 }
 
 // StartCommand starts argv[0] with the given arguments and standard files
-// (nil means the null device).
+// (nil means the null device). The child is killed (SIGKILL, by
+// PR_SET_PDEATHSIG) if this process dies before it, however it dies: it
+// is never left running on its own.
 func StartCommand(argv []string, stdin, stdout, stderr *os.File) (*Child, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("capture: no command to start")
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if stdin != nil {
 		cmd.Stdin = stdin
 	}
@@ -38,7 +43,7 @@ func StartCommand(argv []string, stdin, stdout, stderr *os.File) (*Child, error)
 	if stderr != nil {
 		cmd.Stderr = stderr
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startOnLastingThread(cmd); err != nil {
 		return nil, err
 	}
 	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
@@ -81,10 +86,40 @@ func (c *Child) Wait() error {
 // Kill sends SIGKILL to the child (through its pidfd, so never to a
 // recycled pid).
 func (c *Child) Kill() error {
+	return c.Signal(unix.SIGKILL)
+}
+
+// The parent death signal is sent when the thread that forked the child
+// exits, not the process, and the Go runtime ends a thread whose goroutine
+// exits while locked to it (the ptrace executor's does). Children are
+// therefore forked from one goroutine locked to its thread for good.
+var (
+	starterOnce sync.Once
+	starter     chan func()
+)
+
+func startOnLastingThread(cmd *exec.Cmd) error {
+	starterOnce.Do(func() {
+		starter = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for f := range starter {
+				f()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	starter <- func() { errc <- cmd.Start() }
+	return <-errc
+}
+
+// Signal sends sig to the child through its pidfd (never to a recycled
+// pid); nothing once it has exited.
+func (c *Child) Signal(sig unix.Signal) error {
 	select {
 	case <-c.done:
 		return nil
 	default:
 	}
-	return unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+	return unix.PidfdSendSignal(c.pidfd, sig, nil, 0)
 }

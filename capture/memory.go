@@ -286,17 +286,17 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 			}
 			return nil
 		}
-		// A tracked delta takes most pages from the parent: the present
-		// pages come from PAGEMAP_SCAN, a few regions per area, rather
-		// than one pagemap entry per page. Private file areas still need
-		// pagemap's file bit.
+		// The present pages come from PAGEMAP_SCAN, a few regions per
+		// area, rather than one pagemap entry per page: unpopulated
+		// address space (terabytes of PROT_NONE reservation in Go, JVM
+		// and sanitizer runtimes) costs nothing. Private file areas still
+		// need pagemap's file bit, read only where pages are present.
 		var scanPM *os.File
-		if clean != nil {
-			if f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pr.memPID)); err == nil {
-				scanPM = f
-			}
+		if f, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pr.memPID)); err == nil {
+			scanPM = f
 		}
 		var present []dirty.Range
+		whole := make([]dirty.Range, 1)
 		err = func() error {
 			defer pm.Close()
 			if scanPM != nil {
@@ -309,12 +309,17 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 					continue
 				}
 				force := a.Prot&format.ProtRead == 0
-				if scanPM != nil && kind != pagesFile {
+				ranges := whole
+				ranges[0] = dirty.Range{Start: a.Start, End: a.End}
+				if scanPM != nil {
 					t := time.Now()
 					var err error
-					present, err = dirty.Present(scanPM, dirty.Range{Start: a.Start, End: a.End}, present[:0])
+					present, err = dirty.Present(scanPM, ranges[0], present[:0])
 					pmBusy.since(t)
-					if err == nil {
+					switch {
+					case err != nil:
+						// Read pagemap instead: the same pages, only slower.
+					case kind != pagesFile:
 						for _, r := range present {
 							if err := ctx.Err(); err != nil {
 								return err
@@ -324,33 +329,36 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 							}
 						}
 						continue
+					default:
+						ranges = present
 					}
-					// Read pagemap instead: the same pages, only slower.
 				}
-				for base := a.Start; base < a.End; {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-					n := min(uint64(len(entries)), (a.End-base)/ps)
-					t := time.Now()
-					got, err := pm.ReadAt(entries[:n], base)
-					pmBusy.since(t)
-					if err != nil {
-						return wrap("read pagemap", pr.pid, 0, -1, goneIfMissing(err))
-					}
-					run := -1
-					for j := 0; j <= got; j++ {
-						keep := j < got && kind.keep(entries[j])
-						if keep && run < 0 {
-							run = j
-						} else if !keep && run >= 0 {
-							if err := keepRun(base+uint64(run)*ps, (j-run)*int(ps), force); err != nil {
-								return err
-							}
-							run = -1
+				for _, r := range ranges {
+					for base := r.Start; base < r.End; {
+						if err := ctx.Err(); err != nil {
+							return err
 						}
+						n := min(uint64(len(entries)), (r.End-base)/ps)
+						t := time.Now()
+						got, err := pm.ReadAt(entries[:n], base)
+						pmBusy.since(t)
+						if err != nil {
+							return wrap("read pagemap", pr.pid, 0, -1, goneIfMissing(err))
+						}
+						run := -1
+						for j := 0; j <= got; j++ {
+							keep := j < got && kind.keep(entries[j])
+							if keep && run < 0 {
+								run = j
+							} else if !keep && run >= 0 {
+								if err := keepRun(base+uint64(run)*ps, (j-run)*int(ps), force); err != nil {
+									return err
+								}
+								run = -1
+							}
+						}
+						base += n * ps
 					}
-					base += n * ps
 				}
 			}
 			return flush()

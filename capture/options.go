@@ -15,9 +15,12 @@ type Options struct {
 	Tree bool
 
 	// Kill ends the target tree with SIGKILL once the image is complete and
-	// Commit (if set) has returned nil. Until then the tree stays frozen,
-	// so nothing it does after the capture point is lost or duplicated. On
-	// any failure the tree is released instead, never killed.
+	// Commit and CheckKill (if set) have returned nil. Until then the tree
+	// stays frozen, so nothing it does after the capture point is lost or
+	// duplicated. On any failure the tree is released instead, never
+	// killed. Children are killed before their parents, which reap them,
+	// and Capture returns once every process is gone or is a zombie only
+	// a parent outside the tree can reap (Result.Killed).
 	Kill bool
 
 	// LeaveRunning shortens the pause: once the small state is recorded, a
@@ -47,6 +50,13 @@ type Options struct {
 	// previous capture then reads only the pages written since, and the
 	// target's fd table is left alone unless Track is set too.
 	Tracking *Tracking
+
+	// CheckKill, when set, is called with Kill once the image is closed
+	// and Commit has returned, with the image's metadata, while the tree
+	// is still frozen: the place to decide whether the image will restore.
+	// An error cancels the kill: the tree is released exactly as it was
+	// and Capture returns the error. The image stays written.
+	CheckKill func(meta *format.Meta) error
 
 	// Commit, when set, is called after the image is closed and before the
 	// target is released or killed: the place to fsync and rename the
@@ -89,6 +99,11 @@ type Result struct {
 	// PagesWritten counts the pages the kernel reported written since the
 	// parent, in processes whose tracker was used.
 	PagesWritten uint64
+	// Killed lists, with Kill, the processes not gone once the capture
+	// returns: zombies waiting for their parent outside the tree to reap
+	// them (their pids stay taken until then). Capture waits until every
+	// other killed process is gone.
+	Killed []Killed
 	// Notices are things the caller should tell the user: a tracker that
 	// was lost or could not be started, and what was done instead.
 	Notices []string
@@ -115,4 +130,16 @@ func (o *Options) readAhead() int {
 		return 3
 	}
 	return o.ReadAhead
+}
+
+// Killed is a process ended by Kill that is not gone yet.
+type Killed struct {
+	PID  int
+	Comm string
+	// ZombieOf is its parent, outside the captured tree, which has not
+	// reaped it yet.
+	ZombieOf int
+	// State is the process state when it was still not a zombie under a
+	// parent outside the tree after Capture's deadline (10 s); 0 otherwise.
+	State byte
 }

@@ -40,7 +40,7 @@ var projectImports = map[string][]string{
 	"internal/testprog":   {}, // test fixtures: imported by _test.go files only
 	"cmd/internal/cli":    {"format"},
 	"cmd/internal/render": {},
-	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "cmd/internal/cli", "cmd/internal/render"},
+	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "restorer", "cmd/internal/cli", "cmd/internal/render"},
 	"cmd/ckpt-restart":    {"format", "restorer", "rewrite", "cmd/internal/cli"},
 	"golden":              {}, // imported by _test.go files only
 }

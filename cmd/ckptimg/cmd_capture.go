@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
@@ -25,6 +26,7 @@ type captureOptions struct {
 	output       string
 	tree         bool
 	kill         bool
+	force        bool
 	leaveRunning bool
 	parent       string
 	compression  int
@@ -102,6 +104,7 @@ are then read from that copy-on-write snapshot while the target runs on.`,
 	f.StringVarP(&o.output, "output", "o", "", "image file to write (\"-\" for standard output)")
 	f.BoolVar(&o.tree, "tree", false, "also capture every descendant process")
 	f.BoolVar(&o.kill, "kill", false, "end the target after the image is complete and synced")
+	f.BoolVar(&o.force, "force", false, "with --kill: kill even when the image would not restore")
 	f.BoolVar(&o.leaveRunning, "leave-running", false, "keep the pause short: read memory from a copy-on-write snapshot while the target runs")
 	f.StringVar(&o.parent, "parent", "", "write a delta against this image")
 	f.IntVar(&o.compression, "compression", format.CompressionFastest, "compression level, 0 (none) to 4 (best)")
@@ -141,6 +144,9 @@ func (o *captureOptions) parse(cmd *cobra.Command, args []string) error {
 	}
 	if o.after < 0 || o.interval < 0 || o.keep < 0 {
 		return cli.Usagef("--after, --interval and --keep must not be negative")
+	}
+	if o.force && !o.kill {
+		return cli.Usagef("--force goes with --kill")
 	}
 	if o.kill && o.track {
 		return cli.Usagef("--track keeps tracking for a later delta; with --kill there is none")
@@ -186,6 +192,9 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 		return nil, cli.Usagef("%v", err)
 	}
 	opts.Commit = func(format.ImageID) error { return out.Commit() }
+	if o.kill {
+		opts.CheckKill = killCheck(pid, output, o.force, stderr)
+	}
 	res, err := capture.Capture(ctx, pid, w, opts)
 	if err != nil {
 		return nil, err
@@ -210,7 +219,29 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 			pid, len(res.Meta.Processes), threads, res.PagesRead, fromParent, name, res.ID, res.Meta.Capture.Method,
 			res.Frozen.Round(time.Microsecond), res.Wall.Round(time.Microsecond))
 	}
+	if o.kill {
+		reportKilled(res, stderr)
+	}
 	return res, nil
+}
+
+// reportKilled says what became of the killed processes: gone, or a
+// zombie that only its parent outside the tree can reap (its pid is taken
+// until then, so a restore must wait).
+func reportKilled(res *capture.Result, stderr io.Writer) {
+	n := len(res.Meta.Processes)
+	if len(res.Killed) == 0 {
+		fmt.Fprintf(stderr, "killed %d process(es): all gone\n", n)
+		return
+	}
+	fmt.Fprintf(stderr, "killed %d process(es), %d not gone yet:\n", n, len(res.Killed))
+	for _, k := range res.Killed {
+		if k.State != 0 {
+			fmt.Fprintf(stderr, "  pid %d (%s) is still in state %c 10 s after SIGKILL\n", k.PID, k.Comm, k.State)
+			continue
+		}
+		fmt.Fprintf(stderr, "  pid %d (%s) is a zombie until its parent %d reaps it; its pid is taken until then\n", k.PID, k.Comm, k.ZombieOf)
+	}
 }
 
 // generation is one image written in command mode.
@@ -228,6 +259,11 @@ func generationPath(output string, n int) string {
 	return fmt.Sprintf("%s-%04d", output, n)
 }
 
+// runCaptureCommand starts CMD and captures it when asked. ckptimg stays
+// CMD's parent until CMD ends, whatever happens to the captures: CMD dies
+// with ckptimg if ckptimg is killed (StartCommand), and SIGINT or SIGTERM
+// end the captures (one in progress is abandoned, the target released)
+// and go on to CMD, whose end ckptimg then waits for (exit code 130).
 func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer) error {
 	child, err := capture.StartCommand(o.argv, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
@@ -237,9 +273,16 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 		o.tracking = capture.NewTracking()
 		defer o.tracking.Close()
 	}
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
+	// Registered before anything can be missed; cli.Main's context is
+	// cancelled by the same SIGINT and SIGTERM.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	// A terminal sends SIGINT to its whole foreground process group, CMD
+	// included: forwarding it would deliver it twice.
+	// (cli.IsTerminal says yes for any character device, /dev/null too.)
+	_, ttyErr := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	intFromTTY := ttyErr == nil
 
 	single := o.interval == 0 && o.after > 0
 	var after <-chan time.Time
@@ -248,14 +291,31 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 	} else if o.interval > 0 {
 		after = time.After(o.interval)
 	}
-	var gens []generation
+	cancelled := ctx.Done()
+	var (
+		gens        []generation
+		interrupted bool  // SIGINT or SIGTERM: no more captures
+		capErr      error // a capture failed: no more captures, reported at the end
+		finished    bool  // the single capture is written
+	)
 	for {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-cancelled:
+			cancelled, interrupted, after = nil, true, nil
+			continue
 		case <-child.Done():
-			return childExited(o, child, len(gens), stderr)
-		case <-usr1:
+			return commandEnded(o, child, len(gens), interrupted, capErr, stderr)
+		case s := <-sigs:
+			if s != syscall.SIGUSR1 {
+				interrupted, after = true, nil
+				if s != syscall.SIGINT || !intFromTTY {
+					_ = child.Signal(s.(syscall.Signal))
+				}
+				continue
+			}
+			if interrupted || capErr != nil || finished {
+				continue
+			}
 		case <-after:
 			after = nil
 			if o.interval > 0 {
@@ -279,11 +339,17 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 				// not a failure, once the exit is seen.
 				select {
 				case <-child.Done():
-					return childExited(o, child, len(gens), stderr)
+					return commandEnded(o, child, len(gens), interrupted, nil, stderr)
 				case <-time.After(5 * time.Second):
 				}
 			}
-			return err
+			if interrupted || errors.Is(err, context.Canceled) {
+				continue
+			}
+			// CMD runs on: report now, and stay its parent until it ends.
+			capErr, after = err, nil
+			fmt.Fprintf(stderr, "ckptimg: %v\nckptimg: no more captures; waiting for %s (pid %d) to end\n", err, o.argv[0], child.PID())
+			continue
 		}
 		gens = append(gens, g)
 		pruneGenerations(gens, o.keep, stderr)
@@ -295,15 +361,28 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 			}
 			return nil
 		}
-		if single {
-			// One image was asked for: stay CMD's parent until it ends.
-			err := child.Wait()
-			if !o.quiet {
-				fmt.Fprintf(stderr, "%s exited (%v)\n", o.argv[0], exitText(err))
-			}
-			return nil
-		}
+		// One image was asked for: stay CMD's parent until it ends.
+		finished = single
 	}
+}
+
+// commandEnded reaps CMD and reports its end: an end before any capture is
+// an error (exit code 4); after an interruption, exit code 130; after a
+// failed capture, that capture's error (already printed).
+func commandEnded(o *captureOptions, child *capture.Child, captures int, interrupted bool, capErr error, stderr io.Writer) error {
+	switch {
+	case capErr != nil:
+		err := child.Wait()
+		fmt.Fprintf(stderr, "%s exited (%v)\n", o.argv[0], exitText(err))
+		return &cli.StatusError{Code: cli.ExitCode(capErr)}
+	case interrupted:
+		err := child.Wait()
+		if !o.quiet {
+			fmt.Fprintf(stderr, "%s exited (%v) after %d capture(s); interrupted\n", o.argv[0], exitText(err), captures)
+		}
+		return &cli.StatusError{Code: cli.ExitInterrupted}
+	}
+	return childExited(o, child, captures, stderr)
 }
 
 // childExited reaps CMD and reports its end; an end before any capture is

@@ -8,7 +8,8 @@
 // and reaped by the target during the freeze. The snapshot is stopped
 // under ptrace from birth and never runs user code. The target's process
 // tree is left as it was; the snapshot is re-parented to init (or a
-// subreaper), which reaps it after Close.
+// subreaper), which reaps it after Close. It runs setsid first, so its
+// zombie never holds the target's process group or session id.
 //
 // What the snapshot's /proc/PID/pagemap shows (checked in the tests):
 //

@@ -87,7 +87,9 @@ func (s *Snapshot) ParentOnly() []procfs.Mapping {
 //  3. The middle process is killed and the target reaps it with an
 //     injected wait4(mid, NULL, WNOHANG|__WALL, NULL). The snapshot is
 //     re-parented to init (or the nearest subreaper), which reaps it when
-//     Close kills it.
+//     Close kills it. It leaves the target's session and process group
+//     (an injected setsid), so that its zombie, until init reaps it, holds
+//     no id of the target's.
 //
 // Both new processes are traced from birth (PTRACE_O_TRACECLONE on the
 // target's thread for the duration of step 1, TRACEFORK on the middle
@@ -159,7 +161,7 @@ func (s *Snapshot) fork(t *ptrace.Tracee, fail func(string, error) error) (retEr
 	if err := t.SetOptions(tid, unix.PTRACE_O_TRACECLONE); err != nil {
 		return fail("set TRACECLONE", err)
 	}
-	r, errno, err := t.RawSyscall(tid, unix.SYS_CLONE, unix.CLONE_VM, 0, 0, 0, 0)
+	r, errno, err := t.RawSyscall(tid, unix.SYS_CLONE, unix.CLONE_VM, unrunnableStack, 0, 0, 0)
 	// Back to the default options at once, so that no later clone of the
 	// target's own is traced.
 	optErr := t.SetOptions(tid, 0)
@@ -209,8 +211,28 @@ func (s *Snapshot) fork(t *ptrace.Tracee, fail func(string, error) error) (retEr
 		}
 		return fail("fork the snapshot", err)
 	}
+	// A session and group of its own: once the middle process is gone
+	// its parent is init (or a subreaper), which may reap it late after
+	// Close, and meanwhile its zombie must not keep the target's process
+	// group or session id taken (a restore of the target would find its
+	// pid in use).
+	s.child.SetGadget(t.Gadget())
+	if _, err := s.child.Syscall(snapPID, unix.SYS_SETSID); err != nil {
+		_ = s.Close()
+		return fail("setsid in the snapshot", err)
+	}
 	return nil
 }
+
+// unrunnableStack is the stack pointer the middle process starts with: an
+// address in the never-mapped first page. The middle process shares the
+// target's memory and resumes where the target's thread does; until it
+// has PTRACE_O_EXITKILL, the death of this process would let it run, and
+// on the target's stack it would corrupt the target. With this stack its
+// first push, pop or return faults, and with every signal blocked the
+// fault kills it. The snapshot inherits it too; its memory, not its
+// registers, is what is read.
+const unrunnableStack = 8
 
 // childOf finds the new task of a clone in the events.
 func childOf(evs []ptrace.Event, kind int, r uintptr, errno unix.Errno) int {

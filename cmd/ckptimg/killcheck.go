@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/restorer"
+)
+
+// killCheck returns capture.Options.CheckKill for --kill: it applies the
+// rules ckpt-restart would, run by the same user on this machine, to the
+// finished image while the tree is still frozen, and refuses the kill when
+// the image would not restore. With force it only warns.
+func killCheck(pid int, output string, force bool, stderr io.Writer) func(*format.Meta) error {
+	return func(meta *format.Meta) error {
+		probs, notes, err := restoreProblems(meta)
+		if err != nil {
+			probs = append(probs, restorer.Problem{Subject: "image", What: "it cannot be planned: " + err.Error()})
+		}
+		for _, n := range notes {
+			fmt.Fprintf(stderr, "ckptimg: note: %s\n", n)
+		}
+		if len(probs) == 0 {
+			return nil
+		}
+		ce := &restorer.CheckError{Problems: probs}
+		if force {
+			fmt.Fprintf(stderr, "ckptimg: warning: killing pid %d anyway (--force): %v\n", pid, ce)
+			return nil
+		}
+		return &killRefusedError{pid: pid, output: output, check: ce}
+	}
+}
+
+// restoreProblems plans a restore of meta as ckpt-restart would, and
+// checks it against this host, leaving out what only the restoring
+// invocation decides (its own fds and terminal) and the target's own pids,
+// which the kill frees.
+func restoreProblems(meta *format.Meta) (probs []restorer.Problem, notes []string, err error) {
+	host, err := restorer.LiveHost(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := &restorer.Options{AnyPID: !host.CanSetPIDs}
+	// The plan needs the chain only to resolve where pages are stored,
+	// which the problems do not depend on; a delta's parent runs are
+	// counted as zero runs so that no parent image is needed.
+	pl, err := restorer.BuildPlan(&format.Chain{}, planOnlyMeta(meta), opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	own := map[int32]bool{}
+	for _, p := range meta.Processes {
+		for _, t := range p.Threads {
+			own[t.TID] = true
+		}
+	}
+	pidUser := host.PIDUser
+	host.PIDUser = func(pid int32) string {
+		if own[pid] {
+			return ""
+		}
+		return pidUser(pid)
+	}
+	host.FDOpen = nil
+	host.HaveTTY = true
+	probs = pl.Check(host, opts)
+	if opts.AnyPID {
+		// Without the privilege to choose PIDs only --any-pid restores,
+		// which gives threads new TIDs: fine for single-threaded programs.
+		for _, pp := range pl.Procs {
+			if n := len(pp.Proc.Threads); n > 1 {
+				probs = append(probs, restorer.Problem{Subject: fmt.Sprintf("process %d (%s)", pp.Proc.PID, pp.Proc.Comm),
+					What:   fmt.Sprintf("it has %d threads, and restoring their TIDs needs root or CAP_CHECKPOINT_RESTORE: with --any-pid, multi-threaded glibc and Go programs cache their TIDs and break", n),
+					Remedy: "capture it as root, or keep it running"})
+			}
+		}
+		notes = append(notes, "restore it with ckpt-restart --any-pid: restoring the recorded PIDs needs root or CAP_CHECKPOINT_RESTORE")
+	}
+	return probs, notes, nil
+}
+
+// planOnlyMeta copies what BuildPlan reads and may reorder, with parent
+// runs turned into zero runs of the same size.
+func planOnlyMeta(meta *format.Meta) *format.Meta {
+	m := *meta
+	m.Processes = slices.Clone(meta.Processes)
+	for i := range m.Processes {
+		p := &m.Processes[i]
+		p.Threads = slices.Clone(p.Threads)
+		p.Areas = slices.Clone(p.Areas)
+		for j := range p.Areas {
+			a := &p.Areas[j]
+			a.Runs = slices.Clone(a.Runs)
+			for k := range a.Runs {
+				if a.Runs[k].Kind == format.RunParent {
+					a.Runs[k].Kind = format.RunZero
+				}
+			}
+		}
+	}
+	return &m
+}
+
+// killRefusedError is capture --kill declining to kill: the exit code is
+// that of the restore check (5 when every problem is an unsupported
+// resource).
+type killRefusedError struct {
+	pid    int
+	output string
+	check  *restorer.CheckError
+}
+
+func (e *killRefusedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "not killing pid %d: ", e.pid)
+	b.WriteString(strings.Replace(e.check.Error(), "the image cannot be restored here", "its image would not restore", 1))
+	where := e.output
+	if where == "-" {
+		where = "standard output"
+	}
+	fmt.Fprintf(&b, "\nThe process runs on as it was. The image was written to %s all the same, as a capture without --kill. "+
+		"Remove the problems and capture again, or use --force to kill it anyway.", where)
+	return b.String()
+}
+
+func (e *killRefusedError) Unwrap() error { return e.check }
