@@ -602,6 +602,10 @@ func TestCaptureKillUnprivileged(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer out.Close()
+			// The program's own file: a restore opens it as its user.
+			if err := os.Chown(outPath, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
 			p := startGroupAs(t, nobody, out, nil, tc.prog, tc.args...)
 			eventually(t, "the program runs", func() bool { b, _ := os.ReadFile(outPath); return len(b) > 0 })
 			msg, code := runAs(t, nobody, bin, "capture", strconv.Itoa(p.Process.Pid), "-o", filepath.Join(dir, tc.name+".ckpt"), "--kill")

@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/restorer"
@@ -16,7 +19,7 @@ import (
 // the image would not restore. With force it only warns.
 func killCheck(pid int, output string, force bool, stderr io.Writer) func(*format.Meta) error {
 	return func(meta *format.Meta) error {
-		probs, notes, err := restoreProblems(meta)
+		probs, notes, err := restoreProblems(meta, output)
 		if err != nil {
 			probs = append(probs, restorer.Problem{Subject: "image", What: "it cannot be planned: " + err.Error()})
 		}
@@ -39,11 +42,15 @@ func killCheck(pid int, output string, force bool, stderr io.Writer) func(*forma
 // checks it against this host, leaving out what only the restoring
 // invocation decides (its own fds and terminal) and the target's own pids,
 // which the kill frees.
-func restoreProblems(meta *format.Meta) (probs []restorer.Problem, notes []string, err error) {
-	host, err := restorer.LiveHost(nil)
+func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem, notes []string, err error) {
+	host, err := restorer.LiveHost(nil, &format.Chain{})
 	if err != nil {
 		return nil, nil, err
 	}
+	// The image is the one just written, by this user, mode 0600; the
+	// frozen tree still holds its own listening ports, which the kill frees.
+	host.Images = []restorer.ImageFile{{Name: output, UID: uint32(os.Geteuid()), Mode: unix.S_IFREG | 0o600}}
+	host.Bind = nil
 	opts := &restorer.Options{AnyPID: !host.CanSetPIDs}
 	// The plan needs the chain only to resolve where pages are stored,
 	// which the problems do not depend on; a delta's parent runs are
@@ -67,7 +74,7 @@ func restoreProblems(meta *format.Meta) (probs []restorer.Problem, notes []strin
 	}
 	host.FDOpen = nil
 	host.HaveTTY = true
-	probs = pl.Check(host, opts)
+	probs, _ = pl.Check(host, opts)
 	if opts.AnyPID {
 		// Without the privilege to choose PIDs only --any-pid restores,
 		// which gives threads new TIDs: fine for single-threaded programs.
