@@ -265,7 +265,13 @@ func generationPath(output string, n int) string {
 // end the captures (one in progress is abandoned, the target released)
 // and go on to CMD, whose end ckptimg then waits for (exit code 130).
 func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer) error {
-	child, err := capture.StartCommand(o.argv, os.Stdin, os.Stdout, os.Stderr)
+	// With -o -, standard output carries only the image: CMD writes to
+	// standard error instead.
+	cmdOut := os.Stdout
+	if o.output == "-" {
+		cmdOut = os.Stderr
+	}
+	child, err := capture.StartCommand(o.argv, os.Stdin, cmdOut, os.Stderr)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", o.argv[0], err)
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/format"
 )
 
 // subprocess returns a command that runs within the test's deadline, in a
@@ -276,5 +277,38 @@ func assertDir(t *testing.T, dir string, names ...string) {
 	}
 	if strings.Join(got, " ") != strings.Join(names, " ") {
 		t.Errorf("%s holds %q, want %q", dir, got, names)
+	}
+}
+
+// TestCaptureCommandStdoutOnlyImage: in command mode with -o -, what CMD
+// prints goes to standard error, and standard output is one whole image.
+func TestCaptureCommandStdoutOnlyImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("live processes")
+	}
+	bin := buildCLI(t)
+	img := filepath.Join(t.TempDir(), "img.ckpt")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := subprocess(t, bin, "capture", "-o", "-", "--after", "300ms", "--kill", "--", "sh", "-c", "echo hello-from-cmd; exec sleep 60")
+	c.Stdout = f
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	if err := c.Run(); err != nil {
+		t.Fatalf("capture: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "hello-from-cmd") {
+		t.Errorf("CMD's output is not on standard error:\n%s", stderr.String())
+	}
+	r, err := format.Open(img)
+	if err != nil {
+		t.Fatalf("standard output is not an image: %v", err)
+	}
+	defer r.Close()
+	if err := r.Verify(context.Background(), nil); err != nil {
+		t.Fatal(err)
 	}
 }
