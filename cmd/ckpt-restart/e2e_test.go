@@ -45,7 +45,7 @@ func restartBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "ckpt-restart")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd := testprog.Command(t, "go", "build", "-o", binPath, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -137,7 +137,7 @@ func waitGone(t *testing.T, pid int) {
 
 // restarted is a running ckpt-restart whose stdout is collected by lines.
 type restarted struct {
-	cmd    *exec.Cmd
+	cmd    *testprog.Cmd
 	mu     sync.Mutex
 	lines  []string
 	stderr strings.Builder
@@ -150,7 +150,7 @@ type restarted struct {
 // its program running, as a killed shell does).
 func startRestart(t *testing.T, pids []int, args ...string) *restarted {
 	t.Helper()
-	cmd := exec.Command(restartBin(t), args...)
+	cmd := testprog.Command(t, restartBin(t), args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +497,7 @@ func buildFixture(t *testing.T, name string, flags ...string) string {
 	}
 	out := filepath.Join(dir, name)
 	args := append([]string{"-O2", "-Wall", "-o", out, filepath.Join("testdata", name+".c")}, flags...)
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+	if b, err := testprog.Command(t, gcc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %v: %v\n%s", args, err, b)
 	}
 	fixtureBuilt[key] = out
@@ -584,10 +584,14 @@ func TestRestorePipeline(t *testing.T) {
 }
 
 // runRestartCmd runs ckpt-restart to completion and returns its output
-// and exit code.
+// and exit code. Within testprog.Timeout: every use expects it to finish
+// (a check, a refused restore), and one that restores by mistake would
+// wait for the program.
 func runRestartCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(restartBin(t), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), testprog.Timeout)
+	defer cancel()
+	cmd := testprog.CommandContext(t, ctx, restartBin(t), args...)
 	// Files, not pipes: a restore that succeeds against expectations
 	// leaves the program holding them, and exec.Cmd would wait for a
 	// pipe to be closed.
@@ -608,6 +612,9 @@ func runRestartCmd(t *testing.T, args ...string) (string, string, int) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
+		if code < 0 {
+			t.Logf("ckpt-restart %v: %v", args, err)
+		}
 	} else if err != nil {
 		t.Fatal(err)
 	}
@@ -883,7 +890,7 @@ func TestDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(restartBin(t), "--detach", img)
+	cmd := testprog.Command(t, restartBin(t), "--detach", img)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(stderrPath)
@@ -1021,7 +1028,7 @@ func TestSubstFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(restartBin(t), "--subst", id+",3", img)
+	cmd := testprog.Command(t, restartBin(t), "--subst", id+",3", img)
 	cmd.ExtraFiles = []*os.File{nf} // fd 3, as 3>new.txt in a shell
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -1309,7 +1316,7 @@ func TestRestoreSuspendTmux(t *testing.T) {
 	tm("send-keys", "-t", "t", "C-z", "")
 	screenHas("Stopped")
 	if st := procState(pid); st != "T" {
-		ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
+		ps, _ := testprog.Command(t, "ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
 		t.Fatalf("restored program is in state %q after ^Z, want T (stopped)\n%s\n%s", st, tm("capture-pane", "-p", "-t", "t"), ps)
 	}
 	// The shell has the terminal: it runs a command.
@@ -1339,7 +1346,7 @@ func waitForeground(t *testing.T, pid int, tm func(...string) string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
+			ps, _ := testprog.Command(t, "ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
 			t.Fatalf("process %d never ran in the terminal's foreground (stat after the name: %q)\n%s\n%s", pid, f, tm("capture-pane", "-p", "-t", "t"), ps)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -1384,7 +1391,7 @@ func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...st
 	sock := filepath.Join(dir, "tmux.sock")
 	tm = func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		out, err := testprog.Command(t, tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("tmux %v: %v\n%s", args, err, out)
 		}
@@ -1392,7 +1399,7 @@ func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...st
 	}
 	prog := `stty -echo; while read l; do echo "answer $l"; done`
 	tm("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sh -c '"+prog+"'")
-	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
+	t.Cleanup(func() { testprog.Command(t, tmux, "-S", sock, "kill-server").Run() })
 	tm("set-option", "-g", "remain-on-exit", "on")
 	screenHas = func(want string) {
 		t.Helper()
