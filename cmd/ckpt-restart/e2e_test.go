@@ -98,6 +98,9 @@ func captureKill(t *testing.T, pid int, path string, tree bool) []int {
 		waitGone(t, int(p.PID))
 		pids = append(pids, int(p.PID))
 	}
+	// Whatever restores them, ckpt-restart or a restore that should have
+	// been refused, they are the test's to kill.
+	testprog.KillAtCleanup(t, pids...)
 	return pids
 }
 

@@ -203,6 +203,8 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 // itself, typically the ones ckpt-restart or restorer.Restore re-created:
 // SIGKILL to each pid (and to its group when it leads one), then a wait
 // until each is gone or a zombie (its parent reaps it, not the test).
+// Only pids the test knows are its own: one the kernel gave to another
+// process since would be killed too.
 func KillAtCleanup(t testing.TB, pids ...int) {
 	pids = append([]int(nil), pids...)
 	t.Cleanup(func() {
