@@ -727,7 +727,7 @@ func TestRestoreDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{}); err != nil {
+	if _, err := capture.Capture(testprog.Context(t), p.PID, w, capture.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -747,7 +747,7 @@ func TestRestoreDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{Kill: true, Parent: parent}); err != nil {
+	if _, err := capture.Capture(testprog.Context(t), p.PID, w, capture.Options{Kill: true, Parent: parent}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -770,7 +770,7 @@ func TestFailedRestoreCleansUp(t *testing.T) {
 	dir := testDir(t)
 	p, chain, meta := capturedCounter(t, filepath.Join(dir, "out.txt"), 2)
 	meta.Processes[0].Threads[0].XState = make([]byte, 64)
-	_, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
+	_, err := restorer.Restore(testprog.Context(t), chain, restorer.Options{Meta: meta})
 	var re *restorer.Error
 	if !errors.As(err, &re) || re.Step != "set registers" || re.PID != int32(p.PID) {
 		t.Fatalf("Restore: %v; want a *restorer.Error at step \"set registers\" of process %d", err, p.PID)
@@ -962,7 +962,7 @@ func TestAnyPID(t *testing.T) {
 	if err := syscall.Kill(p.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{}); err != nil {
+	if _, err := capture.Capture(testprog.Context(t), p.PID, w, capture.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -1213,7 +1213,7 @@ func TestRestoreOtherUser(t *testing.T) {
 	c := &meta.Processes[0].Creds
 	c.UID, c.GID, c.Groups = [4]uint32{65534, 65534, 65534, 65534}, [4]uint32{65534, 65534, 65534, 65534}, []uint32{65534, 7}
 	c.CapInh, c.CapPrm, c.CapEff, c.CapAmb = 0, 0, 0, 0
-	res, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
+	res, err := restorer.Restore(testprog.Context(t), chain, restorer.Options{Meta: meta})
 	if err != nil {
 		t.Fatal(err)
 	}

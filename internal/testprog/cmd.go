@@ -32,7 +32,8 @@ const (
 	// (benchmarks, -timeout 0).
 	DefaultDeadline = 30 * time.Minute
 	// WaitDelay is how long Wait waits for the output pipes once the
-	// process was killed (a process outside the group may hold them).
+	// process has exited or was killed (a process outside its group, a
+	// restored one, may hold them).
 	WaitDelay = 10 * time.Second
 )
 

@@ -2,8 +2,10 @@
 // tests (ptrace, procfs, capture, restorer) and benchmarks use as targets.
 //
 // The sources are in _src (ignored by the go tool) and embedded. Build
-// compiles a fixture once per test binary; Start runs it, owns it (killed
-// by PID in t.Cleanup) and waits for its "ready" line.
+// compiles a fixture once per test binary; Start runs it as a Cmd (see
+// cmd.go: deadline, own process group, killed and reaped at cleanup) and
+// waits for its "ready" line. Every other subprocess of a test is a Cmd
+// too, from Command or CommandContext.
 //
 // Fixtures (see the comment at the top of each source for its protocol):
 //
