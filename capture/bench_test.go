@@ -154,7 +154,7 @@ func gcoreFigures(b *testing.B, pid int, dir string) *figures {
 	if terr == nil {
 		args = append([]string{timeBin, "-f", "%M", "-o", rssFile}, args...)
 	}
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd := testprog.Command(b, args[0], args[1:]...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)

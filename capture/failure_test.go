@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,7 +50,7 @@ func TestTargetKilledMidCapture(t *testing.T) {
 }
 
 func TestTargetExited(t *testing.T) {
-	cmd := exec.Command("/bin/true")
+	cmd := testprog.Command(t, "/bin/true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +93,7 @@ func runUnprivileged(t *testing.T, run string, env ...string) (string, error) {
 	if err := os.WriteFile(copyPath, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(copyPath, "-test.run", "^"+run+"$", "-test.v")
+	cmd := testprog.Command(t, copyPath, "-test.run", "^"+run+"$", "-test.v")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), append(env, "CKPT_TEST_DIR="+dir)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: unprivUID, Gid: unprivUID}}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,8 +65,8 @@ func TestWriteGoldenImages(t *testing.T) {
 		t.Cleanup(func() { r.Close() })
 		return r
 	}
-	start := func(bin string, args ...string) (*exec.Cmd, *bufio.Scanner) {
-		cmd := exec.Command(bin, args...)
+	start := func(bin string, args ...string) (*testprog.Cmd, *bufio.Scanner) {
+		cmd := testprog.Command(t, bin, args...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
 		cmd.Dir = "/"
 		out, _ := cmd.StdoutPipe()

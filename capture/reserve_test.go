@@ -2,7 +2,6 @@ package capture
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,11 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // reserveSrc reserves argv[1] GiB of address space PROT_NONE with
@@ -67,9 +66,7 @@ func buildC(t testing.TB, name, src string) string {
 		t.Fatal(err)
 	}
 	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, gcc, "-O2", "-Wall", "-o", tmp, cfile).CombinedOutput(); err != nil {
+	if out, err := testprog.Command(t, gcc, "-O2", "-Wall", "-o", tmp, cfile).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", name, err, out)
 	}
 	if err := os.Rename(tmp, bin); err != nil {
@@ -80,26 +77,17 @@ func buildC(t testing.TB, name, src string) string {
 
 // startFixture runs bin with a deadline in its own process group (killed
 // in cleanup) and returns it with the key=value fields of its "ready" line.
-func startFixture(t testing.TB, bin string, args ...string) (*exec.Cmd, map[string]string) {
+func startFixture(t testing.TB, bin string, args ...string) (*testprog.Cmd, map[string]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second
+	cmd := testprog.Command(t, bin, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		cancel()
-	})
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)

@@ -354,12 +354,15 @@ func areaFlags(m *procfs.Mapping) format.MapFlags {
 		f |= format.MapGrowsDown
 	}
 	switch {
+	case strings.HasPrefix(m.Path, "/SYSV") && len(m.Path) == len("/SYSV00000000") && m.Deleted:
+		// The kernel names a segment /SYSV<key as %08x>. Before the inode
+		// test: its maps inode is its shm id, 0 for the first segment of
+		// an IPC namespace.
+		f |= format.MapSysVShm
 	case m.Inode == 0:
 		// anonymous (possibly named "[anon:...]")
 	case m.Path == "/dev/zero" && m.Deleted, strings.HasPrefix(m.Path, "[anon_shmem:"):
 		// shared anonymous memory: an unnamed shmem file
-	case strings.HasPrefix(m.Path, "/SYSV") && m.Deleted:
-		f |= format.MapSysVShm
 	case strings.HasPrefix(m.Path, "/memfd:"):
 		f |= format.MapFile | format.MapMemfd
 	default:

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // The benchmarks of issue 2. Run them with `make bench`, or one at a time:
@@ -237,7 +239,7 @@ func BenchmarkSizeVsPeers(b *testing.B) {
 			b.Logf("%s not installed: %s not measured", peer.args[0], peer.name)
 			continue
 		}
-		n, err := peerSize(peer.args)
+		n, err := peerSize(b, peer.args)
 		if err != nil {
 			b.Fatalf("%s: %v", peer.name, err)
 		}
@@ -247,8 +249,8 @@ func BenchmarkSizeVsPeers(b *testing.B) {
 }
 
 // peerSize pipes the mixed stream through the command and counts its output.
-func peerSize(args []string) (int64, error) {
-	cmd := exec.Command(args[0], args[1:]...)
+func peerSize(b *testing.B, args []string) (int64, error) {
+	cmd := testprog.Command(b, args[0], args[1:]...)
 	var out countWriter
 	cmd.Stdout = &out
 	in, err := cmd.StdinPipe()

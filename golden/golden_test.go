@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/ckptimg/ckptimg/golden"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // regenerate allows overwriting committed images that the generator no
@@ -17,28 +19,40 @@ import (
 // README.md.
 var regenerate = flag.Bool("regenerate", false, "overwrite committed golden images that differ from the generator's output (unreleased images only)")
 
-// ckptimgBin is the ckptimg binary built once for the output tests: the
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// ckptimgBin builds the ckptimg binary once for the output tests: the
 // expected outputs are what the command prints.
-var ckptimgBin string
+func ckptimgBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "golden-bin-")
+		if binErr != nil {
+			return
+		}
+		build := testprog.Command(t, goTool(), "build", "-o", filepath.Join(binDir, "ckptimg"), "./cmd/ckptimg")
+		build.Dir = filepath.Dir(golden.Dir())
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building ckptimg: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return filepath.Join(binDir, "ckptimg")
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "golden-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ckptimgBin = filepath.Join(dir, "ckptimg")
-	build := exec.Command(goTool(), "build", "-o", ckptimgBin, "./cmd/ckptimg")
-	build.Dir = filepath.Dir(golden.Dir())
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building ckptimg: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
 }
 
@@ -70,7 +84,7 @@ var goldenDiffs = [][2]string{{"base", "delta"}, {"delta", "delta2"}, {"full-amd
 func testDiffs(t *testing.T) {
 	for _, pair := range goldenDiffs {
 		for _, form := range []string{"table", "text", "json"} {
-			cmd := exec.Command(ckptimgBin, "diff", "-o", form, golden.Path("images/"+pair[0]+".ckpt"), golden.Path("images/"+pair[1]+".ckpt"))
+			cmd := testprog.Command(t, ckptimgBin(t), "diff", "-o", form, golden.Path("images/"+pair[0]+".ckpt"), golden.Path("images/"+pair[1]+".ckpt"))
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -143,7 +157,7 @@ func testOutputs(t *testing.T, name string) {
 	img := golden.Path("images/" + name + ".ckpt")
 	for _, run := range goldenRuns {
 		args := append(append([]string(nil), run.args...), img)
-		cmd := exec.Command(ckptimgBin, args...)
+		cmd := testprog.Command(t, ckptimgBin(t), args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"go/build"
 	"go/token"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ckptimg/ckptimg/golden"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // The import policy of docs/architecture.md, as data. DO NOT RELAX THIS
@@ -95,7 +95,7 @@ type listedPackage struct {
 }
 
 func TestLayers(t *testing.T) {
-	cmd := exec.Command(goTool(), "list", "-e", "-json=ImportPath,Dir,Imports,TestImports,XTestImports,Error", "./...")
+	cmd := testprog.Command(t, goTool(), "list", "-e", "-json=ImportPath,Dir,Imports,TestImports,XTestImports,Error", "./...")
 	cmd.Dir = filepath.Dir(golden.Dir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

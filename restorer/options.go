@@ -48,6 +48,11 @@ type Options struct {
 
 	// Parallel is how many goroutines write pages; 0 means GOMAXPROCS.
 	Parallel int
+
+	// BeforeRun, when set, is called with the root's pid once the tree
+	// is restored, before any of it runs again (ckpt-restart --detach
+	// prints the pid there, ahead of the program's own output).
+	BeforeRun func(pid int)
 }
 
 // OutputPolicy is Options.GrownOutput.

@@ -209,6 +209,9 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 	if r.opts.Foreground {
 		r.takeTerminal()
 	}
+	if r.opts.BeforeRun != nil {
+		r.opts.BeforeRun(r.procs[0].pid)
+	}
 	for _, lp := range r.procs {
 		if err := lp.t.Detach(); err != nil {
 			return nil, &Error{Step: "detach", PID: lp.pp.Proc.PID, Err: err}

@@ -45,7 +45,7 @@ func restartBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "ckpt-restart")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd := testprog.Command(t, "go", "build", "-o", binPath, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -98,6 +98,9 @@ func captureKill(t *testing.T, pid int, path string, tree bool) []int {
 		waitGone(t, int(p.PID))
 		pids = append(pids, int(p.PID))
 	}
+	// Whatever restores them, ckpt-restart or a restore that should have
+	// been refused, they are the test's to kill.
+	testprog.KillAtCleanup(t, pids...)
 	return pids
 }
 
@@ -137,7 +140,7 @@ func waitGone(t *testing.T, pid int) {
 
 // restarted is a running ckpt-restart whose stdout is collected by lines.
 type restarted struct {
-	cmd    *exec.Cmd
+	cmd    *testprog.Cmd
 	mu     sync.Mutex
 	lines  []string
 	stderr strings.Builder
@@ -150,7 +153,7 @@ type restarted struct {
 // its program running, as a killed shell does).
 func startRestart(t *testing.T, pids []int, args ...string) *restarted {
 	t.Helper()
-	cmd := exec.Command(restartBin(t), args...)
+	cmd := testprog.Command(t, restartBin(t), args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +500,7 @@ func buildFixture(t *testing.T, name string, flags ...string) string {
 	}
 	out := filepath.Join(dir, name)
 	args := append([]string{"-O2", "-Wall", "-o", out, filepath.Join("testdata", name+".c")}, flags...)
-	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+	if b, err := testprog.Command(t, gcc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %v: %v\n%s", args, err, b)
 	}
 	fixtureBuilt[key] = out
@@ -584,10 +587,14 @@ func TestRestorePipeline(t *testing.T) {
 }
 
 // runRestartCmd runs ckpt-restart to completion and returns its output
-// and exit code.
+// and exit code. Within testprog.Timeout: every use expects it to finish
+// (a check, a refused restore), and one that restores by mistake would
+// wait for the program.
 func runRestartCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(restartBin(t), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), testprog.Timeout)
+	defer cancel()
+	cmd := testprog.CommandContext(t, ctx, restartBin(t), args...)
 	// Files, not pipes: a restore that succeeds against expectations
 	// leaves the program holding them, and exec.Cmd would wait for a
 	// pipe to be closed.
@@ -608,6 +615,9 @@ func runRestartCmd(t *testing.T, args ...string) (string, string, int) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
+		if code < 0 {
+			t.Logf("ckpt-restart %v: %v", args, err)
+		}
 	} else if err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +727,7 @@ func TestRestoreDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{}); err != nil {
+	if _, err := capture.Capture(testprog.Context(t), p.PID, w, capture.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -737,7 +747,7 @@ func TestRestoreDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{Kill: true, Parent: parent}); err != nil {
+	if _, err := capture.Capture(testprog.Context(t), p.PID, w, capture.Options{Kill: true, Parent: parent}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -760,7 +770,7 @@ func TestFailedRestoreCleansUp(t *testing.T) {
 	dir := testDir(t)
 	p, chain, meta := capturedCounter(t, filepath.Join(dir, "out.txt"), 2)
 	meta.Processes[0].Threads[0].XState = make([]byte, 64)
-	_, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
+	_, err := restorer.Restore(testprog.Context(t), chain, restorer.Options{Meta: meta})
 	var re *restorer.Error
 	if !errors.As(err, &re) || re.Step != "set registers" || re.PID != int32(p.PID) {
 		t.Fatalf("Restore: %v; want a *restorer.Error at step \"set registers\" of process %d", err, p.PID)
@@ -840,18 +850,16 @@ func imageFileID(t *testing.T, img, name string) string {
 // readLinesUntil polls the file at path until match accepts its lines.
 func readLinesUntil(t *testing.T, path, what string, match func([]string) bool) []string {
 	t.Helper()
-	deadline := time.Now().Add(testprog.Timeout)
-	for {
+	var lines []string
+	testprog.Eventually(t, testprog.Timeout, func() error {
 		b, _ := os.ReadFile(path)
-		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 		if match(lines) {
-			return lines
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %s within %v:\n%s", path, what, testprog.Timeout, tail(lines))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("%s: no %s:\n%s", path, what, tail(lines))
+	})
+	return lines
 }
 
 // TestDetach: --detach prints the restored pid, exits 0 at once and
@@ -883,7 +891,11 @@ func TestDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(restartBin(t), "--detach", img)
+	// --detach returns at once: a ckpt-restart still there after
+	// testprog.Timeout did not detach.
+	ctx, cancel := context.WithTimeout(context.Background(), testprog.Timeout)
+	defer cancel()
+	cmd := testprog.CommandContext(t, ctx, restartBin(t), "--detach", img)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(stderrPath)
@@ -950,7 +962,7 @@ func TestAnyPID(t *testing.T) {
 	if err := syscall.Kill(p.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := capture.Capture(context.Background(), p.PID, w, capture.Options{}); err != nil {
+	if _, err := capture.Capture(testprog.Context(t), p.PID, w, capture.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -1008,11 +1020,9 @@ func TestSubstFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The file, not stdout, says where its output goes on: a capture can
-	// fall between the program's "count N" and its write of N.
-	written := strings.Fields(string(before))
-	next, _ := strconv.ParseInt(written[len(written)-1], 10, 64)
-	next++
+	// The file, not stdout: the counter prints "count N" before it
+	// writes N, and a capture in between restores the write.
+	next := int64(strings.Count(string(before), "\n"))
 
 	// An fd that is not open is a check problem with its remedy.
 	_, stderr, code := runRestartCmd(t, "--check", "--subst", id+",7", img)
@@ -1025,7 +1035,7 @@ func TestSubstFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(restartBin(t), "--subst", id+",3", img)
+	cmd := testprog.Command(t, restartBin(t), "--subst", id+",3", img)
 	cmd.ExtraFiles = []*os.File{nf} // fd 3, as 3>new.txt in a shell
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -1206,7 +1216,7 @@ func TestRestoreOtherUser(t *testing.T) {
 	c := &meta.Processes[0].Creds
 	c.UID, c.GID, c.Groups = [4]uint32{65534, 65534, 65534, 65534}, [4]uint32{65534, 65534, 65534, 65534}, []uint32{65534, 7}
 	c.CapInh, c.CapPrm, c.CapEff, c.CapAmb = 0, 0, 0, 0
-	res, err := restorer.Restore(context.Background(), chain, restorer.Options{Meta: meta})
+	res, err := restorer.Restore(testprog.Context(t), chain, restorer.Options{Meta: meta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1316,7 +1326,7 @@ func TestRestoreSuspendTmux(t *testing.T) {
 	tm("send-keys", "-t", "t", "C-z", "")
 	screenHas("Stopped")
 	if st := procState(pid); st != "T" {
-		ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
+		ps, _ := testprog.Command(t, "ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
 		t.Fatalf("restored program is in state %q after ^Z, want T (stopped)\n%s\n%s", st, tm("capture-pane", "-p", "-t", "t"), ps)
 	}
 	// The shell has the terminal: it runs a command.
@@ -1346,7 +1356,7 @@ func waitForeground(t *testing.T, pid int, tm func(...string) string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			ps, _ := exec.Command("ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
+			ps, _ := testprog.Command(t, "ps", "-eo", "pid,ppid,pgid,sid,tpgid,stat,cmd").CombinedOutput()
 			t.Fatalf("process %d never ran in the terminal's foreground (stat after the name: %q)\n%s\n%s", pid, f, tm("capture-pane", "-p", "-t", "t"), ps)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -1391,7 +1401,7 @@ func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...st
 	sock := filepath.Join(dir, "tmux.sock")
 	tm = func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		out, err := testprog.Command(t, tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("tmux %v: %v\n%s", args, err, out)
 		}
@@ -1399,7 +1409,7 @@ func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...st
 	}
 	prog := `stty -echo; while read l; do echo "answer $l"; done`
 	tm("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sh -c '"+prog+"'")
-	t.Cleanup(func() { exec.Command(tmux, "-S", sock, "kill-server").Run() })
+	t.Cleanup(func() { testprog.Command(t, tmux, "-S", sock, "kill-server").Run() })
 	tm("set-option", "-g", "remain-on-exit", "on")
 	screenHas = func(want string) {
 		t.Helper()

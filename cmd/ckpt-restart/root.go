@@ -186,6 +186,10 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	if o.verbose {
 		ro.Log = stderr
 	}
+	if o.detach {
+		// Before the program runs: it may write to the same stdout.
+		ro.BeforeRun = func(pid int) { fmt.Fprintln(stdout, pid) }
+	}
 	res, err := restorer.Restore(ctx, chain, ro)
 	if err != nil {
 		return err
@@ -195,7 +199,6 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
 	}
 	if o.detach {
-		fmt.Fprintln(stdout, res.PID)
 		return nil
 	}
 	// The terminal delivers INT, QUIT, TSTP and WINCH itself to a program

@@ -26,23 +26,12 @@ import (
 var nobody = &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{65534}}
 
 // boundedCmd makes a command that runs under the test's deadline, in its
-// own process group, which the cleanup kills.
-func boundedCmd(t *testing.T, cred *syscall.Credential, name string, args ...string) *exec.Cmd {
+// own process group, which the cleanup kills (testprog.Command), as user
+// cred.
+func boundedCmd(t *testing.T, cred *syscall.Credential, name string, args ...string) *testprog.Cmd {
 	t.Helper()
-	deadline, ok := t.Deadline()
-	if !ok {
-		deadline = time.Now().Add(5 * time.Minute)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-5*time.Second))
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := testprog.Command(t, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	cmd.WaitDelay = 10 * time.Second
-	t.Cleanup(func() {
-		if cmd.Process != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		cancel()
-	})
 	return cmd
 }
 
@@ -79,7 +68,7 @@ func runBounded(t *testing.T, cred *syscall.Credential, name string, args ...str
 
 // startBounded starts name in the background (see boundedCmd) with its
 // stdout and stderr in the file out, and reaps it.
-func startBounded(t *testing.T, cred *syscall.Credential, out string, name string, args ...string) *exec.Cmd {
+func startBounded(t *testing.T, cred *syscall.Credential, out string, name string, args ...string) *testprog.Cmd {
 	t.Helper()
 	f, err := os.Create(out)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 	"github.com/ckptimg/ckptimg/rewrite"
 )
 
@@ -42,7 +42,7 @@ func benchDir(b *testing.B) string {
 func buildCkptimg(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "ckptimg")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := testprog.Command(t, "go", "build", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -104,11 +104,11 @@ func writeBigImage(b *testing.B, path string, size int64) {
 func timeCommand(b *testing.B, name string, args ...string) (time.Duration, int64) {
 	b.Helper()
 	rssFile := filepath.Join(b.TempDir(), "rss")
-	var cmd *exec.Cmd
+	var cmd *testprog.Cmd
 	if _, err := os.Stat("/usr/bin/time"); err == nil {
-		cmd = exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
+		cmd = testprog.Command(b, "/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
 	} else {
-		cmd = exec.Command(name, args...)
+		cmd = testprog.Command(b, name, args...)
 	}
 	cmd.Stderr = os.Stderr
 	start := time.Now()
@@ -129,7 +129,7 @@ func timeCommand(b *testing.B, name string, args ...string) (time.Duration, int6
 
 func syncAll(b *testing.B) {
 	b.Helper()
-	if err := exec.Command("sync").Run(); err != nil {
+	if err := testprog.Command(b, "sync").Run(); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -163,7 +163,7 @@ func BenchmarkRewritePrefix(b *testing.B) {
 		cpOut, rwOut := filepath.Join(dir, "cp.ckpt"), filepath.Join(dir, "rw.ckpt")
 		syncAll(b)
 		start := time.Now()
-		if out, err := exec.Command("cp", src, cpOut).CombinedOutput(); err != nil {
+		if out, err := testprog.Command(b, "cp", src, cpOut).CombinedOutput(); err != nil {
 			b.Fatalf("cp: %v %s", err, out)
 		}
 		fsyncFile(b, cpOut)

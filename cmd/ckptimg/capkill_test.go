@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,19 +29,18 @@ import (
 const deadline = 2 * time.Minute
 
 // startGroup starts name with a deadline, in its own process group that
-// cleanup kills. stdout and stderr go to the given files (nil: discarded).
-func startGroup(t *testing.T, stdout, stderr *os.File, name string, args ...string) *exec.Cmd {
+// cleanup kills (testprog.Command). stdout and stderr go to the given
+// files (nil: discarded).
+func startGroup(t *testing.T, stdout, stderr *os.File, name string, args ...string) *testprog.Cmd {
 	t.Helper()
 	return startGroupAs(t, nil, stdout, stderr, name, args...)
 }
 
 // startGroupAs is startGroup with the given credentials (nil: ours).
-func startGroupAs(t *testing.T, cred *syscall.Credential, stdout, stderr *os.File, name string, args ...string) *exec.Cmd {
+func startGroupAs(t *testing.T, cred *syscall.Credential, stdout, stderr *os.File, name string, args ...string) *testprog.Cmd {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := testprog.Command(t, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	cmd.WaitDelay = 5 * time.Second
 	if stdout != nil {
 		cmd.Stdout = stdout
 	}
@@ -48,14 +48,8 @@ func startGroupAs(t *testing.T, cred *syscall.Credential, stdout, stderr *os.Fil
 		cmd.Stderr = stderr
 	}
 	if err := cmd.Start(); err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		cancel()
-	})
 	return cmd
 }
 
@@ -72,16 +66,14 @@ func runAs(t *testing.T, cred *syscall.Credential, name string, args ...string) 
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := testprog.CommandContext(t, ctx, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	code := 0
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			t.Fatalf("%s %v: %v\n%s", name, args, err, out.String())
 		}
 		code = ee.ExitCode()
@@ -107,11 +99,9 @@ func binaries(t *testing.T) (ckptimg, restart string) {
 		bins.ckptimg = filepath.Join(dir, "ckptimg")
 		bins.restart = filepath.Join(dir, "ckpt-restart")
 		for out, pkg := range map[string]string{bins.ckptimg: ".", bins.restart: "../ckpt-restart"} {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+			cmd := testprog.Command(t, "go", "build", "-o", out, pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			b, err := cmd.CombinedOutput()
-			cancel()
 			if err != nil {
 				bins.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 				return
@@ -293,7 +283,7 @@ func TestCaptureKillRefusesUnrestorable(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer out.Close()
-			var p *exec.Cmd
+			var p *testprog.Cmd
 			if tc.freshIPC {
 				// unshare execs the program: the same pid.
 				p = startGroup(t, out, nil, unshare, "--ipc", fixture, tc.what)

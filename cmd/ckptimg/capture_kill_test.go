@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -75,7 +74,7 @@ func TestCaptureSIGKILL(t *testing.T) {
 		// One whole capture tells how long one takes, to spread the kills
 		// over all of it (and a little past its end).
 		start := time.Now()
-		if o, err := killCommand(ctx, t, bin, args...).CombinedOutput(); err != nil {
+		if o, err := testprog.CommandContext(t, ctx, bin, args...).CombinedOutput(); err != nil {
 			t.Fatalf("%s %v: %v\n%s", v.fixture, v.args, err, o)
 		}
 		dur := time.Since(start)
@@ -86,7 +85,7 @@ func TestCaptureSIGKILL(t *testing.T) {
 			n++
 		}
 		for i := 0; i < n; i++ {
-			c := killCommand(ctx, t, bin, args...)
+			c := testprog.CommandContext(t, ctx, bin, args...)
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -102,21 +101,6 @@ func TestCaptureSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs, %d killed before they finished", runs, killed)
-}
-
-// killCommand runs a subprocess with the test's deadline in its own
-// process group, killed with its group at the end of the test.
-func killCommand(ctx context.Context, t *testing.T, name string, args ...string) *exec.Cmd {
-	c := exec.CommandContext(ctx, name, args...)
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
-	c.WaitDelay = 5 * time.Second
-	t.Cleanup(func() {
-		if c.Process != nil {
-			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-		}
-	})
-	return c
 }
 
 // liveState is what a capture must leave as it found it.

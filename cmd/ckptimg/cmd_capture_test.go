@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -63,9 +62,9 @@ func TestCaptureFlags(t *testing.T) {
 }
 
 // startLoop starts a shell loop that counts, owned by the test.
-func startLoop(t *testing.T) *exec.Cmd {
+func startLoop(t *testing.T) *testprog.Cmd {
 	t.Helper()
-	cmd := exec.Command("/bin/sh", "-c", "i=0; while :; do i=$((i+1)); sleep 0.01; done")
+	cmd := testprog.Command(t, "/bin/sh", "-c", "i=0; while :; do i=$((i+1)); sleep 0.01; done")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +145,7 @@ func TestCaptureUnwritableOutput(t *testing.T) {
 }
 
 func TestCaptureGonePID(t *testing.T) {
-	cmd := exec.Command("/bin/true")
+	cmd := testprog.Command(t, "/bin/true")
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}

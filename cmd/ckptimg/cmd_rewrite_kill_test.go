@@ -5,13 +5,13 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // TestRewriteSIGKILL kills `ckptimg rewrite` with SIGKILL at random moments
@@ -34,7 +34,7 @@ func TestRewriteSIGKILL(t *testing.T) {
 	// spread the kills over the whole run.
 	full := filepath.Join(dir, "full.ckpt")
 	start := time.Now()
-	if out, err := exec.Command(bin, "rewrite", src, "--prefix", "/data/a=/data/b", "-o", full).CombinedOutput(); err != nil {
+	if out, err := testprog.Command(t, bin, "rewrite", src, "--prefix", "/data/a=/data/b", "-o", full).CombinedOutput(); err != nil {
 		t.Fatalf("rewrite: %v\n%s", err, out)
 	}
 	dur := time.Since(start)
@@ -58,12 +58,11 @@ func TestRewriteSIGKILL(t *testing.T) {
 			out = in
 			args = []string{"rewrite", in, "--prefix", "/data/a=/data/b", "--in-place"}
 		}
-		cmd := exec.Command(bin, args...)
+		cmd := testprog.Command(t, bin, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		pid := cmd.Process.Pid
-		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 		// A random moment from the start to a little past the usual end.
 		time.Sleep(time.Duration(rng.Int64N(int64(dur) * 6 / 5)))
 		syscall.Kill(pid, syscall.SIGKILL)

@@ -20,6 +20,7 @@ import (
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/inspect"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // TestE2EMergeEqualsFullCapture checks issue 5's merge promise on a real
@@ -268,7 +269,7 @@ func captureOnlyPath(p string) bool {
 // (-1 accepts 0 and cli.ExitDiffers, diff's two answers).
 func runBin(t *testing.T, bin string, code int, args ...string) (string, string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := testprog.Command(t, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -5,11 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,28 +15,14 @@ import (
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // subprocess returns a command that runs within the test's deadline, in a
 // process group of its own that cleanup kills.
-func subprocess(t *testing.T, name string, args ...string) *exec.Cmd {
+func subprocess(t *testing.T, name string, args ...string) *testprog.Cmd {
 	t.Helper()
-	timeout := 2 * time.Minute
-	if d, ok := t.Deadline(); ok {
-		timeout = min(timeout, time.Until(d)*9/10)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	t.Cleanup(func() {
-		if cmd.Process != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
-	return cmd
+	return testprog.Command(t, name, args...)
 }
 
 // buildCLI builds ckptimg for tests that need its real standard output.

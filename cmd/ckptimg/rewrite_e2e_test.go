@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/format"
@@ -26,12 +24,12 @@ import (
 func buildRestart(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "ckpt-restart")
-	cmd := exec.Command("go", "build", "-o", bin, "../ckpt-restart")
+	cmd := testprog.Command(t, "go", "build", "-o", bin, "../ckpt-restart")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ckpt-restart: %v\n%s", err, out)
 	}
-	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	out, _ := testprog.Command(t, bin, "--help").CombinedOutput()
 	if strings.Contains(string(out), "not built yet") {
 		t.Skip("ckpt-restart is still a placeholder")
 	}
@@ -77,13 +75,12 @@ func startCounter(t *testing.T, cwd, outFile, stdoutDir string) *counterRun {
 // waitFor polls cond until it holds, failing after testprog.Timeout.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testprog.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // countLines parses a counter output file: it must hold 0, 1, 2, ... one
@@ -151,9 +148,9 @@ func fileOfFD(t *testing.T, m *format.Meta, num int32) string {
 
 // startRestart runs ckpt-restart with args and extra fds from 3 on, and
 // kills it and the restored pid by id at cleanup.
-func startRestart(t *testing.T, bin string, restoredPID int, extra []*os.File, args ...string) *exec.Cmd {
+func startRestart(t *testing.T, bin string, restoredPID int, extra []*os.File, args ...string) *testprog.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := testprog.Command(t, bin, args...)
 	cmd.ExtraFiles = extra
 	logf, err := os.Create(filepath.Join(t.TempDir(), "restart.log"))
 	if err != nil {

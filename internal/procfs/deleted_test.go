@@ -2,18 +2,16 @@ package procfs
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // holdEnv makes the test binary a holder: it maps fds 3..3+N-1 (N in the
@@ -40,18 +38,9 @@ func TestMain(m *testing.M) {
 // waits for it to be ready.
 func startHolder(t *testing.T, files []*os.File) int {
 	t.Helper()
-	timeout := 2 * time.Minute
-	if d, ok := t.Deadline(); ok {
-		timeout = min(timeout, time.Until(d)*9/10)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd := testprog.Command(t, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), holdEnv+"="+strconv.Itoa(len(files)))
 	cmd.ExtraFiles = files
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -64,11 +53,7 @@ func startHolder(t *testing.T, files []*os.File) int {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		stdin.Close()
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	})
+	t.Cleanup(func() { stdin.Close() })
 	// The read ends at the deadline, when the group is killed.
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
 		t.Fatalf("holder: %q, %v", line, err)

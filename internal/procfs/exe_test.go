@@ -1,13 +1,12 @@
 package procfs
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // TestExeFile runs copies of sleep under a name that ends in " (deleted)"
@@ -25,20 +24,15 @@ func TestExeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	run := func(name string) int {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, bin, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		c := exec.CommandContext(ctx, p, "60")
-		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		c.WaitDelay = 5 * time.Second
+		c := testprog.Command(t, p, "60")
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL); _ = c.Wait() })
 		return c.Process.Pid
 	}
 	real := run("x (deleted)")

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // The crash test runs this test binary as a tracer that does what a capture
@@ -306,21 +309,13 @@ func mapsEqual(a, b map[string]string) bool {
 
 // command makes a subprocess with the test's deadline, in its own process
 // group, killed with its group at the end of the test.
-func command(ctx context.Context, t *testing.T, name string, args ...string) *exec.Cmd {
-	c := exec.CommandContext(ctx, name, args...)
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error { return unix.Kill(-c.Process.Pid, unix.SIGKILL) }
-	c.WaitDelay = 5 * time.Second
-	t.Cleanup(func() {
-		if c.Process != nil {
-			_ = unix.Kill(-c.Process.Pid, unix.SIGKILL)
-		}
-	})
-	return c
+func command(ctx context.Context, t *testing.T, name string, args ...string) *testprog.Cmd {
+	return testprog.CommandContext(t, ctx, name, args...)
 }
 
 func errOutput(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		return string(ee.Stderr)
 	}
 	return ""
@@ -328,7 +323,7 @@ func errOutput(err error) string {
 
 // lineProc is a running program whose stdout lines are collected.
 type lineProc struct {
-	cmd     *exec.Cmd
+	cmd     *testprog.Cmd
 	mu      sync.Mutex
 	lines   []string
 	changed chan struct{}
@@ -354,7 +349,6 @@ func startLines(ctx context.Context, t *testing.T, path string) *lineProc {
 			p.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
 	return p
 }
 

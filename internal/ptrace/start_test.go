@@ -1,7 +1,6 @@
 package ptrace
 
 import (
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,10 +13,10 @@ import (
 
 // startStub starts a fixture traced, stopped at its exec, as the restorer
 // starts its stub, and kills it at the end of the test.
-func startStub(t *testing.T, ex *Executor, options int) (*Tracee, *exec.Cmd) {
+func startStub(t *testing.T, ex *Executor, options int) (*Tracee, *testprog.Cmd) {
 	t.Helper()
-	cmd := exec.Command(testprog.Build(t, "counter"), filepath.Join(t.TempDir(), "out"))
-	tr, err := ex.StartTraced(cmd, options)
+	cmd := testprog.Command(t, testprog.Build(t, "counter"), filepath.Join(t.TempDir(), "out"))
+	tr, err := ex.StartTraced(cmd.Cmd, options)
 	if err != nil {
 		t.Fatalf("StartTraced: %v", err)
 	}

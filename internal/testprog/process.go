@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -21,7 +19,7 @@ const Timeout = 60 * time.Second
 
 // Process is a running fixture whose stdout is collected line by line.
 type Process struct {
-	Cmd *exec.Cmd
+	Cmd *Cmd
 	PID int
 	// Ready is the readiness line ("ready ...") and ReadyFields its
 	// key=value tokens, e.g. ReadyFields["counter"].
@@ -37,9 +35,9 @@ type Process struct {
 	exited  chan struct{} // closed when the process was waited for
 }
 
-// Start runs the program at path with args, registers a t.Cleanup that
-// kills it by PID and reaps it, and waits until it prints a line starting
-// with "ready".
+// Start runs the program at path with args (a Cmd: deadline, own process
+// group killed and reaped at cleanup), and waits until it prints a line
+// starting with "ready".
 func Start(t testing.TB, path string, args ...string) *Process {
 	t.Helper()
 	p := StartNoWait(t, path, args...)
@@ -52,7 +50,7 @@ func Start(t testing.TB, path string, args ...string) *Process {
 // StartNoWait is Start without waiting for the ready line.
 func StartNoWait(t testing.TB, path string, args ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(path, args...)
+	cmd := Command(t, path, args...)
 	p := &Process{Cmd: cmd, changed: make(chan struct{}), exited: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -63,7 +61,6 @@ func StartNoWait(t testing.TB, path string, args ...string) *Process {
 		t.Fatalf("testprog: start %s: %v", path, err)
 	}
 	p.PID = cmd.Process.Pid
-	t.Cleanup(func() { p.kill(t) })
 	go p.read(stdout)
 	return p
 }
@@ -98,17 +95,6 @@ func (p *Process) read(r io.Reader) {
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
 	close(p.exited)
-}
-
-// kill sends SIGKILL by PID and waits (bounded) for the reaper goroutine.
-func (p *Process) kill(t testing.TB) {
-	_ = syscall.Kill(p.PID, syscall.SIGKILL)
-	select {
-	case <-p.exited:
-	case <-time.After(Timeout):
-		// Still traced by a tracer that never let go, most likely.
-		t.Logf("testprog: pid %d not reaped within %v after SIGKILL", p.PID, Timeout)
-	}
 }
 
 // Lines returns a copy of the stdout lines read so far.

@@ -2,8 +2,10 @@
 // tests (ptrace, procfs, capture, restorer) and benchmarks use as targets.
 //
 // The sources are in _src (ignored by the go tool) and embedded. Build
-// compiles a fixture once per test binary; Start runs it, owns it (killed
-// by PID in t.Cleanup) and waits for its "ready" line.
+// compiles a fixture once per test binary; Start runs it as a Cmd (see
+// cmd.go: deadline, own process group, killed and reaped at cleanup) and
+// waits for its "ready" line. Every other subprocess of a test is a Cmd
+// too, from Command or CommandContext.
 //
 // Fixtures (see the comment at the top of each source for its protocol):
 //
@@ -66,7 +68,7 @@ func Build(t testing.TB, name string) string {
 	}
 	buildMu.Unlock()
 	once.Do(func() {
-		r := build(name)
+		r := build(t, name)
 		buildMu.Lock()
 		builds[name] = r
 		buildMu.Unlock()
@@ -83,14 +85,14 @@ func Build(t testing.TB, name string) string {
 	return r.path
 }
 
-func build(name string) *buildResult {
+func build(t testing.TB, name string) *buildResult {
 	base, static := strings.CutSuffix(name, "-static")
 	if base == "gowork" {
 		if static {
 			// Go binaries without cgo are static already.
 			return &buildResult{err: fmt.Errorf("no %s variant: gowork is always static", name)}
 		}
-		return buildGo(base)
+		return buildGo(t, base)
 	}
 	src, err := sources.ReadFile("_src/" + base + ".c")
 	if err != nil {
@@ -100,7 +102,7 @@ func build(name string) *buildResult {
 	if err != nil {
 		return &buildResult{skip: "gcc not found in PATH"}
 	}
-	version, err := exec.Command(gcc, "-dumpfullversion").Output()
+	version, err := Command(t, gcc, "-dumpfullversion").Output()
 	if err != nil {
 		return &buildResult{skip: fmt.Sprintf("gcc -dumpfullversion: %v", err)}
 	}
@@ -121,7 +123,7 @@ func build(name string) *buildResult {
 	}
 	tmp := out + fmt.Sprintf(".tmp%d", os.Getpid())
 	args := append(append([]string{}, flags...), "-o", tmp, srcPath)
-	cmd := exec.Command(gcc, args...)
+	cmd := Command(t, gcc, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -139,12 +141,12 @@ func build(name string) *buildResult {
 	return &buildResult{path: out}
 }
 
-func buildGo(name string) *buildResult {
+func buildGo(t testing.TB, name string) *buildResult {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return &buildResult{skip: "go not found in PATH"}
 	}
-	version, err := exec.Command(goTool, "env", "GOVERSION").Output()
+	version, err := Command(t, goTool, "env", "GOVERSION").Output()
 	if err != nil {
 		return &buildResult{skip: fmt.Sprintf("go env GOVERSION: %v", err)}
 	}
@@ -175,7 +177,7 @@ func buildGo(name string) *buildResult {
 		return &buildResult{err: err}
 	}
 	tmp := out + fmt.Sprintf(".tmp%d", os.Getpid())
-	cmd := exec.Command(goTool, "build", "-o", tmp, ".")
+	cmd := Command(t, goTool, "build", "-o", tmp, ".")
 	cmd.Dir = mod
 	// A standalone module with no dependencies: keep the build off the
 	// network and away from the enclosing module's settings.
