@@ -299,12 +299,6 @@ func TestCaptureKillRefusesUnrestorable(t *testing.T) {
 			img := filepath.Join(dir, "x.ckpt")
 			msg, code := run(t, ckptimg, "capture", strconv.Itoa(pid), "-o", img, "--kill")
 			t.Logf("capture --kill: exit %d\n%s", code, msg)
-			if tc.name == "sysv-shm-id0" && code == 0 {
-				// The classification of maps lines (capture/state_linux.go,
-				// another part of issue 8) took segment 0 for plain shared
-				// memory, so the image restores it as such and the kill went on.
-				t.Skip("capture does not classify System V segment id 0 yet (issue 8, item 1)")
-			}
 			if code != cli.ExitUnsupported || !strings.Contains(msg, fmt.Sprintf("not killing pid %d", pid)) ||
 				!strings.Contains(msg, tc.want) || !strings.Contains(msg, "--force") {
 				t.Fatalf("exit %d, output %q: want exit %d naming %q and --force", code, msg, cli.ExitUnsupported, tc.want)
