@@ -86,26 +86,33 @@ func Open(name string) (*Reader, error) {
 }
 
 // OpenRegular opens name for reading only if it is a regular file. It
-// opens without blocking and checks the type of what it opened before
-// reading a byte, so a FIFO or a device planted under an image's name (or
-// a name an image records) can neither hang the caller nor be read.
+// looks at the name's type before opening (opening a device can have
+// effects of its own), opens without blocking (a FIFO put there since
+// would block), and checks that what it opened is the regular file it
+// looked at, all before reading a byte.
 func OpenRegular(name string) (*os.File, os.FileInfo, error) {
-	// O_NONBLOCK: opening a FIFO with no writer would block; reads of a
-	// regular file ignore the flag.
+	st, err := os.Stat(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("format: %s is not a regular file (%s)", name, fileKind(st.Mode()))
+	}
+	// O_NONBLOCK: reads of a regular file ignore it.
 	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := f.Stat()
+	fst, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
-	if !st.Mode().IsRegular() {
+	if !fst.Mode().IsRegular() || !os.SameFile(st, fst) {
 		f.Close()
-		return nil, nil, fmt.Errorf("format: %s is not a regular file (%s)", name, fileKind(st.Mode()))
+		return nil, nil, fmt.Errorf("format: %s changed while it was opened", name)
 	}
-	return f, st, nil
+	return f, fst, nil
 }
 
 func fileKind(m os.FileMode) string {

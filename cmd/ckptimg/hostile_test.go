@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// The tests here run the ckptimg binary on crafted images the way a user
+// would, each with a deadline (a regression fails rather than hangs) and
+// its peak memory measured by the kernel (getrusage's maxrss).
+
+// hostileDeadline is far above what each command takes (well under a
+// second); the commands once ran for hours or forever on these inputs.
+const hostileDeadline = 60 * time.Second
+
+var (
+	hostileBinOnce sync.Once
+	hostileBin     string
+	hostileBinErr  error
+)
+
+// ckptimgBinary builds the binary once for the tests of this file.
+func ckptimgBinary(t *testing.T) string {
+	t.Helper()
+	hostileBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ckptimg-hostile-")
+		if err != nil {
+			hostileBinErr = err
+			return
+		}
+		hostileBin = filepath.Join(dir, "ckptimg")
+		cmd := exec.Command("go", "build", "-o", hostileBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			hostileBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if hostileBinErr != nil {
+		t.Fatal(hostileBinErr)
+	}
+	return hostileBin
+}
+
+// result is how a run of the binary ended.
+type result struct {
+	code           int
+	stdout, stderr string
+	maxRSS         int64 // bytes
+}
+
+// startBinary starts the binary with args in its own process group, with
+// a deadline, and kills the group in cleanup. stdout goes to out (a
+// buffer when nil).
+func startBinary(t *testing.T, ctx context.Context, out *os.File, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, ckptimgBinary(t), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if out != nil {
+		cmd.Stdout = out
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+	return cmd, &stdout, &stderr
+}
+
+// runBinary runs the binary to its end.
+func runBinary(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hostileDeadline)
+	defer cancel()
+	cmd, stdout, stderr := startBinary(t, ctx, nil, args...)
+	return waitBinary(t, ctx, cmd, stdout, stderr, args)
+}
+
+func waitBinary(t *testing.T, ctx context.Context, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, args []string) result {
+	t.Helper()
+	err := cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("ckptimg %s: still running after %s (killed): %v", strings.Join(args, " "), hostileDeadline, err)
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("ckptimg %s: %v", strings.Join(args, " "), err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String(), maxRSS: ru.Maxrss << 10}
+}
+
+// hostileImage is a crafted image of format/testdata/hostile (see
+// format/hostile_test.go for how each is made).
+func hostileImage(name string) string { return filepath.Join("..", "..", "format", "testdata", "hostile", name) }
+
+// TestHostileBombs runs the reading commands on the blob and metadata
+// bombs: each must refuse the image as corrupt, naming the problem, with
+// bounded memory. Before, a 14 KB image whose blob claims 64 GiB passed
+// verify (and killed ckpt-restart with "out of memory"), and 32 KB of
+// zstd metadata made info build gigabytes of records.
+func TestHostileBombs(t *testing.T) {
+	for _, tc := range []struct {
+		image, want string
+		maxRSS      int64
+	}{
+		{"blob-bomb.ckpt", "extents overlap or go back", 64 << 20},
+		{"meta-bomb.ckpt", "decodes to more than its limit", 512 << 20},
+	} {
+		img := hostileImage(tc.image)
+		for _, args := range [][]string{{"info", img}, {"ls", img}, {"verify", img}, {"diff", img, img}, {"cat", "--addr", "0x10000+16", img}} {
+			t.Run(tc.image+"/"+args[0], func(t *testing.T) {
+				r := runBinary(t, args...)
+				if r.code != cli.ExitCorrupt || !strings.Contains(r.stderr, tc.want) {
+					t.Errorf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, cli.ExitCorrupt, tc.want)
+				}
+				if r.maxRSS > tc.maxRSS {
+					t.Errorf("peak memory %d MiB, want at most %d MiB", r.maxRSS>>20, tc.maxRSS>>20)
+				}
+				t.Logf("exit %d, peak memory %d MiB", r.code, r.maxRSS>>20)
+			})
+		}
+	}
+}
+
+// writeHugeAreaImage writes an image whose process has one anonymous area
+// of 2^63 bytes, holding one stored page at addr when addr is nonzero.
+func writeHugeAreaImage(t *testing.T, path string, addr uint64, page []byte) {
+	t.Helper()
+	const start = 0x1000
+	meta := &format.Meta{
+		Machine: format.Machine{Arch: format.ArchAMD64, PageSize: 4096},
+		Processes: []format.Process{{PID: 7, Threads: []format.Thread{{TID: 7}}, Areas: []format.Area{
+			{Start: start, End: start + 1<<63, Prot: format.ProtRead | format.ProtWrite},
+		}}},
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := format.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr != 0 {
+		if err := w.AddPages(7, addr, page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Close(meta); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostileHugeArea runs the reading commands on an area of 2^63 bytes:
+// their work must follow what is stored, not the address range (diff
+// once walked it page by page for hours, deaf to SIGINT and SIGTERM).
+func TestHostileHugeArea(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.ckpt"), filepath.Join(dir, "b.ckpt")
+	far := uint64(0x1000 + 1<<62)
+	writeHugeAreaImage(t, a, 0, nil)
+	writeHugeAreaImage(t, b, far, bytes.Repeat([]byte{'x'}, 4096))
+
+	r := runBinary(t, "diff", "-o", "text", a, b)
+	want := fmt.Sprintf("mem 7 %016x-%016x 1 content", far, far+4096)
+	if r.code != cli.ExitDiffers || !strings.Contains(r.stdout, want) {
+		t.Errorf("diff: exit %d, stdout %q, stderr %q; want exit %d and %q", r.code, r.stdout, r.stderr, cli.ExitDiffers, want)
+	}
+	for _, args := range [][]string{{"diff", a, a}, {"ls", "--areas", b}, {"info", b}, {"verify", b}} {
+		if r := runBinary(t, args...); r.code != 0 {
+			t.Errorf("%s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	r = runBinary(t, "cat", "--addr", fmt.Sprintf("%#x+8192", far-4096), b)
+	if want := string(make([]byte, 4096)) + strings.Repeat("x", 4096); r.code != 0 || r.stdout != want {
+		t.Errorf("cat: exit %d, %d bytes, stderr %q", r.code, len(r.stdout), r.stderr)
+	}
+
+	// cat to the end of the area writes 2^63 bytes: SIGINT and SIGTERM
+	// must each stop it, with the interrupted exit status.
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer null.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), hostileDeadline)
+			defer cancel()
+			args := []string{"cat", "--addr", "0x1000", b}
+			cmd, stdout, stderr := startBinary(t, ctx, null, args...)
+			// Wait until it is writing, then signal it.
+			waitWritten(t, ctx, cmd.Process.Pid, 64<<20)
+			cmd.Process.Signal(sig)
+			r := waitBinary(t, ctx, cmd, stdout, stderr, args)
+			if r.code != cli.ExitInterrupted {
+				t.Errorf("cat after %v: exit %d, stderr %q; want %d", sig, r.code, r.stderr, cli.ExitInterrupted)
+			}
+		})
+	}
+}
+
+// waitWritten waits until process pid has written n bytes.
+func waitWritten(t *testing.T, ctx context.Context, pid int, n int64) {
+	t.Helper()
+	for ctx.Err() == nil {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wchar int64
+		for _, l := range strings.Split(string(b), "\n") {
+			fmt.Sscanf(l, "wchar: %d", &wchar)
+		}
+		if wchar >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not write %d bytes in %s", pid, n, hostileDeadline)
+}
+
+// TestHostileFIFOBesideDelta plants a FIFO named *.ckpt beside a delta
+// whose parent is missing: the commands that look for the parent must
+// skip it and say the parent is missing, not block opening it.
+func TestHostileFIFOBesideDelta(t *testing.T) {
+	dir := t.TempDir()
+	delta := copyImage(t, dir, "delta")
+	if err := syscall.Mkfifo(filepath.Join(dir, "base.ckpt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "merged.ckpt")
+	for _, args := range [][]string{
+		{"info", delta}, {"verify", delta}, {"cat", "--addr", "0x2000000+16", delta}, {"merge", "-o", out, delta},
+	} {
+		r := runBinary(t, args...)
+		if args[0] == "info" { // info reports the chain and goes on
+			if r.code != 0 || !strings.Contains(r.stdout, "Chain:             not resolved") || !strings.Contains(r.stdout, "not found") {
+				t.Errorf("info: exit %d, stdout %q, stderr %q; want the chain reported not resolved", r.code, r.stdout, r.stderr)
+			}
+			continue
+		}
+		if r.code == 0 || !strings.Contains(r.stderr, "not found") {
+			t.Errorf("%s: exit %d, stderr %q; want a failure saying the parent is not found", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	// Named directly, the FIFO is refused as what it is.
+	r := runBinary(t, "info", filepath.Join(dir, "base.ckpt"))
+	if r.code == 0 || !strings.Contains(r.stderr, "not a regular file (a FIFO)") {
+		t.Errorf("info FIFO: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestHostileCatIdentity checks that cat reads a file an image names only
+// when the image records the file's identity and the file has it: an
+// image naming a secret file (as one named /etc/shadow did) gets nothing,
+// and a FIFO is never opened for reading.
+func TestHostileCatIdentity(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, bytes.Repeat([]byte("SECRET "), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refOf := func(path string) format.FileRef {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		return format.FileRef{Path: path, Dev: uint64(sys.Dev), Ino: sys.Ino, Mode: uint32(sys.Mode), Size: st.Size(), MtimeNs: st.ModTime().UnixNano()}
+	}
+	other := refOf(filepath.Join(dir, "fifo"))
+	other.Path = secret // another file's identity
+	for _, tc := range []struct {
+		name string
+		ref  format.FileRef
+		want string
+	}{
+		{"no identity", format.FileRef{Path: secret}, "does not record the file's identity"},
+		{"another file's identity", other, "not the file that was mapped"},
+		{"a FIFO", refOf(fifo), "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "img.ckpt")
+			meta := &format.Meta{
+				Machine: format.Machine{Arch: format.ArchAMD64, PageSize: 4096},
+				Processes: []format.Process{{PID: 7, Threads: []format.Thread{{TID: 7}}, Areas: []format.Area{
+					{Start: 0x10000, End: 0x12000, Prot: format.ProtRead, Flags: format.MapFile, Name: tc.ref.Path, File: tc.ref},
+				}}},
+			}
+			f, err := os.Create(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := format.NewWriter(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Close(meta); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			r := runBinary(t, "cat", "--addr", "0x10000+16", img)
+			if r.code == 0 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stdout, "SECRET") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want a failure saying %q and nothing read", r.code, r.stdout, r.stderr, tc.want)
+			}
+		})
+	}
+}
