@@ -107,7 +107,9 @@ func waitBinary(t *testing.T, ctx context.Context, cmd *exec.Cmd, stdout, stderr
 
 // hostileImage is a crafted image of format/testdata/hostile (see
 // format/hostile_test.go for how each is made).
-func hostileImage(name string) string { return filepath.Join("..", "..", "format", "testdata", "hostile", name) }
+func hostileImage(name string) string {
+	return filepath.Join("..", "..", "format", "testdata", "hostile", name)
+}
 
 // TestHostileBombs runs the reading commands on the blob and metadata
 // bombs: each must refuse the image as corrupt, naming the problem, with
