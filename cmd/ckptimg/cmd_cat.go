@@ -35,9 +35,10 @@ standard output. ADDR and LEN are hexadecimal with 0x, or decimal; without
 Pages of a delta image that are in its parent are read from the parent
 (found by image id next to the image and in the --dir directories). Pages
 the image does not store because they come from a mapped file are read
-from that file when it still exists with the same identity (device, inode,
-size and modification time), else cat fails and says so (--no-file makes
-such pages an error without looking). Pages never populated read as zeros.`,
+from that file when it is still a regular file with the identity the image
+records (device, inode, size and modification time, checked before a byte
+is read), else cat fails and says so (--no-file makes such pages an error
+without looking). Pages never populated read as zeros.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
