@@ -28,11 +28,14 @@ test-short:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./format/ ./...
 
-# Fuzz each reader target for FUZZTIME (default 5m each).
+# Fuzz each reader target for FUZZTIME (default 5m each). FuzzStructure
+# mutates decoded metadata and runs every reader, the planner and the
+# checks on it; minimizing its inputs is capped, as each run is slow.
 fuzz:
 	for f in FuzzReader FuzzMetadata FuzzMessage; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./format/ || exit 1; \
 	done
+	$(GO) test -run '^$$' -fuzz '^FuzzStructure$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./inspect/
 
 # Regenerate the golden images and their expected outputs.
 golden:
