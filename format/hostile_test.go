@@ -5,10 +5,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"testing/iotest"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
@@ -129,5 +133,68 @@ func TestHostileImages(t *testing.T) {
 			}
 			t.Logf("%d bytes: %v; allocated %d bytes", len(img), err, alloc)
 		})
+	}
+}
+
+// TestOpenRegular checks that Open refuses what is not a regular file
+// without blocking: a FIFO with no writer would block a plain open.
+func TestOpenRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.ckpt")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	full, _ := smallImages(t)
+	img := filepath.Join(dir, "img.ckpt")
+	if err := os.WriteFile(img, full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, tc := range []struct{ path, want string }{{fifo, "(a FIFO)"}, {dir, "(a directory)"}, {os.DevNull, "(a device)"}} {
+			if _, err := Open(tc.path); err == nil || !strings.Contains(err.Error(), "is not a regular file "+tc.want) {
+				t.Errorf("Open(%s) = %v, want an error saying it is not a regular file %s", tc.path, err, tc.want)
+			}
+		}
+		r, err := Open(img)
+		if err != nil {
+			t.Errorf("Open(%s): %v", img, err)
+			return
+		}
+		r.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Open blocked for a minute")
+	}
+}
+
+// TestOpenBlob reads a blob back through OpenBlob, and a blob in a damaged
+// chunk gives the chunk's checksum error rather than its bytes.
+func TestOpenBlob(t *testing.T) {
+	full, _ := smallImages(t)
+	r := mustReader(t, full)
+	br, err := r.OpenBlob(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(iotest.OneByteReader(br))
+	if err != nil || int64(len(got)) != br.Size() || len(got) != 3000 {
+		t.Fatalf("read %d bytes of a %d-byte blob: %v", len(got), br.Size(), err)
+	}
+	if _, err := r.OpenBlob(1); err == nil {
+		t.Error("OpenBlob(1) of an image with one blob succeeded")
+	}
+	e := r.Meta().Blobs[0].Extents[0]
+	bad := bytes.Clone(full)
+	bad[r.Chunks()[e.Chunk].Offset+1] ^= 1
+	br, err = mustReader(t, bad).OpenBlob(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(br); !errors.Is(err, ErrChecksum) {
+		t.Errorf("reading a blob in a damaged chunk: %v, want ErrChecksum", err)
 	}
 }

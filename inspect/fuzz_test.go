@@ -144,7 +144,7 @@ func readEverything(t *testing.T, base fuzzBase, img []byte) {
 	chain, err := format.NewChain(append([]*format.Reader{r}, base.parents...)...)
 	if err == nil {
 		inspect.Chain(chain)
-		inspect.CheckChain(chain)
+		inspect.CheckChain(ctx, chain)
 		// cat: the first pages of the first areas.
 		for _, p := range r.Meta().Processes[:min(2, len(r.Meta().Processes))] {
 			for _, a := range p.Areas[:min(8, len(p.Areas))] {

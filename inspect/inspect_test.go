@@ -261,7 +261,7 @@ func TestCheckChainDetectsBadParentHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := inspect.CheckChain(c)
+	n, err := inspect.CheckChain(context.Background(), c)
 	var ce *format.CorruptError
 	if n != 2 || !errors.As(err, &ce) || !errors.Is(err, format.ErrChecksum) || ce.Section != "page-hashes" || ce.Offset <= 0 {
 		t.Fatalf("CheckChain = %d, %v; want 2 pages checked and a page-hashes checksum error", n, err)

@@ -28,30 +28,31 @@ const hostileDeadline = 60 * time.Second
 
 var (
 	hostileBinOnce sync.Once
-	hostileBin     string
+	hostileBinDir  string
 	hostileBinErr  error
 )
 
-// ckptimgBinary builds the binary once for the tests of this file.
-func ckptimgBinary(t *testing.T) string {
+// hostileBinary returns the path of ckptimg or ckpt-restart, both built
+// once for the tests of this file.
+func hostileBinary(t *testing.T, name string) string {
 	t.Helper()
 	hostileBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ckptimg-hostile-")
-		if err != nil {
-			hostileBinErr = err
+		if hostileBinDir, hostileBinErr = os.MkdirTemp("", "ckptimg-hostile-"); hostileBinErr != nil {
 			return
 		}
-		hostileBin = filepath.Join(dir, "ckptimg")
-		cmd := exec.Command("go", "build", "-o", hostileBin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			hostileBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		for _, pkg := range []string{".", "../ckpt-restart"} {
+			cmd := exec.Command("go", "build", "-o", hostileBinDir, pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				hostileBinErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
 		}
 	})
 	if hostileBinErr != nil {
 		t.Fatal(hostileBinErr)
 	}
-	return hostileBin
+	return filepath.Join(hostileBinDir, name)
 }
 
 // result is how a run of the binary ended.
@@ -61,12 +62,16 @@ type result struct {
 	maxRSS         int64 // bytes
 }
 
-// startBinary starts the binary with args in its own process group, with
-// a deadline, and kills the group in cleanup. stdout goes to out (a
-// buffer when nil).
+// startBinary starts ckptimg with args (ckpt-restart when args[0] says
+// so) in its own process group, with a deadline, and kills the group in
+// cleanup. stdout goes to out (a buffer when nil).
 func startBinary(t *testing.T, ctx context.Context, out *os.File, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, ckptimgBinary(t), args...)
+	bin := hostileBinary(t, "ckptimg")
+	if args[0] == "ckpt-restart" {
+		bin, args = hostileBinary(t, "ckpt-restart"), args[1:]
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
@@ -125,7 +130,8 @@ func TestHostileBombs(t *testing.T) {
 		{"meta-bomb.ckpt", "decodes to more than its limit", 512 << 20},
 	} {
 		img := hostileImage(tc.image)
-		for _, args := range [][]string{{"info", img}, {"ls", img}, {"verify", img}, {"diff", img, img}, {"cat", "--addr", "0x10000+16", img}} {
+		for _, args := range [][]string{{"info", img}, {"ls", img}, {"verify", img}, {"diff", img, img}, {"cat", "--addr", "0x10000+16", img},
+			{"ckpt-restart", "--check", img}} {
 			t.Run(tc.image+"/"+args[0], func(t *testing.T) {
 				r := runBinary(t, args...)
 				if r.code != cli.ExitCorrupt || !strings.Contains(r.stderr, tc.want) {
@@ -251,6 +257,7 @@ func TestHostileFIFOBesideDelta(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "merged.ckpt")
 	for _, args := range [][]string{
 		{"info", delta}, {"verify", delta}, {"cat", "--addr", "0x2000000+16", delta}, {"merge", "-o", out, delta},
+		{"ckpt-restart", "--check", delta},
 	} {
 		r := runBinary(t, args...)
 		if args[0] == "info" { // info reports the chain and goes on
