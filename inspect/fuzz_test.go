@@ -65,7 +65,7 @@ func FuzzStructure(f *testing.F) {
 }
 
 // fuzzTimeout bounds one input; every one takes milliseconds.
-const fuzzTimeout = 20 * time.Second
+const fuzzTimeout = 5 * time.Second
 
 // fuzzBases are the golden images mutated, each with the parents a delta
 // needs (the parents stay as they are).
