@@ -110,7 +110,12 @@ func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer
 	}
 	var open inspect.FileOpener
 	if !opts.noFile {
-		open = openAreaFile
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		owner := st.Sys().(*syscall.Stat_t).Uid
+		open = func(a *format.Area) (io.ReaderAt, error) { return openAreaFile(a, owner) }
 	}
 	buf := make([]byte, min(length, 1<<20))
 	for done := uint64(0); done < length; {
@@ -135,7 +140,11 @@ func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer
 // modification time the image records. All are compared before the file
 // is opened and again on what was opened, before a byte is read; an
 // image that does not record them all gets nothing read.
-func openAreaFile(a *format.Area) (io.ReaderAt, error) {
+//
+// The identity of a file is no secret (anyone may stat it), so an image
+// can name any file correctly: from an image another user owns, cat reads
+// only files anyone may read, never what only the caller may.
+func openAreaFile(a *format.Area, imageOwner uint32) (io.ReaderAt, error) {
 	want := a.File
 	if want.Path == "" {
 		return nil, fmt.Errorf("the image records no path for the file")
@@ -149,6 +158,9 @@ func openAreaFile(a *format.Area) (io.ReaderAt, error) {
 	}
 	if err := sameFile(st, want); err != nil {
 		return nil, err
+	}
+	if imageOwner != uint32(os.Geteuid()) && st.Mode().Perm()&0o004 == 0 {
+		return nil, fmt.Errorf("the image belongs to uid %d and the file is not readable by everyone: cat reads it only from your own images", imageOwner)
 	}
 	f, fst, err := format.OpenRegular(want.Path)
 	if err != nil {

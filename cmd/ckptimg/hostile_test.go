@@ -303,9 +303,10 @@ func TestHostileFIFOBesideDelta(t *testing.T) {
 }
 
 // TestHostileCatIdentity checks that cat reads a file an image names only
-// when the image records the file's identity and the file has it: an
-// image naming a secret file (as one named /etc/shadow did) gets nothing,
-// and a FIFO is never opened for reading.
+// when the image records the file's identity and the file has it, and,
+// from another user's image, only when anyone may read it: an image
+// naming a secret file (as one named /etc/shadow did) gets nothing, and a
+// FIFO is never opened for reading.
 func TestHostileCatIdentity(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
@@ -326,16 +327,29 @@ func TestHostileCatIdentity(t *testing.T) {
 	}
 	other := refOf(filepath.Join(dir, "fifo"))
 	other.Path = secret // another file's identity
+	public := filepath.Join(dir, "public")
+	if err := os.WriteFile(public, bytes.Repeat([]byte("PUBLIC "), 1024), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name string
-		ref  format.FileRef
-		want string
+		name  string
+		ref   format.FileRef
+		owner int    // of the image: -1 the caller
+		want  string // in the error; "" for success
 	}{
-		{"no identity", format.FileRef{Path: secret}, "does not record the file's identity"},
-		{"another file's identity", other, "not the file that was mapped"},
-		{"a FIFO", refOf(fifo), "not a regular file"},
+		{"no identity", format.FileRef{Path: secret}, -1, "does not record the file's identity"},
+		{"another file's identity", other, -1, "not the file that was mapped"},
+		{"a FIFO", refOf(fifo), -1, "not a regular file"},
+		{"own image", refOf(secret), -1, ""},
+		// The identity of a file is public: an image of another user
+		// names the secret correctly, and still gets nothing.
+		{"another user's image", refOf(secret), 65534, "not readable by everyone"},
+		{"another user's image, public file", refOf(public), 65534, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.owner >= 0 && os.Geteuid() != 0 {
+				t.Skip("needs root to give the image to another user")
+			}
 			img := filepath.Join(t.TempDir(), "img.ckpt")
 			meta := &format.Meta{
 				Machine: format.Machine{Arch: format.ArchAMD64, PageSize: 4096},
@@ -355,7 +369,18 @@ func TestHostileCatIdentity(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.Close()
+			if tc.owner >= 0 {
+				if err := os.Chown(img, tc.owner, tc.owner); err != nil {
+					t.Fatal(err)
+				}
+			}
 			r := runBinary(t, "cat", "--addr", "0x10000+16", img)
+			if tc.want == "" {
+				if r.code != 0 || len(r.stdout) != 16 {
+					t.Errorf("exit %d, stdout %q, stderr %q; want the file's first 16 bytes", r.code, r.stdout, r.stderr)
+				}
+				return
+			}
 			if r.code == 0 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stdout, "SECRET") {
 				t.Errorf("exit %d, stdout %q, stderr %q; want a failure saying %q and nothing read", r.code, r.stdout, r.stderr, tc.want)
 			}
