@@ -27,6 +27,15 @@ import (
 // second); the commands once ran for hours or forever on these inputs.
 const hostileDeadline = 60 * time.Second
 
+// TestMain removes the binaries the tests of this file built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if hostileBinDir != "" {
+		os.RemoveAll(hostileBinDir)
+	}
+	os.Exit(code)
+}
+
 var (
 	hostileBinOnce sync.Once
 	hostileBinDir  string
