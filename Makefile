@@ -39,11 +39,16 @@ test-short: lint
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./format/ ./...
 
-# Fuzz each reader target for FUZZTIME (default 5m each).
+# Fuzz each reader target for FUZZTIME (default 5m each). FuzzTables and
+# FuzzStructure are structure-aware: they change decoded fields (of the
+# tables; of the metadata) and recompute the checksums. FuzzStructure runs
+# every reader, the planner and the checks; minimizing its inputs is
+# capped, as each run is slow.
 fuzz:
-	for f in FuzzReader FuzzMetadata FuzzMessage; do \
+	for f in FuzzReader FuzzMetadata FuzzMessage FuzzTables; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./format/ || exit 1; \
 	done
+	$(GO) test -run '^$$' -fuzz '^FuzzStructure$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./inspect/
 
 # Regenerate the golden images and their expected outputs.
 golden:

@@ -225,8 +225,22 @@ func (e *decodeError) Error() string { return e.msg }
 // of input (plus 64 KiB), checked as it goes, since an empty record costs
 // two bytes of input but can be hundreds of bytes decoded.
 func unmarshalMessage(b []byte, v any) error {
-	d := decoder{budget: maxMetaExpansion*len(b) + 64<<10, size: len(b)}
+	return unmarshalBudget(b, v, maxMetaExpansion*len(b)+64<<10)
+}
+
+// unmarshalBudget is unmarshalMessage with the memory the decoded records
+// may take given.
+func unmarshalBudget(b []byte, v any, budget int) error {
+	d := decoder{budget: budget, size: len(b), limit: budget}
 	return d.message(b, 0, reflect.ValueOf(v).Elem(), 0)
+}
+
+// metaBudget is what the decoded metadata may take: maxMetaExpansion
+// times its plaintext, but also at most metaStoredExpansion times its
+// stored bytes plus 64 MiB, so that a few KiB of zstd cannot make a reader
+// build a gigabyte of records, and never more than MaxMetadataMemory.
+func metaBudget(plain, stored uint64) int {
+	return int(min(maxMetaExpansion*plain+64<<10, metaStoredExpansion*stored+64<<20, MaxMetadataMemory))
 }
 
 // maxMetaExpansion bounds the memory decoded records take per byte of
@@ -234,15 +248,21 @@ func unmarshalMessage(b []byte, v any) error {
 // record takes about 600.
 const maxMetaExpansion = 64
 
+// metaStoredExpansion bounds the decoded records per stored (compressed)
+// byte beyond the first 64 MiB. Real metadata compresses under 20 times
+// and decodes to under 10 times its plaintext.
+const metaStoredExpansion = 1024
+
 type decoder struct {
 	budget int // bytes the decoded records may still take
 	size   int // of the whole input, for the message
+	limit  int // the initial budget, for the message
 }
 
 func (d *decoder) spend(n, off int) error {
 	d.budget -= n
 	if d.budget < 0 {
-		return &decodeError{off, fmt.Sprintf("message of %d bytes expands to more than %d times its size", d.size, maxMetaExpansion)}
+		return &decodeError{off, fmt.Sprintf("message of %d bytes decodes to more than its limit of %d bytes (docs/FORMAT.md, Limits)", d.size, d.limit)}
 	}
 	return nil
 }

@@ -219,7 +219,7 @@ func TestMessageDecodeBudget(t *testing.T) {
 	var m Meta
 	var err error
 	alloc := allocsOf(func() { err = unmarshalMessage(b, &m) })
-	if err == nil || !strings.Contains(err.Error(), "expands") {
+	if err == nil || !strings.Contains(err.Error(), "decodes to more than its limit") {
 		t.Errorf("unmarshal of %d empty processes: %v, want an expansion error", len(b)/2, err)
 	}
 	if limit := uint64(maxMetaExpansion * len(b)); alloc > limit {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -211,4 +212,118 @@ func TestCloneMetaShorterEncoding(t *testing.T) {
 	if len(c.Processes) != len(m.Processes) {
 		t.Errorf("clone has %d processes, want %d", len(c.Processes), len(m.Processes))
 	}
+}
+
+// FuzzTables is the structure-aware fuzzer of the tables: it changes one
+// decoded field of a chunk table entry or a directory entry of a valid
+// image (offsets, lengths, counts, codecs, flags, checksums), writes the
+// table back and recomputes every checksum that covers it (the table's in
+// the directory, the directory's and the image id in the trailer), so
+// the reader's checks, not a checksum, must catch it. FuzzStructure
+// (package inspect) does the same to the metadata for every reader.
+func FuzzTables(f *testing.F) {
+	full, delta := smallImages(f)
+	for field := range uint8(16) {
+		f.Add(false, uint8(0), field, uint64(1))
+		f.Add(true, uint8(1), field, uint64(1<<32))
+	}
+	f.Fuzz(func(t *testing.T, useDelta bool, entry, field uint8, v uint64) {
+		img := full
+		if useDelta {
+			img = delta
+		}
+		r := mustReader(t, img)
+		dir := append([]Section(nil), r.allSections...)
+		chunks := append([]Chunk(nil), r.chunks...)
+		if field < 8 {
+			c := &chunks[int(entry)%len(chunks)]
+			switch field {
+			case 0:
+				c.Offset = v
+			case 1:
+				c.StoredLen = uint32(v)
+			case 2:
+				c.PlainLen = uint32(v)
+			case 3:
+				c.Codec = Codec(v)
+			case 4:
+				c.Flags = ChunkFlags(v)
+			case 5:
+				c.Checksum = v
+			case 6:
+				c.StoredChecksum = uint32(v)
+			case 7:
+				c.Offset += v % 64
+			}
+		} else {
+			s := &dir[int(entry)%len(dir)]
+			switch field {
+			case 8:
+				s.Offset = v
+			case 9:
+				s.StoredLen = v
+			case 10:
+				s.PlainLen = v
+			case 11:
+				s.Count = v
+			case 12:
+				s.Codec = Codec(v)
+			case 13:
+				s.Kind = SectionKind(v)
+			case 14:
+				s.Checksum = v
+			default:
+				s.Count += v % 64
+			}
+		}
+		data := resealTables(t, img, r, dir, chunks)
+		var r2 *Reader
+		var err error
+		alloc := allocsOf(func() { r2, err = NewReader(bytes.NewReader(data), int64(len(data))) })
+		if limit := maxOpenAlloc(len(data)); alloc > limit {
+			t.Fatalf("opening %d bytes allocated %d, over the bound of %d", len(data), alloc, limit)
+		}
+		if err != nil {
+			checkReaderError(t, "NewReader", err)
+			return
+		}
+		if err := r2.Verify(context.Background(), nil); err != nil {
+			checkReaderError(t, "Verify", err)
+		}
+		exerciseReader(r2)
+		for i := range r2.Meta().Blobs {
+			br, err := r2.OpenBlob(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, br); err != nil {
+				checkReaderError(t, "reading a blob", err)
+			}
+		}
+	})
+}
+
+// resealTables returns img with its chunk table and directory replaced by
+// chunks and dir (the chunk table keeps its place and length when dir
+// does), and every checksum over them recomputed.
+func resealTables(t *testing.T, img []byte, r *Reader, dir []Section, chunks []Chunk) []byte {
+	out := bytes.Clone(img[:r.dirOffset])
+	ct := r.section(SectionChunkTable)
+	var table []byte
+	for i := range chunks {
+		table = chunks[i].append(table)
+	}
+	if uint64(len(table)) == ct.StoredLen {
+		copy(out[ct.Offset:], table)
+	}
+	var d []byte
+	for i := range dir {
+		if dir[i].Kind == SectionChunkTable && dir[i].Offset == ct.Offset && dir[i].StoredLen == ct.StoredLen {
+			dir[i].Checksum = xxhash.Sum64(table)
+		}
+		d = dir[i].append(d)
+	}
+	out = append(out, d...)
+	sum := sha256.Sum256(d)
+	return append(out, newTrailer(r.dirOffset, uint32(len(d)), ImageID(sum[:16]), xxhash.Sum64(d))[:]...)
 }

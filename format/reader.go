@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
@@ -71,13 +72,8 @@ var (
 
 // Open opens the image file name. Close the Reader when done.
 func Open(name string) (*Reader, error) {
-	f, err := os.Open(name)
+	f, st, err := OpenRegular(name)
 	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	r, err := NewReader(f, st.Size())
@@ -87,6 +83,50 @@ func Open(name string) (*Reader, error) {
 	}
 	r.closer = f
 	return r, nil
+}
+
+// OpenRegular opens name for reading only if it is a regular file. It
+// looks at the name's type before opening (opening a device can have
+// effects of its own), opens without blocking (a FIFO put there since
+// would block), and checks that what it opened is the regular file it
+// looked at, all before reading a byte.
+func OpenRegular(name string) (*os.File, os.FileInfo, error) {
+	st, err := os.Stat(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("format: %s is not a regular file (%s)", name, fileKind(st.Mode()))
+	}
+	// O_NONBLOCK: reads of a regular file ignore it.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fst, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fst.Mode().IsRegular() || !os.SameFile(st, fst) {
+		f.Close()
+		return nil, nil, fmt.Errorf("format: %s changed while it was opened", name)
+	}
+	return f, fst, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "type " + m.Type().String()
 }
 
 // Close closes the file Open opened; it does nothing for NewReader's.
@@ -301,7 +341,7 @@ func (r *Reader) readMetadata() error {
 		return checksumError("metadata", int64(s.Offset), s.Checksum, got)
 	}
 	m := new(Meta)
-	if err := unmarshalMessage(plain, m); err != nil {
+	if err := unmarshalBudget(plain, m, metaBudget(s.PlainLen, s.StoredLen)); err != nil {
 		var de *decodeError
 		if errors.As(err, &de) {
 			return corrupt("metadata", int64(de.off), "%s (offset within the decoded metadata)", de.msg)

@@ -42,12 +42,21 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 			}
 		}
 	}
+	// Extents follow each other through the chunks, blob after blob, as a
+	// writer lays them out: no byte is used twice, so the blobs hold no
+	// more bytes than the chunks do, and reading them in order decodes
+	// each chunk once.
+	var prevChunk, prevEnd uint64
 	for i, b := range m.Blobs {
 		var sum uint64
 		for j, e := range b.Extents {
 			if int(e.Chunk) >= len(chunks) || uint64(e.Offset)+uint64(e.Length) > uint64(chunks[e.Chunk].PlainLen) {
 				return bad(fmt.Sprintf("blobs[%d].extents[%d]", i, j), "chunk %d offset %d length %d is outside the chunk table", e.Chunk, e.Offset, e.Length)
 			}
+			if c := uint64(e.Chunk); c < prevChunk || c == prevChunk && uint64(e.Offset) < prevEnd {
+				return bad(fmt.Sprintf("blobs[%d].extents[%d]", i, j), "chunk %d offset %d comes before the end of the previous extent (chunk %d offset %d): extents overlap or go back", e.Chunk, e.Offset, prevChunk, prevEnd)
+			}
+			prevChunk, prevEnd = uint64(e.Chunk), uint64(e.Offset)+uint64(e.Length)
 			sum += uint64(e.Length)
 		}
 		if sum != b.Size {

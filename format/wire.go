@@ -198,6 +198,9 @@ const (
 	MaxDirectoryEntries = 256
 	// MaxMetadataSize bounds the metadata's plaintext.
 	MaxMetadataSize = 256 << 20
+	// MaxMetadataMemory bounds the memory the decoded metadata records may
+	// take, whatever the ratios below allow.
+	MaxMetadataMemory = 1 << 30
 	// MaxChunks bounds the chunk table (16 TiB of 4 MiB chunks).
 	MaxChunks = 1 << 22
 	// MaxPageHashes bounds the page hash table (64 TiB of 4 KiB pages).

@@ -1,8 +1,11 @@
 package inspect
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -54,7 +57,7 @@ type MemChange struct {
 // by their contents, not by where their chunks are. Pages recorded as in a
 // parent are compared by the hash the delta recorded, so parents need not
 // be present. Diff reads the page hash tables and the blobs, never pages.
-func Diff(a, b *format.Reader) (*DiffResult, error) {
+func Diff(ctx context.Context, a, b *format.Reader) (*DiffResult, error) {
 	res := &DiffResult{A: a.ID().String(), B: b.ID().String(), Metadata: []MetaChange{}, Memory: []MemChange{}}
 	ma, mb := a.CloneMeta(), b.CloneMeta()
 	for _, m := range []*format.Meta{ma, mb} {
@@ -86,10 +89,10 @@ func Diff(a, b *format.Reader) (*DiffResult, error) {
 		}),
 	)
 	res.Metadata = append(res.Metadata, rep.changes...)
-	if err := diffBlobs(a, b, res); err != nil {
+	if err := diffBlobs(ctx, a, b, res); err != nil {
 		return nil, err
 	}
-	if err := diffMemory(a, b, res); err != nil {
+	if err := diffMemory(ctx, a, b, res); err != nil {
 		return nil, err
 	}
 	res.Equal = len(res.Metadata) == 0 && len(res.Memory) == 0
@@ -230,14 +233,14 @@ func writeValue(b *strings.Builder, v reflect.Value) {
 	}
 }
 
-func diffBlobs(a, b *format.Reader, res *DiffResult) error {
+func diffBlobs(ctx context.Context, a, b *format.Reader, res *DiffResult) error {
 	n := min(len(a.Meta().Blobs), len(b.Meta().Blobs)) // extra blobs show in the metadata diff
 	for i := 0; i < n; i++ {
-		ha, err := blobHash(a, a.Meta().Blobs[i])
+		ha, err := blobHash(ctx, a, i)
 		if err != nil {
 			return err
 		}
-		hb, err := blobHash(b, b.Meta().Blobs[i])
+		hb, err := blobHash(ctx, b, i)
 		if err != nil {
 			return err
 		}
@@ -249,17 +252,27 @@ func diffBlobs(a, b *format.Reader, res *DiffResult) error {
 	return nil
 }
 
-// blobHash returns the first 8 bytes of the SHA-256 of a blob's contents.
-func blobHash(r *format.Reader, b format.Blob) ([]byte, error) {
+// blobHash returns the first 8 bytes of the SHA-256 of blob i's contents.
+func blobHash(ctx context.Context, r *format.Reader, i int) ([]byte, error) {
+	br, err := r.OpenBlob(i)
+	if err != nil {
+		return nil, err
+	}
 	d := sha256.New()
-	for _, e := range b.Extents {
-		data, err := r.ReadChunk(int(e.Chunk))
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n, err := br.Read(buf)
+		d.Write(buf[:n])
+		if err == io.EOF {
+			return d.Sum(nil)[:8], nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		d.Write(data[e.Offset : e.Offset+e.Length]) // validated by the reader
 	}
-	return d.Sum(nil)[:8], nil
 }
 
 func sha256Prefix(b []byte) []byte {
@@ -291,49 +304,52 @@ type pageMap struct {
 	ai, ri   int
 }
 
-func (m *pageMap) at(addr uint64) pageState {
+// noEnd is the end of a state that lasts to the end of the address space;
+// no area ends there (ends are page aligned).
+const noEnd = math.MaxUint64
+
+// at returns the state of the page at addr and the address up to which
+// the pages after it share that state: the next area or run boundary, or
+// the next page for a stored page (each has its own hash). Walking by
+// these steps costs what the areas, runs and stored pages number, not
+// what the address ranges span.
+func (m *pageMap) at(addr uint64) (pageState, uint64) {
 	for m.ai < len(m.areas) && m.areas[m.ai].End <= addr {
 		m.ai++
 		m.ri = 0
 	}
-	if m.ai == len(m.areas) || m.areas[m.ai].Start > addr {
-		return pageState{}
+	if m.ai == len(m.areas) {
+		return pageState{}, noEnd
 	}
 	a := &m.areas[m.ai]
+	if a.Start > addr {
+		return pageState{}, a.Start
+	}
 	for m.ri < len(a.Runs) && a.Runs[m.ri].Addr+a.Runs[m.ri].Pages*m.ps <= addr {
 		m.ri++
 	}
-	if m.ri < len(a.Runs) && a.Runs[m.ri].Addr <= addr {
+	end := a.End
+	if m.ri < len(a.Runs) {
 		r := &a.Runs[m.ri]
-		if r.Kind == format.RunZero {
-			return pageState{kind: pageZero}
+		if r.Addr <= addr {
+			if r.Kind == format.RunZero {
+				return pageState{kind: pageZero}, r.Addr + r.Pages*m.ps
+			}
+			h := m.hashes[r.HashIndex+(addr-r.Addr)/m.ps]
+			if h == m.zero {
+				return pageState{kind: pageZero}, addr + m.ps
+			}
+			return pageState{kind: pageHash, hash: h}, addr + m.ps
 		}
-		h := m.hashes[r.HashIndex+(addr-r.Addr)/m.ps]
-		if h == m.zero {
-			return pageState{kind: pageZero}
-		}
-		return pageState{kind: pageHash, hash: h}
+		end = r.Addr
 	}
 	switch {
 	case a.Flags&format.MapSpecial != 0:
-		return pageState{kind: pageKernel}
+		return pageState{kind: pageKernel}, end
 	case a.Flags&format.MapFile != 0:
-		return pageState{kind: pageFile}
+		return pageState{kind: pageFile}, end
 	}
-	return pageState{kind: pageZero}
-}
-
-// next returns the smallest area boundary above addr, or 0 when none.
-func (m *pageMap) next(addr uint64) uint64 {
-	for _, a := range m.areas[m.ai:] {
-		if a.Start > addr {
-			return a.Start
-		}
-		if a.End > addr {
-			return addr + m.ps
-		}
-	}
-	return 0
+	return pageState{kind: pageZero}, end
 }
 
 func newPageMap(r *format.Reader, p *format.Process, hashes []uint64) *pageMap {
@@ -345,7 +361,7 @@ func newPageMap(r *format.Reader, p *format.Process, hashes []uint64) *pageMap {
 	return m
 }
 
-func diffMemory(a, b *format.Reader, res *DiffResult) error {
+func diffMemory(ctx context.Context, a, b *format.Reader, res *DiffResult) error {
 	if a.Meta().Machine.PageSize != b.Meta().Machine.PageSize {
 		res.Metadata = append(res.Metadata, MetaChange{Path: "memory", A: "not compared: page sizes differ", B: "not compared: page sizes differ"})
 		return nil
@@ -370,6 +386,7 @@ func diffMemory(a, b *format.Reader, res *DiffResult) error {
 	}
 	sort.Slice(pids, func(i, j int) bool { return pids[i] < pids[j] })
 	ps := uint64(a.Meta().Machine.PageSize)
+	steps := 0
 	for _, pid := range pids {
 		ma, mb := newPageMap(a, a.Process(pid), ha), newPageMap(b, b.Process(pid), hb)
 		var cur *MemChange
@@ -379,18 +396,18 @@ func diffMemory(a, b *format.Reader, res *DiffResult) error {
 				cur = nil
 			}
 		}
-		addr := uint64(0)
-		if len(ma.areas) > 0 {
-			addr = ma.areas[0].Start
-		}
-		if len(mb.areas) > 0 && (len(ma.areas) == 0 || mb.areas[0].Start < addr) {
-			addr = mb.areas[0].Start
-		}
-		if len(ma.areas) == 0 && len(mb.areas) == 0 {
-			continue
-		}
-		for {
-			sa, sb := ma.at(addr), mb.at(addr)
+		for addr := uint64(0); ; {
+			if steps++; steps%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			sa, ea := ma.at(addr)
+			sb, eb := mb.at(addr)
+			end := min(ea, eb)
+			if end == noEnd {
+				break // both unmapped to the end
+			}
 			kind := ""
 			switch {
 			case sa == sb:
@@ -410,23 +427,12 @@ func diffMemory(a, b *format.Reader, res *DiffResult) error {
 				if cur == nil {
 					cur = &MemChange{PID: pid, Start: Hex(addr), End: Hex(addr), Kind: kind}
 				}
-				cur.End = Hex(addr + ps)
-				cur.Pages++
+				cur.End = Hex(end)
+				cur.Pages += (end - addr) / ps
 			}
-			na, nb := ma.next(addr), mb.next(addr)
-			switch {
-			case na == 0 && nb == 0:
-				flush()
-				goto nextPID
-			case na == 0:
-				addr = nb
-			case nb == 0:
-				addr = na
-			default:
-				addr = min(na, nb)
-			}
+			addr = end
 		}
-	nextPID:
+		flush()
 	}
 	return nil
 }

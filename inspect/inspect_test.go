@@ -2,6 +2,7 @@ package inspect_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"sync/atomic"
@@ -168,11 +169,11 @@ func TestHexJSON(t *testing.T) {
 func TestDiffSymmetric(t *testing.T) {
 	a, _ := openGolden(t, "base")
 	b, _ := openGolden(t, "delta")
-	ab, err := inspect.Diff(a, b)
+	ab, err := inspect.Diff(context.Background(), a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ba, err := inspect.Diff(b, a)
+	ba, err := inspect.Diff(context.Background(), b, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestDiffSymmetric(t *testing.T) {
 			t.Errorf("metadata change %d: %+v vs %+v", i, ab.Metadata[i], ba.Metadata[i])
 		}
 	}
-	self, err := inspect.Diff(a, a)
+	self, err := inspect.Diff(context.Background(), a, a)
 	if err != nil || !self.Equal {
 		t.Errorf("diff of an image with itself: %+v, %v", self, err)
 	}
@@ -221,7 +222,7 @@ func TestDiffBlobContents(t *testing.T) {
 		}
 		return r
 	}
-	d, err := inspect.Diff(write("hello"), write("HELLO"))
+	d, err := inspect.Diff(context.Background(), write("hello"), write("HELLO"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestCheckChainDetectsBadParentHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := inspect.CheckChain(c)
+	n, err := inspect.CheckChain(context.Background(), c)
 	var ce *format.CorruptError
 	if n != 2 || !errors.As(err, &ce) || !errors.Is(err, format.ErrChecksum) || ce.Section != "page-hashes" || ce.Offset <= 0 {
 		t.Fatalf("CheckChain = %d, %v; want 2 pages checked and a page-hashes checksum error", n, err)

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -78,7 +79,7 @@ func (v *VerifyResult) AddErr(section string, err error) {
 // hash the delta recorded for it must equal the parent's. It returns the
 // number of pages compared and the problems found (joined, each a
 // *format.CorruptError), at most maxProblems of them.
-func CheckChain(c *format.Chain) (uint64, error) {
+func CheckChain(ctx context.Context, c *format.Chain) (uint64, error) {
 	const maxProblems = 100
 	images := c.Images()
 	hashes := make([][]uint64, len(images))
@@ -109,6 +110,9 @@ func CheckChain(c *format.Chain) (uint64, error) {
 			for _, run := range a.Runs {
 				if run.Kind != format.RunParent {
 					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return checked, err
 				}
 				pieces, err := c.Resolve(p.PID, run)
 				if err != nil {

@@ -227,28 +227,29 @@ func (fs *fileSet) openPipe(fp *FilePlan, pl *Plan, top *format.Reader, done map
 	fs.keep(rd, p[0])
 	fs.keep(wr, p[1])
 	done[fp.Peer] = true
-	var data []byte
+	// The size is known before a byte is read: a pipe that cannot hold it
+	// fails here, and the blob is streamed, never held whole.
+	size := 0
 	for _, end := range []*FilePlan{rd, wr} {
-		pi := end.File.Pipe
-		if len(pi.Buffered) > 0 {
-			data = append(data, pi.Buffered...)
-		}
-		if pi.BufferedBlob != 0 {
-			b, err := readBlob(top, &pl.Meta.Blobs[pi.BufferedBlob-1])
-			if err != nil {
-				return err
-			}
-			data = append(data, b...)
+		size += len(end.File.Pipe.Buffered)
+		if b := end.File.Pipe.BufferedBlob; b != 0 {
+			size += int(min(pl.Meta.Blobs[b-1].Size, 1<<40))
 		}
 	}
-	if len(data) > 0 {
-		if len(data) > 64<<10 {
-			if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, len(data)); err != nil {
-				return fmt.Errorf("%d buffered bytes do not fit the pipe: %w", len(data), os.NewSyscallError("fcntl(F_SETPIPE_SZ)", err))
-			}
+	if size > 64<<10 {
+		if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+			return fmt.Errorf("%d buffered bytes do not fit the pipe: %w", size, os.NewSyscallError("fcntl(F_SETPIPE_SZ)", err))
 		}
-		if err := writeAll(p[1], data); err != nil {
+	}
+	for _, end := range []*FilePlan{rd, wr} {
+		pi := end.File.Pipe
+		if err := writeAll(p[1], pi.Buffered); err != nil {
 			return fmt.Errorf("refilling the pipe: %w", err)
+		}
+		if pi.BufferedBlob != 0 {
+			if err := copyBlob(p[1], top, int(pi.BufferedBlob-1), false); err != nil {
+				return fmt.Errorf("refilling the pipe: %w", err)
+			}
 		}
 	}
 	setFL(p[0], rd.Flags)
@@ -270,17 +271,50 @@ func writeAll(fd int, b []byte) error {
 	return nil
 }
 
-// readBlob reads a blob of the top image.
-func readBlob(r *format.Reader, b *format.Blob) ([]byte, error) {
-	out := make([]byte, 0, b.Size)
-	for _, e := range b.Extents {
-		chunk, err := r.ReadChunk(int(e.Chunk))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, chunk[e.Offset:e.Offset+e.Length]...)
+// copyBlob writes blob i of the top image to fd, one verified chunk at a
+// time. With sparse, blocks of zeros are skipped rather than written (fd
+// is a new file, sized at the end), so a blob of zeros costs no memory.
+func copyBlob(fd int, r *format.Reader, i int, sparse bool) error {
+	br, err := r.OpenBlob(i)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	buf := make([]byte, 64<<10)
+	var off int64
+	for {
+		n, err := io.ReadFull(br, buf)
+		if n > 0 {
+			if sparse && isZero(buf[:n]) {
+				if _, err := unix.Seek(fd, int64(n), io.SeekCurrent); err != nil {
+					return os.NewSyscallError("lseek", err)
+				}
+			} else if err := writeAll(fd, buf[:n]); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if sparse {
+		if err := unix.Ftruncate(fd, off); err != nil {
+			return os.NewSyscallError("ftruncate", err)
+		}
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // openContents recreates a memfd or a deleted file from its saved
@@ -288,11 +322,8 @@ func readBlob(r *format.Reader, b *format.Blob) ([]byte, error) {
 // the deleted file's directory, which stays "deleted" as it was.
 func (fs *fileSet) openContents(fp *FilePlan, pl *Plan, top *format.Reader) error {
 	f := fp.File
-	data, err := readBlob(top, &pl.Meta.Blobs[f.Contents-1])
-	if err != nil {
-		return err
-	}
 	var fd int
+	var err error
 	if f.Type == format.FileMemfd {
 		name := strings.TrimPrefix(strings.TrimSuffix(f.Name, " (deleted)"), "/memfd:")
 		fd, err = unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
@@ -313,7 +344,7 @@ func (fs *fileSet) openContents(fp *FilePlan, pl *Plan, top *format.Reader) erro
 			}
 		}
 	}
-	if err := writeAll(fd, data); err != nil {
+	if err := copyBlob(fd, top, int(f.Contents-1), true); err != nil {
 		unix.Close(fd)
 		return err
 	}

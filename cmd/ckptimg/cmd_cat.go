@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -34,13 +35,14 @@ standard output. ADDR and LEN are hexadecimal with 0x, or decimal; without
 Pages of a delta image that are in its parent are read from the parent
 (found by image id next to the image and in the --dir directories). Pages
 the image does not store because they come from a mapped file are read
-from that file when it still exists with the same identity (device, inode,
-size and modification time), else cat fails and says so (--no-file makes
-such pages an error without looking). Pages never populated read as zeros.`,
+from that file when it is still a regular file with the identity the image
+records (device, inode, size and modification time, checked before a byte
+is read), else cat fails and says so (--no-file makes such pages an error
+without looking). Pages never populated read as zeros.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCat(opts, args[0], cmd.OutOrStdout())
+			return runCat(cmd.Context(), opts, args[0], cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&opts.addr, "addr", "", "memory to write: `ADDR[+LEN]`, hex (0x...) or decimal (required)")
@@ -69,7 +71,7 @@ func parseAddrRange(s string) (addr, length uint64, err error) {
 	return addr, length, nil
 }
 
-func runCat(opts *catOptions, path string, stdout io.Writer) error {
+func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer) error {
 	if opts.addr == "" {
 		return cli.Usagef("cat: --addr ADDR[+LEN] is required")
 	}
@@ -108,10 +110,18 @@ func runCat(opts *catOptions, path string, stdout io.Writer) error {
 	}
 	var open inspect.FileOpener
 	if !opts.noFile {
-		open = openAreaFile
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		owner := st.Sys().(*syscall.Stat_t).Uid
+		open = func(a *format.Area) (io.ReaderAt, error) { return openAreaFile(a, owner) }
 	}
 	buf := make([]byte, min(length, 1<<20))
 	for done := uint64(0); done < length; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		p := buf[:min(uint64(len(buf)), length-done)]
 		n, err := inspect.ReadMemory(c, pid, addr+done, p, open)
 		if _, werr := stdout.Write(p[:n]); werr != nil {
@@ -126,36 +136,58 @@ func runCat(opts *catOptions, path string, stdout io.Writer) error {
 }
 
 // openAreaFile opens an area's backing file if it is still the file that
-// was mapped at capture: same device, inode, size and modification time.
-func openAreaFile(a *format.Area) (io.ReaderAt, error) {
-	if a.File.Path == "" {
+// was mapped at capture: a regular file with the device, inode, size and
+// modification time the image records. All are compared before the file
+// is opened and again on what was opened, before a byte is read; an
+// image that does not record them all gets nothing read.
+//
+// The identity of a file is no secret (anyone may stat it), so an image
+// can name any file correctly: from an image another user owns, cat reads
+// only files anyone may read, never what only the caller may.
+func openAreaFile(a *format.Area, imageOwner uint32) (io.ReaderAt, error) {
+	want := a.File
+	if want.Path == "" {
 		return nil, fmt.Errorf("the image records no path for the file")
 	}
-	f, err := os.Open(a.File.Path)
+	if want.Ino == 0 || want.MtimeNs == 0 {
+		return nil, fmt.Errorf("the image does not record the file's identity (inode, size and modification time), so it cannot tell whether %s is the file that was mapped", want.Path)
+	}
+	st, err := os.Stat(want.Path)
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
+	if err := sameFile(st, want); err != nil {
 		return nil, err
 	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	want := a.File
-	switch {
-	case !ok:
-		err = fmt.Errorf("cannot check its identity")
-	case want.Ino != 0 && (uint64(sys.Dev) != want.Dev || sys.Ino != want.Ino):
-		err = fmt.Errorf("it is not the file that was mapped (device %#x inode %d, the image recorded device %#x inode %d)", sys.Dev, sys.Ino, want.Dev, want.Ino)
-	case want.Size != 0 && st.Size() != want.Size:
-		err = fmt.Errorf("it changed since the capture (size %d, the image recorded %d)", st.Size(), want.Size)
-	case want.MtimeNs != 0 && st.ModTime().UnixNano() != want.MtimeNs:
-		err = fmt.Errorf("it changed since the capture (modified %s)", st.ModTime().UTC().Format("2006-01-02T15:04:05.999999999Z"))
+	if imageOwner != uint32(os.Geteuid()) && st.Mode().Perm()&0o004 == 0 {
+		return nil, fmt.Errorf("the image belongs to uid %d and the file is not readable by everyone: cat reads it only from your own images", imageOwner)
 	}
+	f, fst, err := format.OpenRegular(want.Path)
 	if err != nil {
+		return nil, err
+	}
+	if err := sameFile(fst, want); err != nil {
 		f.Close()
 		return nil, err
 	}
 	// The file stays open until the process exits: cat is short-lived.
 	return f, nil
+}
+
+// sameFile says how st differs from the identity the image recorded.
+func sameFile(st os.FileInfo, want format.FileRef) error {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !ok:
+		return fmt.Errorf("cannot check its identity")
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("it is not a regular file (mode %s)", st.Mode())
+	case uint64(sys.Dev) != want.Dev || sys.Ino != want.Ino:
+		return fmt.Errorf("it is not the file that was mapped (device %#x inode %d, the image recorded device %#x inode %d)", sys.Dev, sys.Ino, want.Dev, want.Ino)
+	case st.Size() != want.Size:
+		return fmt.Errorf("it changed since the capture (size %d, the image recorded %d)", st.Size(), want.Size)
+	case st.ModTime().UnixNano() != want.MtimeNs:
+		return fmt.Errorf("it changed since the capture (modified %s)", st.ModTime().UTC().Format("2006-01-02T15:04:05.999999999Z"))
+	}
+	return nil
 }

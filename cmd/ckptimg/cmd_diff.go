@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -32,14 +33,14 @@ Exit status 0 when the images are equal, 6 when they differ.`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDiff(opts, args[0], args[1], cmd.OutOrStdout())
+			return runDiff(cmd.Context(), opts, args[0], args[1], cmd.OutOrStdout())
 		},
 	}
 	addOutputFlag(cmd, &opts.output)
 	return cmd
 }
 
-func runDiff(opts *diffOptions, pathA, pathB string, stdout io.Writer) error {
+func runDiff(ctx context.Context, opts *diffOptions, pathA, pathB string, stdout io.Writer) error {
 	p, err := newPrinter(opts.output)
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func runDiff(opts *diffOptions, pathA, pathB string, stdout io.Writer) error {
 		return err
 	}
 	defer b.Close()
-	res, err := inspect.Diff(a, b)
+	res, err := inspect.Diff(ctx, a, b)
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 		} else {
 			defer closeChain()
 			res.Chain = inspect.Chain(c)
-			n, err := inspect.CheckChain(c)
+			n, err := inspect.CheckChain(ctx, c)
 			res.ParentPages = n
 			res.AddErr("chain", err)
 			if opts.chain {
