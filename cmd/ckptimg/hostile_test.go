@@ -17,6 +17,7 @@ import (
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
 // The tests here run the ckptimg binary on crafted images the way a user
@@ -51,7 +52,7 @@ func hostileBinary(t *testing.T, name string) string {
 			return
 		}
 		for _, pkg := range []string{".", "../ckpt-restart"} {
-			cmd := exec.Command("go", "build", "-o", hostileBinDir, pkg)
+			cmd := testprog.Command(t, "go", "build", "-o", hostileBinDir, pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				hostileBinErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
@@ -78,7 +79,7 @@ type result struct {
 // command runs under /usr/bin/time, which writes its peak memory there:
 // the rusage Go gets for its own child would report this test's, since
 // the kernel carries the forking process's high-water mark across exec.
-func startBinary(t *testing.T, ctx context.Context, out *os.File, rssFile string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+func startBinary(t *testing.T, ctx context.Context, out *os.File, rssFile string, args ...string) (*testprog.Cmd, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	bin := hostileBinary(t, "ckptimg")
 	if args[0] == "ckpt-restart" {
@@ -88,9 +89,7 @@ func startBinary(t *testing.T, ctx context.Context, out *os.File, rssFile string
 		args = append([]string{"-f", "%M", "-o", rssFile, bin}, args...)
 		bin = "/usr/bin/time"
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second
+	cmd := testprog.CommandContext(t, ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if out != nil {
@@ -99,8 +98,6 @@ func startBinary(t *testing.T, ctx context.Context, out *os.File, rssFile string
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
 	return cmd, &stdout, &stderr
 }
 
@@ -127,7 +124,7 @@ func runBinary(t *testing.T, args ...string) result {
 	return r
 }
 
-func waitBinary(t *testing.T, ctx context.Context, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, args []string) result {
+func waitBinary(t *testing.T, ctx context.Context, cmd *testprog.Cmd, stdout, stderr *bytes.Buffer, args []string) result {
 	t.Helper()
 	err := cmd.Wait()
 	if ctx.Err() != nil {
