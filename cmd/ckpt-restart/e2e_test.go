@@ -62,6 +62,9 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
+	for _, p := range fixtureBuilt {
+		os.RemoveAll(filepath.Dir(p))
+	}
 	os.Exit(code)
 }
 

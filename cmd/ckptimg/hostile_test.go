@@ -28,11 +28,13 @@ import (
 // second); the commands once ran for hours or forever on these inputs.
 const hostileDeadline = 60 * time.Second
 
-// TestMain removes the binaries the tests of this file built.
+// TestMain removes the binaries the tests of this package built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if hostileBinDir != "" {
-		os.RemoveAll(hostileBinDir)
+	for _, dir := range []string{hostileBinDir, filepath.Dir(bins.ckptimg)} {
+		if dir != "" && dir != "." {
+			os.RemoveAll(dir)
+		}
 	}
 	os.Exit(code)
 }
