@@ -81,8 +81,8 @@ const (
 	trampInjectChild = 25
 )
 
-// trampSlot is the size of the padding the trampoline occupies at the end
-// of the [vdso]; it must be all zero there.
+// trampSlot is the size the trampoline occupies at the end of the [vdso],
+// in the padding past what its ELF headers describe.
 const trampSlot = 32
 
 // Layout of struct rt_sigframe on x86-64 (arch/x86/include/asm/sigframe.h).
@@ -114,8 +114,10 @@ type guard struct {
 }
 
 // installTrampoline writes the trampoline into the [vdso] padding, once per
-// address space. It returns an error when there is no [vdso] or its end is
-// not zero padding; the tracee then stays unguarded.
+// address space, and finds room for the bootstrap frame there. It returns
+// an error when there is no [vdso] or no padding for the trampoline; the
+// tracee then stays unguarded. A trampoline left by a tracer that died is
+// simply written again.
 func (t *Tracee) installTrampoline() error {
 	if t.tramp != 0 {
 		return nil
