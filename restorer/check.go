@@ -12,8 +12,8 @@ import (
 // (trust.go) credentials. Pure: the host is described by a Host, which
 // LiveHost (host_linux.go) fills in from the running kernel.
 
-// Host describes the machine a restore would run on, for Check. LiveHost
-// fills it in from the running kernel.
+// Host describes the machine a restore would run on, for the checks
+// (Session.CheckHost). LiveHost fills it in from the running kernel.
 type Host struct {
 	Arch     format.Arch
 	PageSize uint32
@@ -51,14 +51,15 @@ type Host struct {
 	Open func(c *format.Creds, path string, flags int) error
 }
 
-// Check runs every check of the plan against host and returns all
+// CheckHost runs every check of the plan against host and returns all
 // problems, the plan's own first, and warnings about what the host makes
-// different (the plan's own are in pl.Warnings). Nothing is touched, the
-// plan included.
-func (pl *Plan) Check(host *Host, opts *Options) (probs []Problem, warnings []string) {
-	if opts == nil {
-		opts = &Options{}
-	}
+// different (the plan's own are in Plan().Warnings). Nothing is touched,
+// the session included.
+func (s *Session) CheckHost(host *Host) (problems []Problem, warnings []string) {
+	return s.plan.check(host, &s.opts)
+}
+
+func (pl *Plan) check(host *Host, opts *Options) (probs []Problem, warnings []string) {
 	probs = append(probs, pl.Problems...)
 	add := func(p Problem) { probs = append(probs, p) }
 	warn := func(w string) { warnings = append(warnings, w) }

@@ -6,15 +6,16 @@ import (
 	"github.com/ckptimg/ckptimg/format"
 )
 
-// Options tune a restore. The zero value restores the image as recorded,
+// Options tune a session. The zero value restores the image as recorded,
 // with exact PIDs, the caller's terminal for terminals, and the default
 // file policies.
 type Options struct {
-	// Meta, when set, is restored instead of the top image's metadata: the
-	// caller has applied restart-time remaps and substitutions to a copy
-	// (rewrite.Remap, rewrite.Substitute). It must describe the same pages,
-	// so only paths and substitutions may differ.
-	Meta *format.Meta
+	// Rewrite, when set, changes the session's copy of the image's
+	// metadata before it is planned: restart-time remaps and
+	// substitutions (rewrite.Remap, rewrite.Substitute). The copy must
+	// still describe the same pages, so only paths and substitutions
+	// should differ.
+	Rewrite func(*format.Meta) error
 
 	// AnyPID restores with whatever PIDs and TIDs the kernel hands out
 	// instead of the recorded ones. Safe for single-threaded programs;

@@ -73,8 +73,8 @@ type Plan struct {
 	Procs []*ProcPlan
 	// Files are the open file descriptions in file-table order.
 	Files []*FilePlan
-	// Problems found from the image alone (unsupported resources);
-	// Check adds those that depend on the host.
+	// Problems found from the image alone (unsupported resources); the
+	// checks add those that depend on the host.
 	Problems []Problem
 	// Warnings are things that will be restored differently from how they
 	// were, but do not stop the restore.
@@ -183,14 +183,11 @@ type Holder struct {
 	FD  int32
 }
 
-// BuildPlan turns the image into a plan. meta is the metadata to restore
-// (the top image's, or a remapped copy); chain resolves parent runs. It
-// returns an error only for an image it cannot plan at all; problems that
-// stop the restore are collected in Plan.Problems.
-func BuildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, error) {
-	if opts == nil {
-		opts = &Options{}
-	}
+// buildPlan turns the image into a plan. meta is the metadata to restore,
+// which the plan never changes; chain resolves parent runs. It returns an
+// error only for an image it cannot plan at all; problems that stop the
+// restore are collected in Plan.Problems.
+func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, error) {
 	if len(meta.Processes) == 0 {
 		return nil, fmt.Errorf("restorer: the image holds no process")
 	}

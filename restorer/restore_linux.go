@@ -71,49 +71,34 @@ type liveProc struct {
 	pidfd   int // the process's fd of a pidfd of the restorer, -1 if none
 }
 
-// Checked is what Check found.
-type Checked struct {
-	Plan     *Plan
-	Problems []Problem
-	// Warnings are what the host makes different (a file that grew);
-	// the plan's own are in Plan.Warnings.
-	Warnings []string
-}
-
 // Check reads and verifies everything the restore would read (every chunk
-// of every image of the chain, blobs and page hashes included), plans the
-// restore and runs every check, trying what can be tried without side
-// effects: binding listening sockets, opening files as the program's user.
-// Nothing is touched but a stopped stub process (started to learn the
-// CPU's XSAVE layout and killed at once). A corrupt image is an error
-// naming the file, section and offset.
-func Check(ctx context.Context, chain *format.Chain, opts Options) (*Checked, error) {
+// of every image of the chain, blobs and page hashes included) and runs
+// every check against this machine (CheckHost with LiveHost), trying what
+// can be tried without side effects: binding listening sockets, opening
+// files as the program's user. It returns all problems and the warnings
+// the host makes (the plan's own are in Plan().Warnings). Nothing is
+// touched but a stopped stub process (started to learn the CPU's XSAVE
+// layout and killed at once). A corrupt image is an error naming the file,
+// section and offset.
+func (s *Session) Check(ctx context.Context) (problems []Problem, warnings []string, err error) {
+	chain := s.chain
+	if len(chain.Images()) == 0 {
+		return nil, nil, errNoImage
+	}
 	for i, img := range chain.Images() {
 		if err := img.Verify(ctx, nil); err != nil {
-			return nil, fmt.Errorf("%s: %w", imageFiles(chain)[i].Name, err)
+			return nil, nil, fmt.Errorf("%s: %w", imageFiles(chain)[i].Name, err)
 		}
-	}
-	pl, err := plan(chain, &opts)
-	if err != nil {
-		return nil, err
 	}
 	ex := ptrace.NewExecutor()
 	defer ex.Close()
 	xs, _ := stubXState(ex)
 	host, err := LiveHost(xs, chain)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	probs, warnings := pl.Check(host, &opts)
-	return &Checked{Plan: pl, Problems: probs, Warnings: warnings}, nil
-}
-
-func plan(chain *format.Chain, opts *Options) (*Plan, error) {
-	meta := opts.Meta
-	if meta == nil {
-		meta = chain.Top().CloneMeta()
-	}
-	return BuildPlan(chain, meta, opts)
+	problems, warnings = s.CheckHost(host)
+	return problems, warnings, nil
 }
 
 // stubXState starts a stub only to read its XSAVE area.
@@ -129,19 +114,20 @@ func stubXState(ex *ptrace.Executor) ([]byte, error) {
 	return t.GetXState(t.PID())
 }
 
-// Restore recreates the process tree of the image chain (a delta first,
-// then its parents; format.OpenChain opens one) and lets it run. All
-// checks run first and every problem is reported at once in a
-// *CheckError; a failure after that kills whatever was created and is
-// an *Error naming the step.
-func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Restored, err error) {
-	r := &restore{ctx: ctx, opts: &opts, chain: chain, self: os.Getpid(), last: time.Now(),
-		res: &Restored{PIDs: map[int32]int{}, tty: -1}}
-	r.plan, err = plan(chain, &opts)
-	if err != nil {
-		return nil, err
+// Restore recreates the process tree of the image chain and lets it run.
+// All checks run first (as CheckHost, against this machine, without
+// reading every chunk) and every problem is reported at once in a
+// *CheckError; a failure after that kills whatever was created and is an
+// *Error naming the step. A session restores once.
+func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
+	chain := s.chain
+	if len(chain.Images()) == 0 {
+		return nil, errNoImage
 	}
-	r.phase("plan")
+	r := &restore{ctx: ctx, opts: &s.opts, plan: s.plan, chain: chain, self: os.Getpid(), last: time.Now(),
+		res: &Restored{PIDs: map[int32]int{}, tty: -1}}
+	r.res.Phases = append(r.res.Phases, Phase{"plan", s.planned})
+	r.logPhase("plan", s.planned)
 	r.ex = ptrace.NewExecutor()
 	defer func() {
 		if err != nil {
@@ -162,7 +148,7 @@ func Restore(ctx context.Context, chain *format.Chain, opts Options) (res *Resto
 	if err != nil {
 		return nil, err
 	}
-	probs, warnings := r.plan.Check(host, r.opts)
+	probs, warnings := s.CheckHost(host)
 	if len(probs) > 0 {
 		return nil, &CheckError{Problems: probs}
 	}
@@ -235,6 +221,10 @@ func (r *restore) phase(name string) {
 	d := now.Sub(r.last)
 	r.last = now
 	r.res.Phases = append(r.res.Phases, Phase{name, d})
+	r.logPhase(name, d)
+}
+
+func (r *restore) logPhase(name string, d time.Duration) {
 	if r.opts.Log != nil {
 		fmt.Fprintf(r.opts.Log, "ckpt-restart: %-28s %8.2f ms\n", name, float64(d.Microseconds())/1000)
 	}

@@ -11,8 +11,9 @@ import (
 // image escaped (Printable).
 
 // Simulate prints the whole plan: processes, areas, files, fds and
-// threads, without running anything.
-func (pl *Plan) Simulate(w io.Writer) error {
+// threads, and the plan's warnings, without running anything.
+func (s *Session) Simulate(w io.Writer) error {
+	pl := s.plan
 	ew := &errWriter{w: w}
 	m := pl.Meta
 	ps := pl.PageSize
