@@ -28,10 +28,6 @@ type Restored struct {
 	Warnings []string
 	// Phases are the restore's steps with their durations.
 	Phases []Phase
-
-	tty          int // terminal handed to the root's group, -1 if none
-	callerPgrp   int
-	callerTermio *unix.Termios
 }
 
 // Phase is one timed step of a restore.
@@ -125,7 +121,7 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 		return nil, errNoImage
 	}
 	r := &restore{ctx: ctx, opts: &s.opts, plan: s.plan, chain: chain, self: os.Getpid(), last: time.Now(),
-		res: &Restored{PIDs: map[int32]int{}, tty: -1}}
+		res: &Restored{PIDs: map[int32]int{}}}
 	r.res.Phases = append(r.res.Phases, Phase{"plan", s.planned})
 	r.logPhase("plan", s.planned)
 	r.ex = ptrace.NewExecutor()
@@ -187,11 +183,10 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, &Error{Step: "restore", Err: err}
 	}
-	if r.opts.Foreground {
-		r.takeTerminal()
-	}
+	r.res.PID = r.procs[0].pid
+	r.res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
 	if r.opts.BeforeRun != nil {
-		r.opts.BeforeRun(r.procs[0].pid)
+		r.opts.BeforeRun(r.res)
 	}
 	for _, lp := range r.procs {
 		if err := lp.t.Detach(); err != nil {
@@ -211,8 +206,6 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	for i, w := range res.Warnings {
 		res.Warnings[i] = Printable(w)
 	}
-	res.PID = r.procs[0].pid
-	res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
 	return res, nil
 }
 
@@ -249,7 +242,6 @@ func (r *restore) abort() {
 	if r.files != nil {
 		r.files.close()
 	}
-	r.giveTerminalBack()
 }
 
 // call runs an injected syscall in thread tid and names it in errors.

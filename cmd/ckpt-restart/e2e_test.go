@@ -1222,7 +1222,7 @@ func TestRestoreOtherUser(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		syscall.Kill(res.PID, syscall.SIGKILL)
-		res.Wait()
+		newJob(res).wait()
 	})
 	got := procCreds(t, res.PID)
 	want := map[string]string{"Uid": "65534 65534 65534 65534", "Gid": "65534 65534 65534 65534", "Groups": "7 65534",

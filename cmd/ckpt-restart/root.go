@@ -144,10 +144,8 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", restorer.Printable(c.String()))
 			}
 		}
-		if len(substs) > 0 {
-			if err := rewrite.Substitute(meta, substs); err != nil {
-				return &cli.UsageError{Err: err}
-			}
+		if err := rewrite.Substitute(meta, substs); err != nil {
+			return &cli.UsageError{Err: err}
 		}
 		return nil
 	}
@@ -205,9 +203,17 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 	if o.verbose {
 		ro.Log = stderr
 	}
-	if o.detach {
-		// Before the program runs: it may write to the same stdout.
-		ro.BeforeRun = func(pid int) { fmt.Fprintln(stdout, pid) }
+	var s *restorer.Session
+	var j *job
+	ro.BeforeRun = func(res *restorer.Restored) {
+		j = newJob(res)
+		switch {
+		case o.detach:
+			// Before the program runs: it may write to the same stdout.
+			fmt.Fprintln(stdout, res.PID)
+		case ro.Foreground:
+			j.takeTerminal(s.Plan())
+		}
 	}
 	s, err := restorer.NewSession(chain, ro)
 	if err != nil {
@@ -215,6 +221,7 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 	}
 	res, err := s.Restore(ctx)
 	if err != nil {
+		j.giveTerminalBack()
 		return err
 	}
 	closeChain()
@@ -228,7 +235,7 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 	// in ckpt-restart's own process group; forwarding them would double
 	// them.
 	fromTTY := map[os.Signal]bool{}
-	if !res.OwnGroup && cli.IsTerminal(os.Stdin) {
+	if !j.ownGroup && cli.IsTerminal(os.Stdin) {
 		for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGWINCH} {
 			fromTTY[s] = true
 		}
@@ -242,10 +249,10 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 				switch {
 				case s == syscall.SIGCONT:
 					// fg: the program must get the terminal before it
-					// runs, and Wait may be continuing it too.
-					res.Continue()
+					// runs, and wait may be continuing it too.
+					j.cont()
 				case !fromTTY[s]:
-					res.Signal(s.(syscall.Signal))
+					j.signal(s.(syscall.Signal))
 				}
 			case <-done:
 				return
@@ -254,9 +261,9 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 	}()
 	if ro.Foreground {
 		// Let a program that redraws on resize learn the caller's size.
-		res.Signal(syscall.SIGWINCH)
+		j.signal(syscall.SIGWINCH)
 	}
-	code, err := res.Wait()
+	code, err := j.wait()
 	if err != nil {
 		return err
 	}
