@@ -114,7 +114,7 @@ func stubXState(ex *ptrace.Executor) ([]byte, error) {
 // All checks run first (as CheckHost, against this machine, without
 // reading every chunk) and every problem is reported at once in a
 // *CheckError; a failure after that kills whatever was created and is an
-// *Error naming the step. A session restores once.
+// *Error naming the step.
 func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	chain := s.chain
 	if len(chain.Images()) == 0 {
