@@ -44,13 +44,14 @@
 // docs/security.md for whose credentials are given.
 package restorer
 
-// The files, by job. Pure (no kernel, testable anywhere): plan.go (the
-// processes and their memory) and plan_files.go (the file table) make the
-// Plan; check.go and trust.go check it against a Host; simulate.go prints
-// it. Live: host_linux.go and trust_linux.go describe this machine;
-// restore_linux.go runs a restore step by step, the steps grouped by
-// subject: procs_linux.go (forking the tree, process state), mm_linux.go
-// (the address space), memory_linux.go with uffd_linux.go (the pages),
+// The files, by job. Pure (no kernel, testable anywhere): session.go and
+// options.go (the API) and errors.go; plan.go (the processes and their
+// memory) and plan_files.go (the file table) make the Plan; check.go and
+// trust.go check it against a Host; simulate.go prints it. Live:
+// host_linux.go and trust_linux.go describe this machine; restore_linux.go
+// runs a restore step by step, the steps grouped by subject:
+// procs_linux.go (forking the tree, process state), mm_linux.go (the
+// address space), memory_linux.go with uffd_linux.go (the pages),
 // advice_linux.go, files_linux.go and anonfiles_linux.go (making the open
 // files), fds_linux.go (installing them), threads_linux.go (threads and
 // registers) and creds_linux.go (credentials).
