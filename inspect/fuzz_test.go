@@ -157,8 +157,8 @@ func readEverything(t *testing.T, base fuzzBase, img []byte) {
 			rewrite.Merge(ctx, w, chain, rewrite.MergeOptions{})
 		}
 		// ckpt-restart --check, simulated.
-		if pl, err := restorer.BuildPlan(chain, r.CloneMeta(), &restorer.Options{}); err == nil {
-			pl.Check(fuzzHost(r.Meta()), &restorer.Options{})
+		if s, err := restorer.NewSession(chain, restorer.Options{}); err == nil {
+			s.CheckHost(fuzzHost(r.Meta()))
 		}
 	}
 	// rewrite and subst.

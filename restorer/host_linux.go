@@ -21,7 +21,7 @@ const (
 )
 
 // LiveHost describes the running machine, and the files of chain, for
-// Plan.Check. xstate is the XSAVE area of a stopped process (the restore
+// Session.CheckHost. xstate is the XSAVE area of a stopped process (the restore
 // stub's), or nil when not known.
 func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 	h := &Host{

@@ -72,14 +72,17 @@ func restoreImage(t *testing.T, img string, parallel int, opened func()) (*Resto
 		t.Fatal(err)
 	}
 	defer closeChain()
-	meta := chain.Top().CloneMeta()
-	var substs []format.Subst
-	for _, fd := range meta.Processes[0].FDs {
-		if fd.Num <= 2 {
-			substs = append(substs, format.Subst{FileID: fd.FileID, Kind: format.SubstPath, Path: os.DevNull})
+	var log bytes.Buffer
+	s, err := NewSession(chain, Options{Parallel: parallel, Log: &log, Rewrite: func(meta *format.Meta) error {
+		var substs []format.Subst
+		for _, fd := range meta.Processes[0].FDs {
+			if fd.Num <= 2 {
+				substs = append(substs, format.Subst{FileID: fd.FileID, Kind: format.SubstPath, Path: os.DevNull})
+			}
 		}
-	}
-	if err := rewrite.Substitute(meta, substs); err != nil {
+		return rewrite.Substitute(meta, substs)
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if opened != nil {
@@ -87,8 +90,7 @@ func restoreImage(t *testing.T, img string, parallel int, opened func()) (*Resto
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var log bytes.Buffer
-	res, err := Restore(ctx, chain, Options{Meta: meta, Parallel: parallel, Log: &log})
+	res, err := s.Restore(ctx)
 	if err == nil {
 		pid := res.PID
 		t.Cleanup(func() { killReap(pid) })

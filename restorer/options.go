@@ -6,15 +6,16 @@ import (
 	"github.com/ckptimg/ckptimg/format"
 )
 
-// Options tune a restore. The zero value restores the image as recorded,
+// Options tune a session. The zero value restores the image as recorded,
 // with exact PIDs, the caller's terminal for terminals, and the default
 // file policies.
 type Options struct {
-	// Meta, when set, is restored instead of the top image's metadata: the
-	// caller has applied restart-time remaps and substitutions to a copy
-	// (rewrite.Remap, rewrite.Substitute). It must describe the same pages,
-	// so only paths and substitutions may differ.
-	Meta *format.Meta
+	// Rewrite, when set, changes the session's copy of the image's
+	// metadata before it is planned: restart-time remaps and
+	// substitutions (rewrite.Remap, rewrite.Substitute). The copy must
+	// still describe the same pages, so only paths and substitutions
+	// should differ.
+	Rewrite func(*format.Meta) error
 
 	// AnyPID restores with whatever PIDs and TIDs the kernel hands out
 	// instead of the recorded ones. Safe for single-threaded programs;
@@ -36,10 +37,11 @@ type Options struct {
 	// terminal; they must then be substituted (Subst) or the check fails.
 	NoTTY bool
 
-	// Foreground makes the restored root the foreground process group of
-	// the caller's terminal, as a shell does for a job it runs; the caller
-	// must give the terminal back (Restored.Wait does). Ignored without a
-	// terminal.
+	// Foreground says the caller will make the restored root's process
+	// group the foreground group of its terminal, as a shell does for a
+	// job it runs (ckpt-restart does it in BeforeRun): a root that led
+	// its own session is restored as a process group in the caller's
+	// session instead, so that it can have the caller's terminal.
 	Foreground bool
 
 	// Log receives a line per restore phase with its duration; nil is
@@ -49,10 +51,13 @@ type Options struct {
 	// Parallel is how many goroutines write pages; 0 means GOMAXPROCS.
 	Parallel int
 
-	// BeforeRun, when set, is called with the root's pid once the tree
-	// is restored, before any of it runs again (ckpt-restart --detach
-	// prints the pid there, ahead of the program's own output).
-	BeforeRun func(pid int)
+	// BeforeRun, when set, is called once the tree is restored, before
+	// any of it runs again, with the Restored so far (PID, PIDs and
+	// OwnGroup set): ckpt-restart --detach prints the pid there, ahead of
+	// the program's own output, and ckpt-restart hands the program its
+	// terminal there. If the restore fails after it, everything restored
+	// is killed and Restore returns the error.
+	BeforeRun func(*Restored)
 }
 
 // OutputPolicy is Options.GrownOutput.

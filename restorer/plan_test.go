@@ -91,10 +91,7 @@ func fakeHost(files map[string]format.FileRef, taken map[int32]string) *Host {
 
 func TestPlanOrderAndFiles(t *testing.T) {
 	m := testMeta()
-	pl, err := BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pl := testSession(t, m, Options{})
 	pp := pl.Procs[0]
 	if len(pp.Areas) != 2 || len(pp.Specials) != 2 {
 		t.Fatalf("%d areas, %d specials; want 2 and 2 (specials are moved, not mapped)", len(pp.Areas), len(pp.Specials))
@@ -123,16 +120,13 @@ func TestPlanOrderAndFiles(t *testing.T) {
 // TestCheckReportsEverything: every problem at once, each with a remedy.
 func TestCheckReportsEverything(t *testing.T) {
 	m := testMeta()
-	pl, err := BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := testSession(t, m, Options{})
 	host := fakeHost(map[string]format.FileRef{
 		"/bin/prog": {Size: 10, MtimeNs: 5},
 		"/data/in":  {Size: 101, MtimeNs: 9}, // changed input
 		"/work":     {Mode: 0o040000},
 	}, map[int32]string{101: "process 101 (other)"})
-	probs := checkProbs(pl, host, &Options{})
+	probs := checkProbs(s, host)
 	text := (&CheckError{Problems: probs}).Error()
 	for _, want := range []string{
 		"f6", "inotify", // unsupported
@@ -157,7 +151,11 @@ func TestCheckReportsEverything(t *testing.T) {
 	}
 
 	// The policies and --any-pid take the changed input and the pid away.
-	probs = checkProbs(pl, host, &Options{ChangedInput: InputAllow, AnyPID: true})
+	s, err := NewSession(s.chain, Options{ChangedInput: InputAllow, AnyPID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs = checkProbs(s, host)
 	if len(probs) != 2 {
 		t.Errorf("with allow and any-pid: %v, want the inotify and the missing output only", probs)
 	}
@@ -165,15 +163,12 @@ func TestCheckReportsEverything(t *testing.T) {
 
 func TestCheckMachine(t *testing.T) {
 	m := testMeta()
-	pl, err := BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := testSession(t, m, Options{})
 	host := fakeHost(nil, nil)
 	host.XStateSize = 11008
 	host.VDSO = host.VDSO[1:]
 	host.CanSetPIDs = false
-	text := (&CheckError{Problems: checkProbs(pl, host, &Options{})}).Error()
+	text := (&CheckError{Problems: checkProbs(s, host)}).Error()
 	for _, want := range []string{"XSAVE area is 2432 bytes, this CPU's 11008", "[vvar] is 0 bytes here", "needs root or CAP_CHECKPOINT_RESTORE"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("check error lacks %q:\n%s", want, text)
@@ -183,12 +178,9 @@ func TestCheckMachine(t *testing.T) {
 
 func TestSimulate(t *testing.T) {
 	m := testMeta()
-	pl, err := BuildPlan(testImage(t, m), m, &Options{AnyPID: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := testSession(t, m, Options{AnyPID: true})
 	var b bytes.Buffer
-	if err := pl.Simulate(&b); err != nil {
+	if err := s.Simulate(&b); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -209,26 +201,20 @@ func TestSimulate(t *testing.T) {
 func TestPlanInotify(t *testing.T) {
 	m := testMeta()
 	m.Files[5].Inotify.Watches = []format.InotifyWatch{{WD: 1, Path: "/data/a", Mask: 8}, {WD: 3, Path: "/data/c", Mask: 8}}
-	pl, err := BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, pl := testSession(t, m, Options{})
 	fp := pl.fileByID[6]
 	if fp.Source != SrcInotify || !strings.Contains(fp.Note, "1 /data/a, 3 /data/c") {
 		t.Fatalf("inotify planned as %v (%s), want rebuilt with both watches", fp.Source, fp.Note)
 	}
 	host := fakeHost(map[string]format.FileRef{"/bin/prog": {Size: 10, MtimeNs: 5}, "/data/in": {Size: 100, MtimeNs: 7},
 		"/data/out": {Size: 40, MtimeNs: 8}, "/work": {Mode: 0o040000}, "/data/a": {}}, nil)
-	text := (&CheckError{Problems: checkProbs(pl, host, &Options{})}).Error()
+	text := (&CheckError{Problems: checkProbs(s, host)}).Error()
 	if !strings.Contains(text, "1 problem") || !strings.Contains(text, "f6") || !strings.Contains(text, "watch 3: /data/c: no such file") || !strings.Contains(text, "--prefix") {
 		t.Errorf("want one problem naming watch 3 and its remedy:\n%s", text)
 	}
 	m = testMeta()
 	m.Files[5].Inotify.Watches = []format.InotifyWatch{{WD: 1, Path: "/data/a"}, {WD: 1, Path: "/data/c"}}
-	pl, err = BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pl = testSession(t, m, Options{})
 	if len(pl.Problems) != 1 || !pl.Problems[0].Unsupported || !strings.Contains(pl.Problems[0].What, "repeated watch number 1") {
 		t.Errorf("repeated watch number: %v", pl.Problems)
 	}
@@ -240,10 +226,7 @@ func TestPlanInotify(t *testing.T) {
 func TestPlanAdvice(t *testing.T) {
 	m := testMeta()
 	m.Processes[0].Areas[1].VMFlags = "rd wr mr mw me ac dc wf hg dd lo uw sd"
-	pl, err := BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, pl := testSession(t, m, Options{})
 	heap := pl.Procs[0].Areas[1]
 	if got := heap.Advice.String(); got != "dontfork,wipeonfork,hugepage,dontdump,mlock" {
 		t.Errorf("heap advice %q", got)
@@ -252,16 +235,13 @@ func TestPlanAdvice(t *testing.T) {
 		t.Errorf("warnings %q, want one naming the heap's userfaultfd registration", pl.Warnings)
 	}
 	var b bytes.Buffer
-	pl.Simulate(&b)
+	s.Simulate(&b)
 	if !strings.Contains(b.String(), "advice dontfork,wipeonfork,hugepage,dontdump,mlock") {
 		t.Errorf("simulate does not show the advice:\n%s", b.String())
 	}
 	m = testMeta()
 	m.Processes[0].Areas[1].VMFlags = "rd wr ss"
-	pl, err = BuildPlan(testImage(t, m), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, pl = testSession(t, m, Options{})
 	found := false
 	for _, p := range pl.Problems {
 		found = found || p.Unsupported && strings.Contains(p.Subject, "0x600000") && strings.Contains(p.What, "shadow stack")
@@ -271,7 +251,17 @@ func TestPlanAdvice(t *testing.T) {
 	}
 }
 
-func checkProbs(pl *Plan, host *Host, opts *Options) []Problem {
-	probs, _ := pl.Check(host, opts)
+// testSession plans m, written into an in-memory image.
+func testSession(t *testing.T, m *format.Meta, opts Options) (*Session, *Plan) {
+	t.Helper()
+	s, err := NewSession(testImage(t, m), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, s.Plan()
+}
+
+func checkProbs(s *Session, host *Host) []Problem {
+	probs, _ := s.CheckHost(host)
 	return probs
 }

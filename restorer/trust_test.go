@@ -56,10 +56,7 @@ func TestCheckCredsRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := testMeta()
 			m.Processes[0].Creds = tc.creds
-			pl, err := BuildPlan(testImage(t, m), m, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, pl := testSession(t, m, Options{})
 			host := fakeHost(nil, nil)
 			host.Self, host.Images = &tc.self, tc.images
 			host.UserGroups = func(uid uint32) ([]uint32, bool) {
@@ -97,12 +94,13 @@ func TestCheckTouchesNothing(t *testing.T) {
 	m := testMeta()
 	m.Processes[0].Threads[0], m.Processes[0].Threads[1] = m.Processes[0].Threads[1], m.Processes[0].Threads[0]
 	chain := testImage(t, m)
-	pl, err := BuildPlan(chain, m, nil)
+	s, err := NewSession(chain, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Processes[0].Threads[0].TID != 101 {
-		t.Errorf("BuildPlan reordered the caller's threads")
+	pl := s.Plan()
+	if chain.Top().Meta().Processes[0].Threads[0].TID != 101 {
+		t.Errorf("NewSession reordered the caller's threads")
 	}
 	if pl.Procs[0].Proc.Threads[0].TID != 100 {
 		t.Errorf("the plan's main thread is %d, want 100", pl.Procs[0].Proc.Threads[0].TID)
@@ -110,8 +108,8 @@ func TestCheckTouchesNothing(t *testing.T) {
 	host := fakeHost(map[string]format.FileRef{"/bin/prog": {Size: 10, MtimeNs: 5}, "/data/in": {Size: 100, MtimeNs: 7},
 		"/data/out": {Size: 99, MtimeNs: 9}, "/work": {Mode: sIFDIR}}, nil)
 	planWarnings := slices.Clone(pl.Warnings)
-	p1, w1 := pl.Check(host, &Options{})
-	p2, w2 := pl.Check(host, &Options{})
+	p1, w1 := s.CheckHost(host)
+	p2, w2 := s.CheckHost(host)
 	if !slices.Equal(pl.Warnings, planWarnings) {
 		t.Errorf("Check changed the plan's warnings: %q, were %q", pl.Warnings, planWarnings)
 	}
@@ -126,15 +124,12 @@ func TestNamesEscaped(t *testing.T) {
 	m := testMeta()
 	m.Files[6].Name = "/data/out\x1b[2J\rgone"
 	m.Files[6].Ident.Path = m.Files[6].Name
-	pl, err := BuildPlan(testImage(t, m), m, &Options{AnyPID: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := testSession(t, m, Options{AnyPID: true})
 	var b bytes.Buffer
-	if err := pl.Simulate(&b); err != nil {
+	if err := s.Simulate(&b); err != nil {
 		t.Fatal(err)
 	}
-	text := (&CheckError{Problems: checkProbs(pl, fakeHost(nil, nil), &Options{})}).Error()
+	text := (&CheckError{Problems: checkProbs(s, fakeHost(nil, nil))}).Error()
 	for what, out := range map[string]string{"--simulate": b.String(), "--check": text} {
 		if strings.ContainsAny(out, "\x1b\r") {
 			t.Errorf("%s output has raw control characters:\n%q", what, out)

@@ -773,7 +773,7 @@ func TestFailedRestoreCleansUp(t *testing.T) {
 	dir := testDir(t)
 	p, chain, meta := capturedCounter(t, filepath.Join(dir, "out.txt"), 2)
 	meta.Processes[0].Threads[0].XState = make([]byte, 64)
-	_, err := restorer.Restore(testprog.Context(t), chain, restorer.Options{Meta: meta})
+	_, err := restoreMeta(t, chain, meta)
 	var re *restorer.Error
 	if !errors.As(err, &re) || re.Step != "set registers" || re.PID != int32(p.PID) {
 		t.Fatalf("Restore: %v; want a *restorer.Error at step \"set registers\" of process %d", err, p.PID)
@@ -1219,13 +1219,13 @@ func TestRestoreOtherUser(t *testing.T) {
 	c := &meta.Processes[0].Creds
 	c.UID, c.GID, c.Groups = [4]uint32{65534, 65534, 65534, 65534}, [4]uint32{65534, 65534, 65534, 65534}, []uint32{65534, 7}
 	c.CapInh, c.CapPrm, c.CapEff, c.CapAmb = 0, 0, 0, 0
-	res, err := restorer.Restore(testprog.Context(t), chain, restorer.Options{Meta: meta})
+	res, err := restoreMeta(t, chain, meta)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		syscall.Kill(res.PID, syscall.SIGKILL)
-		res.Wait()
+		newJob(res).wait()
 	})
 	got := procCreds(t, res.PID)
 	want := map[string]string{"Uid": "65534 65534 65534 65534", "Gid": "65534 65534 65534 65534", "Groups": "7 65534",
@@ -1433,6 +1433,19 @@ func startTmuxProgram(t *testing.T, tmux string) (dir string, tm func(args ...st
 	tm("send-keys", "-t", "t", "one", "Enter")
 	screenHas("answer one")
 	return dir, tm, screenHas, pid
+}
+
+// restoreMeta restores chain with meta, an edited copy of its metadata,
+// in place of the top image's.
+func restoreMeta(t *testing.T, chain *format.Chain, meta *format.Meta) (*restorer.Restored, error) {
+	s, err := restorer.NewSession(chain, restorer.Options{Rewrite: func(m *format.Meta) error {
+		*m = *meta
+		return nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return s.Restore(testprog.Context(t))
 }
 
 // capturedCounter runs the counter fixture writing to out until it

@@ -82,8 +82,8 @@ See docs/restore.md.`,
 	return cmd
 }
 
-func (o *restartOptions) restorerOptions(meta *format.Meta) (restorer.Options, error) {
-	ro := restorer.Options{Meta: meta, AnyPID: o.anyPID, NoTTY: o.noTTY}
+func (o *restartOptions) restorerOptions() (restorer.Options, error) {
+	ro := restorer.Options{AnyPID: o.anyPID, NoTTY: o.noTTY}
 	switch o.grownOutput {
 	case "keep":
 		ro.GrownOutput = restorer.OutputKeep
@@ -118,63 +118,80 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		return err
 	}
 	defer closeChain()
-	meta := chain.Top().CloneMeta()
+	var rules []rewrite.Rule
 	if len(o.prefixes) > 0 {
-		rules, err := rewrite.ParseRules(o.prefixes)
+		if rules, err = rewrite.ParseRules(o.prefixes); err != nil {
+			return &cli.UsageError{Err: err}
+		}
+	}
+	var substs []format.Subst
+	for _, s := range o.substs {
+		sub, err := rewrite.ParseSubst(s)
 		if err != nil {
 			return &cli.UsageError{Err: err}
 		}
+		substs = append(substs, sub)
+	}
+	ro, err := o.restorerOptions()
+	if err != nil {
+		return err
+	}
+	// The restart-time remaps and substitutions, applied to the session's
+	// copy of the metadata.
+	ro.Rewrite = func(meta *format.Meta) error {
 		for _, c := range rewrite.Remap(meta, rules) {
 			if o.verbose || o.simulate {
 				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", restorer.Printable(c.String()))
 			}
 		}
-	}
-	if len(o.substs) > 0 {
-		var substs []format.Subst
-		for _, s := range o.substs {
-			sub, err := rewrite.ParseSubst(s)
-			if err != nil {
-				return &cli.UsageError{Err: err}
-			}
-			substs = append(substs, sub)
-		}
 		if err := rewrite.Substitute(meta, substs); err != nil {
 			return &cli.UsageError{Err: err}
 		}
+		return nil
 	}
-	ro, err := o.restorerOptions(meta)
+	if o.check || o.simulate {
+		return checkOnly(ctx, o, chain, ro, image, stdout, stderr)
+	}
+	return restore(ctx, o, chain, ro, closeChain, stdout, stderr)
+}
+
+// checkOnly is --check and --simulate: the checks, and for --simulate the
+// plan, printed; nothing is restored.
+func checkOnly(ctx context.Context, o *restartOptions, chain *format.Chain, ro restorer.Options, image string, stdout, stderr io.Writer) error {
+	s, err := restorer.NewSession(chain, ro)
 	if err != nil {
 		return err
 	}
-	if o.check || o.simulate {
-		ck, err := restorer.Check(ctx, chain, ro)
-		if err != nil {
+	problems, warnings, err := s.Check(ctx)
+	if err != nil {
+		return err
+	}
+	if o.simulate {
+		if err := s.Simulate(stdout); err != nil {
 			return err
 		}
-		if o.simulate {
-			if err := ck.Plan.Simulate(stdout); err != nil {
-				return err
-			}
-			for _, w := range ck.Warnings {
-				fmt.Fprintf(stdout, "warning: %s\n", restorer.Printable(w))
-			}
-		} else {
-			for _, w := range slices.Concat(ck.Plan.Warnings, ck.Warnings) {
-				fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
-			}
+		for _, w := range warnings {
+			fmt.Fprintf(stdout, "warning: %s\n", restorer.Printable(w))
 		}
-		if len(ck.Problems) > 0 {
-			return &restorer.CheckError{Problems: ck.Problems}
+	} else {
+		for _, w := range slices.Concat(s.Plan().Warnings, warnings) {
+			fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", restorer.Printable(w))
 		}
-		if o.check {
-			fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(ck.Plan.Procs))
-		} else {
-			fmt.Fprintf(stdout, "\nchecks: no problems\n")
-		}
-		return nil
 	}
+	if len(problems) > 0 {
+		return &restorer.CheckError{Problems: problems}
+	}
+	if o.check {
+		fmt.Fprintf(stdout, "%s: ready to restore (%d process(es))\n", image, len(s.Plan().Procs))
+	} else {
+		fmt.Fprintf(stdout, "\nchecks: no problems\n")
+	}
+	return nil
+}
 
+// restore restores the image and, unless --detach, runs the program as a
+// shell runs a job in the foreground until it exits.
+func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro restorer.Options, closeChain func() error, stdout, stderr io.Writer) error {
 	// Catch the signals before the program exists so none is lost between
 	// its creation and the forwarding loop; until then they only cancel.
 	sigs := make(chan os.Signal, 16)
@@ -186,12 +203,25 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	if o.verbose {
 		ro.Log = stderr
 	}
-	if o.detach {
-		// Before the program runs: it may write to the same stdout.
-		ro.BeforeRun = func(pid int) { fmt.Fprintln(stdout, pid) }
+	var s *restorer.Session
+	var j *job
+	ro.BeforeRun = func(res *restorer.Restored) {
+		j = newJob(res)
+		switch {
+		case o.detach:
+			// Before the program runs: it may write to the same stdout.
+			fmt.Fprintln(stdout, res.PID)
+		case ro.Foreground:
+			j.takeTerminal(s.Plan())
+		}
 	}
-	res, err := restorer.Restore(ctx, chain, ro)
+	s, err := restorer.NewSession(chain, ro)
 	if err != nil {
+		return err
+	}
+	res, err := s.Restore(ctx)
+	if err != nil {
+		j.giveTerminalBack()
 		return err
 	}
 	closeChain()
@@ -205,7 +235,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	// in ckpt-restart's own process group; forwarding them would double
 	// them.
 	fromTTY := map[os.Signal]bool{}
-	if !res.OwnGroup && cli.IsTerminal(os.Stdin) {
+	if !j.ownGroup && cli.IsTerminal(os.Stdin) {
 		for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGWINCH} {
 			fromTTY[s] = true
 		}
@@ -219,10 +249,10 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 				switch {
 				case s == syscall.SIGCONT:
 					// fg: the program must get the terminal before it
-					// runs, and Wait may be continuing it too.
-					res.Continue()
+					// runs, and wait may be continuing it too.
+					j.cont()
 				case !fromTTY[s]:
-					res.Signal(s.(syscall.Signal))
+					j.signal(s.(syscall.Signal))
 				}
 			case <-done:
 				return
@@ -231,9 +261,9 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	}()
 	if ro.Foreground {
 		// Let a program that redraws on resize learn the caller's size.
-		res.Signal(syscall.SIGWINCH)
+		j.signal(syscall.SIGWINCH)
 	}
-	code, err := res.Wait()
+	code, err := j.wait()
 	if err != nil {
 		return err
 	}

@@ -51,14 +51,15 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 	// frozen tree still holds its own listening ports, which the kill frees.
 	host.Images = []restorer.ImageFile{{Name: output, UID: uint32(os.Geteuid()), Mode: unix.S_IFREG | 0o600}}
 	host.Bind = nil
-	opts := &restorer.Options{AnyPID: !host.CanSetPIDs}
-	// The plan needs the chain only to resolve where pages are stored,
-	// which the problems do not depend on; a delta's parent runs are
-	// counted as zero runs so that no parent image is needed.
-	pl, err := restorer.BuildPlan(&format.Chain{}, planOnlyMeta(meta), opts)
+	opts := restorer.Options{AnyPID: !host.CanSetPIDs}
+	// Where pages are stored does not change the problems: a delta's
+	// parent runs are counted as zero runs so that no parent image is
+	// needed.
+	s, err := restorer.PlanMeta(planOnlyMeta(meta), opts)
 	if err != nil {
 		return nil, nil, err
 	}
+	pl := s.Plan()
 	own := map[int32]bool{}
 	for _, p := range meta.Processes {
 		for _, t := range p.Threads {
@@ -74,7 +75,7 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 	}
 	host.FDOpen = nil
 	host.HaveTTY = true
-	probs, _ = pl.Check(host, opts)
+	probs, _ = s.CheckHost(host)
 	if opts.AnyPID {
 		// Without the privilege to choose PIDs only --any-pid restores,
 		// which gives threads new TIDs: fine for single-threaded programs.
@@ -90,14 +91,13 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 	return probs, notes, nil
 }
 
-// planOnlyMeta copies what BuildPlan reads and may reorder, with parent
-// runs turned into zero runs of the same size.
+// planOnlyMeta copies meta with parent runs turned into zero runs of the
+// same size (the plan changes nothing else).
 func planOnlyMeta(meta *format.Meta) *format.Meta {
 	m := *meta
 	m.Processes = slices.Clone(meta.Processes)
 	for i := range m.Processes {
 		p := &m.Processes[i]
-		p.Threads = slices.Clone(p.Threads)
 		p.Areas = slices.Clone(p.Areas)
 		for j := range p.Areas {
 			a := &p.Areas[j]

@@ -1,0 +1,244 @@
+package restorer
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// Planning the file table: where each open file description comes from
+// (reopened by path, inherited from the caller, made anew), as plan.go
+// plans the processes and their memory. Pure, as plan.go.
+
+// planFiles decides where each open file description comes from.
+func (pl *Plan) planFiles(opts *Options) {
+	m := pl.Meta
+	holders := map[uint32][]Holder{}
+	for _, p := range m.Processes {
+		for _, fd := range p.FDs {
+			holders[fd.FileID] = append(holders[fd.FileID], Holder{PID: p.PID, FD: fd.Num})
+		}
+	}
+	substs := map[uint32]format.Subst{}
+	for _, s := range m.Substs {
+		substs[s.FileID] = s
+	}
+	pipes := map[uint64][]*FilePlan{}
+	socks := map[uint64]*FilePlan{}
+	for i := range m.Files {
+		f := &m.Files[i]
+		fp := &FilePlan{File: f, Holders: holders[f.ID], Flags: int(f.Flags) &^ (oCreat | oTrunc | oExcl | oCloexec | oTmpfile&^oDirectory)}
+		fp.Readonly = int(f.Flags)&oAccMode == 0
+		pl.Files = append(pl.Files, fp)
+		pl.fileByID[f.ID] = fp
+		if s, ok := substs[f.ID]; ok {
+			switch s.Kind {
+			case format.SubstFD:
+				fp.Source, fp.FD, fp.Note = SrcInherit, int(s.FD), fmt.Sprintf("substituted by inherited fd %d", s.FD)
+			case format.SubstPath:
+				fp.Source, fp.Path, fp.Note, fp.Subst = SrcPath, s.Path, "substituted by "+s.Path, true
+			case format.SubstTTY:
+				fp.Source, fp.Note = SrcTTY, "substituted by the caller's terminal"
+			}
+			continue
+		}
+		pl.planFile(fp, opts, pipes, socks)
+	}
+	// A pipe whose two ends are both in the image is made anew; a lone end
+	// is the caller's when it sits at a stdio number.
+	for _, ends := range pipes {
+		if len(ends) == 2 {
+			ends[0].Source, ends[1].Source = SrcPipe, SrcPipe
+			ends[0].Peer, ends[1].Peer = ends[1], ends[0]
+			continue
+		}
+		for _, fp := range ends {
+			pl.loneEnd(fp, "pipe")
+		}
+	}
+	for _, fp := range socks {
+		if fp.Source == SrcSocketpair && fp.Peer == nil {
+			if peer := socks[fp.File.Socket.PeerIno]; peer != nil && peer != fp {
+				fp.Peer, peer.Peer = peer, fp
+			} else {
+				fp.Source = 0
+				pl.loneEnd(fp, "connected unix socket")
+			}
+		}
+	}
+}
+
+// loneEnd handles a pipe or connected socket whose other end is outside the
+// image: at fd 0-2 it becomes the caller's fd of that number.
+func (pl *Plan) loneEnd(fp *FilePlan, what string) {
+	if n, ok := stdioHolder(fp); ok {
+		fp.Source, fp.FD = SrcInherit, n
+		fp.Note = fmt.Sprintf("%s to outside the image: the caller's fd %d", what, n)
+		return
+	}
+	if what == "pipe" && len(fp.Holders) > 0 {
+		// Typically an fd the program inherited and never uses (a build
+		// tool's jobserver pipe): the same fd of the caller, as it was
+		// inherited then, or a pipe whose other end is gone.
+		fp.Source, fp.FD = SrcLone, int(fp.Holders[0].FD)
+		fp.Note = fmt.Sprintf("pipe to outside the image: the caller's fd %d if open, else a pipe whose other end is closed", fp.FD)
+		return
+	}
+	pl.problem(Problem{Subject: fileSubject(fp.File), Unsupported: true,
+		What:   fmt.Sprintf("a %s whose other end is outside the image", what),
+		Remedy: fmt.Sprintf("substitute it: --subst %s,FD or ckptimg subst", format.FileIDString(fp.File.ID))})
+}
+
+// stdioHolder reports whether every holder has the file at one fd number
+// 0, 1 or 2, and which.
+func stdioHolder(fp *FilePlan) (int, bool) {
+	if len(fp.Holders) == 0 {
+		return 0, false
+	}
+	n := fp.Holders[0].FD
+	for _, h := range fp.Holders {
+		if h.FD > 2 {
+			return 0, false
+		}
+	}
+	return int(n), true
+}
+
+func fileSubject(f *format.File) string {
+	return fmt.Sprintf("file %s %s", format.FileIDString(f.ID), f.Name)
+}
+
+func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePlan, socks map[uint64]*FilePlan) {
+	f := fp.File
+	subj := fileSubject(f)
+	unsupported := func(what string) {
+		pl.problem(Problem{Subject: subj, Unsupported: true, What: what,
+			Remedy: fmt.Sprintf("substitute it: --subst %s,FD or --subst %s,PATH", format.FileIDString(f.ID), format.FileIDString(f.ID))})
+	}
+	if f.Unsupported != "" {
+		unsupported("capture could not describe it: " + f.Unsupported)
+		return
+	}
+	switch f.Type {
+	case format.FileRegular, format.FileDir, format.FileChar, format.FileBlock, format.FileFIFO:
+		fp.Source, fp.Path = SrcPath, f.Ident.Path
+		if fp.Path == "" {
+			fp.Path = f.Name
+		}
+		if f.Type == format.FileFIFO {
+			// Opening a FIFO blocks until the other end opens; the
+			// restorer opens it non-blocking and sets the flags back.
+			fp.Note = "FIFO reopened by path"
+		}
+		if f.Type == format.FileChar || f.Type == format.FileFIFO {
+			if n, ok := stdioHolder(fp); ok && f.Type == format.FileFIFO {
+				fp.Source, fp.FD, fp.Note = SrcInherit, n, fmt.Sprintf("FIFO at stdio: the caller's fd %d", n)
+			}
+		}
+	case format.FileTTY:
+		if f.TTY != nil && f.TTY.Master {
+			unsupported("a pseudo-terminal master")
+			return
+		}
+		if opts.NoTTY {
+			pl.problem(Problem{Subject: subj, What: "a terminal, and --no-tty keeps the caller's terminal from replacing it",
+				Remedy: fmt.Sprintf("substitute it: --subst %s,FD", format.FileIDString(f.ID))})
+			return
+		}
+		fp.Source, fp.Note = SrcTTY, "the caller's terminal"
+	case format.FilePipe:
+		if f.Pipe == nil {
+			unsupported("a pipe without pipe details")
+			return
+		}
+		pipes[f.Pipe.Ino] = append(pipes[f.Pipe.Ino], fp)
+	case format.FileUnix, format.FileInet:
+		s := f.Socket
+		if s == nil {
+			unsupported("a socket without socket details")
+			return
+		}
+		switch {
+		case s.State == format.SocketListening:
+			fp.Source, fp.Note = SrcListen, "listening socket bound again to "+s.Local
+		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerIno != 0:
+			fp.Source = SrcSocketpair
+			socks[s.Ino] = fp
+		case s.State == format.SocketUnconnected && s.Local == "" && s.Peer == "":
+			fp.Source, fp.Note = SrcListen, "unbound socket made anew"
+		default:
+			if n, ok := stdioHolder(fp); ok {
+				fp.Source, fp.FD = SrcInherit, n
+				fp.Note = fmt.Sprintf("socket at stdio: the caller's fd %d", n)
+				return
+			}
+			unsupported(fmt.Sprintf("a %s socket %s, local %q, peer %q, which cannot be reconnected: only listening sockets and socket pairs inside the image are restored", f.Type, s.State, s.Local, s.Peer))
+		}
+	case format.FileEventfd:
+		if f.Eventfd == nil {
+			unsupported("an eventfd without its count")
+			return
+		}
+		fp.Source = SrcEventfd
+	case format.FileTimerfd:
+		if f.Timerfd == nil {
+			unsupported("a timerfd without its settings")
+			return
+		}
+		fp.Source = SrcTimerfd
+	case format.FileSignalfd:
+		if f.Signalfd == nil {
+			unsupported("a signalfd without its mask")
+			return
+		}
+		fp.Source = SrcSignalfd
+	case format.FileEpoll:
+		if f.Epoll == nil {
+			unsupported("an epoll instance without its interest list")
+			return
+		}
+		pids := map[int32]bool{}
+		for _, h := range fp.Holders {
+			pids[h.PID] = true
+		}
+		if len(pids) > 1 {
+			unsupported("an epoll instance shared by several processes")
+			return
+		}
+		fp.Source, fp.Note = SrcEpoll, fmt.Sprintf("rebuilt with %d watched fds", len(f.Epoll.Targets))
+	case format.FileMemfd, format.FileDeleted:
+		if f.Contents == 0 {
+			unsupported(fmt.Sprintf("a %s whose contents are not in the image", f.Type))
+			return
+		}
+		fp.Source, fp.Note = SrcContents, fmt.Sprintf("%s made anew from blob %d (%d bytes)", f.Type, f.Contents-1, pl.Meta.Blobs[f.Contents-1].Size)
+	case format.FileInotify:
+		if f.Inotify == nil {
+			unsupported("an inotify instance without its watches")
+			return
+		}
+		seen := map[int32]bool{}
+		var wds []string
+		for _, w := range f.Inotify.Watches {
+			switch {
+			case w.WD <= 0 || seen[w.WD]:
+				unsupported(fmt.Sprintf("an inotify instance with a bad or repeated watch number %d", w.WD))
+				return
+			case w.Path == "":
+				unsupported(fmt.Sprintf("an inotify instance whose watch %d (inode %d) has no path: capture could not resolve it (it needs CAP_DAC_READ_SEARCH)", w.WD, w.Ino))
+				return
+			}
+			seen[w.WD] = true
+			wds = append(wds, fmt.Sprintf("%d %s", w.WD, w.Path))
+		}
+		fp.Source, fp.Note = SrcInotify, fmt.Sprintf("rebuilt with %d watches: %s", len(wds), strings.Join(wds, ", "))
+	default:
+		if n, ok := stdioHolder(fp); ok {
+			fp.Source, fp.FD = SrcInherit, n
+			fp.Note = fmt.Sprintf("%s at stdio: the caller's fd %d", f.Type, n)
+			return
+		}
+		unsupported(fmt.Sprintf("a file of type %s", f.Type))
+	}
+}
