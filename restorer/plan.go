@@ -1020,7 +1020,7 @@ func (pl *Plan) fileCreds(fp *FilePlan) *format.Creds {
 // modification time are: device and inode numbers differ on another
 // machine or after a copy, and are not compared.
 func sameContents(was, now format.FileRef) bool {
-	return was.Size == now.Size && was.MtimeNs == now.MtimeNs
+	return format.SameContents(was, now)
 }
 
 func describeChange(was, now format.FileRef) string {
