@@ -3,7 +3,6 @@ package restorer
 import (
 	"fmt"
 	"io"
-	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -1178,6 +1177,3 @@ func (e *errWriter) printf(format string, args ...any) {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}
 }
-
-// basename is used in names shown to the kernel (memfd names).
-func basename(p string) string { return path.Base(p) }
