@@ -268,7 +268,7 @@ func (c *capturer) scanTracker(pr *proc) error {
 		} else if pt.usable {
 			pt.written = res.Pages()
 			c.stats.PagesWritten += pt.written
-			pt.parentOK = subtractRanges(intersectRanges(ranges, c.parentPages(pr.pid)), res.Dirty())
+			pt.parentOK = dirty.Subtract(dirty.Intersect(ranges, c.parentPages(pr.pid)), res.Dirty())
 		}
 	}
 	keep := c.wantTracking(pr)
@@ -564,68 +564,4 @@ func (c *capturer) stopTrackerAgain(pr *proc) error {
 		pr.track.tr = nil
 	}
 	return errors.Join(errs...)
-}
-
-// intersectRanges returns the parts of sorted, disjoint a that are in
-// sorted, disjoint b.
-func intersectRanges(a, b []dirty.Range) []dirty.Range {
-	var out []dirty.Range
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		s, e := max(a[i].Start, b[j].Start), min(a[i].End, b[j].End)
-		if s < e {
-			out = append(out, dirty.Range{Start: s, End: e})
-		}
-		if a[i].End < b[j].End {
-			i++
-		} else {
-			j++
-		}
-	}
-	return out
-}
-
-// subtractRanges returns the parts of sorted, disjoint a not in sorted,
-// disjoint b.
-func subtractRanges(a, b []dirty.Range) []dirty.Range {
-	var out []dirty.Range
-	j := 0
-	for _, r := range a {
-		s := r.Start
-		for j < len(b) && b[j].End <= s {
-			j++
-		}
-		for k := j; k < len(b) && b[k].Start < r.End; k++ {
-			if b[k].Start > s {
-				out = append(out, dirty.Range{Start: s, End: b[k].Start})
-			}
-			s = max(s, b[k].End)
-		}
-		if s < r.End {
-			out = append(out, dirty.Range{Start: s, End: r.End})
-		}
-	}
-	return out
-}
-
-// rangeCursor walks sorted, disjoint ranges with increasing addresses.
-type rangeCursor struct {
-	rs []dirty.Range
-	i  int
-}
-
-// split returns how many bytes from addr (at most n) are inside the
-// ranges (in true) or outside them (in false), whichever addr starts in.
-func (rc *rangeCursor) split(addr uint64, n uint64) (in bool, length uint64) {
-	for rc.i < len(rc.rs) && rc.rs[rc.i].End <= addr {
-		rc.i++
-	}
-	if rc.i == len(rc.rs) {
-		return false, n
-	}
-	r := rc.rs[rc.i]
-	if addr < r.Start {
-		return false, min(n, r.Start-addr)
-	}
-	return true, min(n, r.End-addr)
 }
