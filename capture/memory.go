@@ -258,9 +258,9 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 		}
 		// With a usable tracker, pages not written since the parent are
 		// taken from it: only the others are read.
-		var clean *rangeCursor
+		var clean *dirty.Cursor
 		if pr.track != nil && pr.track.usable {
-			clean = &rangeCursor{rs: pr.track.parentOK}
+			clean = dirty.NewCursor(pr.track.parentOK)
 		}
 		addParent := func(addr uint64, n int) {
 			if k := len(cur.parents); k > 0 && cur.parents[k-1].addr+uint64(cur.parents[k-1].n) == addr {
@@ -275,7 +275,7 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 				return add(addr, n, force)
 			}
 			for n > 0 {
-				in, l := clean.split(addr, uint64(n))
+				in, l := clean.Split(addr, uint64(n))
 				if in {
 					addParent(addr, int(l))
 				} else if err := add(addr, int(l), force); err != nil {

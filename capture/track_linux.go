@@ -66,16 +66,11 @@ func (t *Tracking) Close() error {
 
 // procTrack is the dirty tracking of one process during one capture.
 type procTrack struct {
-	tr *dirty.Tracker
-	// usable: the tracker's "not written" refers to Options.Parent, so
-	// clean pages can be taken from it.
+	tr    *dirty.Tracker // nil exactly when state is noTracker
+	state trackState
+	// usable: this capture's scan tells what changed since
+	// Options.Parent, so clean pages can be taken from it.
 	usable bool
-	held   bool // from Options.Tracking
-	// reset: a scan (or Start) changed the tracker's state during this
-	// capture. If the capture then fails, the tracker must go: it no
-	// longer describes the writes since the parent.
-	reset   bool
-	started bool // made by this capture
 	// targetFD is the tracker's fd in the target (-1 if none): never
 	// recorded as a file of the image.
 	targetFD int
@@ -84,6 +79,9 @@ type procTrack struct {
 	parentOK []dirty.Range
 	written  uint64 // pages the scan reported written
 }
+
+// to moves pt to the state after e.
+func (pt *procTrack) to(e trackEvent) { pt.state = pt.state.next(e) }
 
 // trackMethod says how the pages of a delta's processes were chosen.
 func (c *capturer) trackMethod() string {
@@ -149,7 +147,7 @@ func (c *capturer) openTrackers() {
 			continue
 		}
 		if h := c.heldTracker(pr.pid); h != nil {
-			pt := &procTrack{tr: h.tr, held: true, targetFD: h.tr.State().FD}
+			pt := &procTrack{tr: h.tr, state: heldClean, targetFD: h.tr.State().FD}
 			pt.usable = c.opts.Parent != nil && c.opts.Parent.ID() == h.base
 			pr.track = pt
 			continue
@@ -172,7 +170,7 @@ func (c *capturer) openTrackers() {
 			}
 			continue
 		}
-		pr.track = &procTrack{tr: tr, usable: true, targetFD: st.FD}
+		pr.track = &procTrack{tr: tr, state: ownClean, usable: true, targetFD: st.FD}
 	}
 }
 
@@ -200,7 +198,7 @@ func (c *capturer) adoptMoved(pr *proc, st dirty.State) *procTrack {
 		if err != nil {
 			return nil
 		}
-		return &procTrack{tr: tr, targetFD: f.Num}
+		return &procTrack{tr: tr, state: ownClean, targetFD: f.Num}
 	}
 	return nil
 }
@@ -258,7 +256,7 @@ func (c *capturer) scanTracker(pr *proc) error {
 		done := c.ph.start("dirty scan")
 		res, err := pt.tr.ScanDetail(pr.pid, ranges)
 		done()
-		pt.reset = true
+		pt.to(trackScan)
 		if err != nil {
 			c.notice("pid %d: dirty page scan failed (%v); comparing page hashes instead", pr.pid, err)
 			pt.usable = false
@@ -268,7 +266,7 @@ func (c *capturer) scanTracker(pr *proc) error {
 		} else if pt.usable {
 			pt.written = res.Pages()
 			c.stats.PagesWritten += pt.written
-			pt.parentOK = subtractRanges(intersectRanges(ranges, c.parentPages(pr.pid)), res.Dirty())
+			pt.parentOK = dirty.Subtract(dirty.Intersect(ranges, c.parentPages(pr.pid)), res.Dirty())
 		}
 	}
 	keep := c.wantTracking(pr)
@@ -333,7 +331,8 @@ func (c *capturer) startTracker(pr *proc, ranges []dirty.Range) error {
 		pt = &procTrack{}
 		pr.track = pt
 	}
-	pt.tr, pt.started, pt.reset, pt.held = tr, true, true, false
+	pt.tr = tr
+	pt.to(trackStart)
 	pt.targetFD = tr.State().FD
 	return nil
 }
@@ -367,7 +366,7 @@ func (c *capturer) moveTracker(pr *proc) (bool, error) {
 	_ = pt.tr.Close() // our old copy; the target holds the same file at n
 	pt.tr = moved
 	pt.targetFD = n
-	pt.held = false // a new Tracker object: keepTrackers stores it again
+	pt.to(trackMove) // a new Tracker object: keepTrackers stores it again
 	if c.opts.Tracking != nil {
 		delete(c.opts.Tracking.held, pr.pid)
 	}
@@ -410,11 +409,11 @@ func (c *capturer) stopTracker(pr *proc) error {
 	} else {
 		err = pt.tr.Close()
 	}
-	if pt.held {
+	if pt.state.held() {
 		delete(c.opts.Tracking.held, pr.pid)
-		pt.held = false
 	}
 	pt.tr = nil
+	pt.to(trackStop)
 	if err != nil {
 		return wrap("stop dirty page tracking", pr.pid, 0, -1, err)
 	}
@@ -499,6 +498,7 @@ func (c *capturer) keepTrackers(id format.ImageID) {
 			_ = pt.tr.Close()
 		}
 		pt.tr = nil
+		pt.to(trackRelease)
 	}
 }
 
@@ -516,11 +516,12 @@ func (c *capturer) dropTrackers() error {
 		if pt == nil || pt.tr == nil {
 			continue
 		}
-		if !pt.reset {
-			if !pt.held {
+		if !pt.state.reset() {
+			if !pt.state.held() {
 				errs = append(errs, pt.tr.Close())
 			}
 			pt.tr = nil
+			pt.to(trackRelease)
 			continue
 		}
 		if pt.tr.State().FD < 0 {
@@ -544,6 +545,7 @@ func (c *capturer) stopTrackerAgain(pr *proc) error {
 	if err != nil {
 		_ = pr.track.tr.Close()
 		pr.track.tr = nil
+		pr.track.to(trackRelease)
 		if processGone(pr.pid) {
 			return nil
 		}
@@ -562,70 +564,7 @@ func (c *capturer) stopTrackerAgain(pr *proc) error {
 	if pr.track.tr != nil {
 		_ = pr.track.tr.Close()
 		pr.track.tr = nil
+		pr.track.to(trackRelease)
 	}
 	return errors.Join(errs...)
-}
-
-// intersectRanges returns the parts of sorted, disjoint a that are in
-// sorted, disjoint b.
-func intersectRanges(a, b []dirty.Range) []dirty.Range {
-	var out []dirty.Range
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		s, e := max(a[i].Start, b[j].Start), min(a[i].End, b[j].End)
-		if s < e {
-			out = append(out, dirty.Range{Start: s, End: e})
-		}
-		if a[i].End < b[j].End {
-			i++
-		} else {
-			j++
-		}
-	}
-	return out
-}
-
-// subtractRanges returns the parts of sorted, disjoint a not in sorted,
-// disjoint b.
-func subtractRanges(a, b []dirty.Range) []dirty.Range {
-	var out []dirty.Range
-	j := 0
-	for _, r := range a {
-		s := r.Start
-		for j < len(b) && b[j].End <= s {
-			j++
-		}
-		for k := j; k < len(b) && b[k].Start < r.End; k++ {
-			if b[k].Start > s {
-				out = append(out, dirty.Range{Start: s, End: b[k].Start})
-			}
-			s = max(s, b[k].End)
-		}
-		if s < r.End {
-			out = append(out, dirty.Range{Start: s, End: r.End})
-		}
-	}
-	return out
-}
-
-// rangeCursor walks sorted, disjoint ranges with increasing addresses.
-type rangeCursor struct {
-	rs []dirty.Range
-	i  int
-}
-
-// split returns how many bytes from addr (at most n) are inside the
-// ranges (in true) or outside them (in false), whichever addr starts in.
-func (rc *rangeCursor) split(addr uint64, n uint64) (in bool, length uint64) {
-	for rc.i < len(rc.rs) && rc.rs[rc.i].End <= addr {
-		rc.i++
-	}
-	if rc.i == len(rc.rs) {
-		return false, n
-	}
-	r := rc.rs[rc.i]
-	if addr < r.Start {
-		return false, min(n, r.Start-addr)
-	}
-	return true, min(n, r.End-addr)
 }

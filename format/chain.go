@@ -181,26 +181,6 @@ func newParentIndex(r *Reader) (*parentIndex, error) {
 	return &parentIndex{r: r, hashes: h, zeroHash: ZeroPageHash(int(r.Meta().Machine.PageSize))}, nil
 }
 
-func (x *parentIndex) lookup(pid int32, addr uint64) (uint64, bool) {
-	p := x.r.Process(pid)
-	if p == nil {
-		return 0, false
-	}
-	a := findArea(p, addr)
-	if a == nil {
-		return 0, false
-	}
-	ps := uint64(x.r.Meta().Machine.PageSize)
-	run, _ := findRun(a, addr, ps)
-	if run == nil {
-		return 0, false
-	}
-	if run.Kind == RunZero {
-		return x.zeroHash, true
-	}
-	return x.hashes[run.HashIndex+(addr-run.Addr)/ps], true
-}
-
 // OpenChain opens the image at path and, when it is a delta, its parents:
 // each parent is looked for first by the name recorded in the delta, then
 // among the *.ckpt files of the delta's directory and of dirs, and is

@@ -3,7 +3,8 @@
 // and the differences between two images. It is pure and deterministic:
 // the same image bytes give the same results on any machine. It reads only
 // what the image's metadata holds unless a function says otherwise (Diff
-// and CheckChain read page hashes; ReadMemory reads pages).
+// and CheckChain read page hashes; ReadMemory reads pages; Verify opens an
+// image and its parents by path and reads them whole).
 //
 // The result types are the JSON output of ckptimg: their json tags are an
 // add-only contract (docs/json-output.md). They are kept apart from the

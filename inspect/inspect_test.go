@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -270,5 +272,43 @@ func TestCheckChainDetectsBadParentHash(t *testing.T) {
 	v.AddErr("chain", err)
 	if v.OK || len(v.Problems) != 1 || v.Problems[0].Section != "page-hashes" {
 		t.Errorf("verify result: %+v", v)
+	}
+}
+
+// TestVerify verifies golden images by path: a full image, a delta whose
+// parent is not found (one problem, the chain unresolved), and a chain of
+// two deltas with the parents' chunks checked too.
+func TestVerify(t *testing.T) {
+	ctx := context.Background()
+	res, err := inspect.Verify(ctx, golden.Path("images/base.ckpt"), inspect.VerifyOptions{})
+	if err != nil || !res.OK || res.Chain != nil || res.Chunks == 0 || res.Pages == 0 {
+		t.Fatalf("Verify(base) = %+v, %v; want ok, no chain", res, err)
+	}
+
+	dir := t.TempDir()
+	delta := filepath.Join(dir, "delta.ckpt")
+	if err := os.WriteFile(delta, golden.Read(t, "images/delta.ckpt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err = inspect.Verify(ctx, delta, inspect.VerifyOptions{})
+	if err != nil || res.OK || res.Chain == nil || res.Chain.Resolved || len(res.Problems) != 1 || res.Problems[0].Section != "chain" {
+		t.Fatalf("Verify(delta without its parent) = %+v, %v; want one chain problem, unresolved", res, err)
+	}
+	res, err = inspect.Verify(ctx, delta, inspect.VerifyOptions{Dirs: []string{filepath.Dir(golden.Path("images/base.ckpt"))}})
+	if err != nil || !res.OK || res.Chain == nil || !res.Chain.Resolved || res.ParentPages == 0 {
+		t.Fatalf("Verify(delta, its parent's directory) = %+v, %v; want ok, resolved", res, err)
+	}
+
+	var names []string
+	progress := func(name string) (format.VerifyProgress, func()) {
+		names = append(names, name)
+		return func(done, total int64) {}, func() {}
+	}
+	res, err = inspect.Verify(ctx, golden.Path("images/delta2.ckpt"), inspect.VerifyOptions{Parents: true, Progress: progress})
+	if err != nil || !res.OK || len(res.Chain.Images) != 3 {
+		t.Fatalf("Verify(delta2, parents) = %+v, %v; want ok, 3 images", res, err)
+	}
+	if len(names) != 3 || names[0] != golden.Path("images/delta2.ckpt") || names[1] != res.Chain.Images[1].ImageID {
+		t.Errorf("progress for %q; want delta2's path and its two parents' ids", names)
 	}
 }

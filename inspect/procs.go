@@ -73,14 +73,6 @@ func limit(v uint64) *uint64 {
 	return &v
 }
 
-// LimitString prints a limit value as ulimit does.
-func LimitString(v *uint64) string {
-	if v == nil {
-		return "unlimited"
-	}
-	return fmt.Sprint(*v)
-}
-
 // Procs lists the processes, the root first.
 func Procs(r *format.Reader) []ProcInfo {
 	ps := pageSize(r)

@@ -35,6 +35,84 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
+// VerifyOptions are the choices of Verify.
+type VerifyOptions struct {
+	// Dirs are directories to look for parent images in, besides the
+	// image's own.
+	Dirs []string
+	// Parents verifies the chunks of every parent image too, not only the
+	// cross-references between the delta and its parents.
+	Parents bool
+	// Progress, when set, is called before the chunks of each image are
+	// checked, with the image's name (its path, or the image id of a
+	// parent); it returns the progress callback for format.Reader.Verify
+	// and a function called when that image is done.
+	Progress func(name string) (format.VerifyProgress, func())
+}
+
+// Verify checks the image at path: its structure (format.Open), every
+// chunk (format.Reader.Verify) and, for a delta, its chain: the parents
+// are looked for by image id (format.OpenChain) and CheckChain compares
+// the delta's pages in them. A structural problem or a cancelled ctx is
+// an error; the problems found in a readable image are in the result. A
+// chain that does not resolve is one problem, with Chain.Resolved false.
+func Verify(ctx context.Context, path string, opts VerifyOptions) (*VerifyResult, error) {
+	// Structural problems (header, directory, metadata) stop Open: there is
+	// nothing more to check, and the error names section and offset.
+	r, err := format.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	res := NewVerifyResult(r)
+	res.checkChunks(ctx, r, path, opts.Progress)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if r.Meta().Parent == nil {
+		return res, nil
+	}
+	c, closeChain, err := format.OpenChain(path, opts.Dirs...)
+	if err != nil {
+		res.Chain = &ChainInfo{Images: []ChainImage{}, Error: err.Error()}
+		res.AddErr("chain", err)
+		return res, nil
+	}
+	defer closeChain()
+	res.Chain = Chain(c)
+	n, err := CheckChain(ctx, c)
+	res.ParentPages = n
+	res.AddErr("chain", err)
+	if opts.Parents {
+		for _, img := range c.Images()[1:] {
+			sub := NewVerifyResult(img)
+			sub.checkChunks(ctx, img, img.ID().String(), opts.Progress)
+			for _, pr := range sub.Problems {
+				pr.Section = "parent " + img.ID().String() + " " + pr.Section
+				res.Problems = append(res.Problems, pr)
+				res.OK = false
+			}
+		}
+	}
+	return res, nil
+}
+
+// checkChunks runs format.Reader.Verify on r and records its problems;
+// cancellation is left to the caller.
+func (v *VerifyResult) checkChunks(ctx context.Context, r *format.Reader, name string, progress func(string) (format.VerifyProgress, func())) {
+	var p format.VerifyProgress
+	if progress != nil {
+		var done func()
+		p, done = progress(name)
+		defer done()
+	}
+	err := r.Verify(ctx, p)
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	v.AddErr("chunks", err)
+}
+
 // NewVerifyResult returns the result of verifying r before any check ran.
 func NewVerifyResult(r *format.Reader) *VerifyResult {
 	v := &VerifyResult{ImageID: r.ID().String(), OK: true, Chunks: len(r.Chunks()), Problems: []Problem{}}

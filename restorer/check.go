@@ -247,7 +247,7 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 			if fp.Subst || f.Type != format.FileRegular || f.Ident.Size == 0 && f.Ident.MtimeNs == 0 {
 				continue
 			}
-			if sameContents(f.Ident, now) {
+			if format.SameContents(f.Ident, now) {
 				continue
 			}
 			if fp.Readonly {
@@ -318,7 +318,7 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 					Remedy: "put it back, or point the image elsewhere with --prefix OLD=NEW or ckptimg rewrite"})
 				continue
 			}
-			if a.File.Size == 0 && a.File.MtimeNs == 0 || sameContents(a.File, now) {
+			if a.File.Size == 0 && a.File.MtimeNs == 0 || format.SameContents(a.File, now) {
 				continue
 			}
 			if opts.ChangedInput == InputError {
@@ -364,13 +364,6 @@ func mapOpenFlags(a *format.Area) int {
 		return oRdwr
 	}
 	return 0
-}
-
-// sameContents decides that a file is unchanged when its size and
-// modification time are: device and inode numbers differ on another
-// machine or after a copy, and are not compared.
-func sameContents(was, now format.FileRef) bool {
-	return was.Size == now.Size && was.MtimeNs == now.MtimeNs
 }
 
 func describeChange(was, now format.FileRef) string {

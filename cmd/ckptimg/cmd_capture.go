@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -244,21 +243,6 @@ func reportKilled(res *capture.Result, stderr io.Writer) {
 	}
 }
 
-// generation is one image written in command mode.
-type generation struct {
-	n      int
-	path   string
-	parent int // generation number of its parent, 0 for a full image
-}
-
-// generationPath names generation n of output: run.ckpt -> run-0001.ckpt.
-func generationPath(output string, n int) string {
-	if base, ok := strings.CutSuffix(output, ".ckpt"); ok {
-		return fmt.Sprintf("%s-%04d.ckpt", base, n)
-	}
-	return fmt.Sprintf("%s-%04d", output, n)
-}
-
 // runCaptureCommand starts CMD and captures it when asked. ckptimg stays
 // CMD's parent until CMD ends, whatever happens to the captures: CMD dies
 // with ckptimg if ckptimg is killed (StartCommand), and SIGINT or SIGTERM
@@ -290,62 +274,52 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 	_, ttyErr := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
 	intFromTTY := ttyErr == nil
 
-	single := o.interval == 0 && o.after > 0
+	sched := &capture.Schedule{After: o.after, Interval: o.interval}
+	gens := &capture.Generations{Output: o.output, Single: sched.Single(), Keep: o.keep, Incremental: o.incremental}
 	var after <-chan time.Time
-	if o.after > 0 {
-		after = time.After(o.after)
-	} else if o.interval > 0 {
-		after = time.After(o.interval)
+	if d, ok := sched.First(); ok {
+		after = time.After(d)
 	}
 	cancelled := ctx.Done()
 	var (
-		gens        []generation
 		interrupted bool  // SIGINT or SIGTERM: no more captures
 		capErr      error // a capture failed: no more captures, reported at the end
-		finished    bool  // the single capture is written
 	)
 	for {
 		select {
 		case <-cancelled:
 			cancelled, interrupted, after = nil, true, nil
+			sched.Stop()
 			continue
 		case <-child.Done():
-			return commandEnded(o, child, len(gens), interrupted, capErr, stderr)
+			return commandEnded(o, child, gens.Len(), interrupted, capErr, stderr)
 		case s := <-sigs:
 			if s != syscall.SIGUSR1 {
 				interrupted, after = true, nil
+				sched.Stop()
 				if s != syscall.SIGINT || !intFromTTY {
 					_ = child.Signal(s.(syscall.Signal))
 				}
 				continue
 			}
-			if interrupted || capErr != nil || finished {
+			if !sched.Request() {
 				continue
 			}
 		case <-after:
 			after = nil
-			if o.interval > 0 {
-				after = time.After(o.interval)
+			if d, ok := sched.Fired(); ok {
+				after = time.After(d)
 			}
 		}
-		n := len(gens) + 1
-		g := generation{n: n, path: o.output}
-		if !single {
-			g.path = generationPath(o.output, n)
-		}
-		parentPath := ""
-		if o.incremental && n > 1 && (o.keep == 0 || (n-1)%o.keep != 0) {
-			g.parent = n - 1
-			parentPath = gens[n-2].path
-		}
-		if _, err := captureTo(ctx, o, child.PID(), g.path, parentPath, uint32(n), stderr); err != nil {
+		g := gens.Next()
+		if _, err := captureTo(ctx, o, child.PID(), g.Path, g.ParentPath, uint32(g.N), stderr); err != nil {
 			var ce *capture.Error
 			if errors.As(err, &ce) && ce.TargetGone() {
 				// CMD ended just as the capture began: that is its exit,
 				// not a failure, once the exit is seen.
 				select {
 				case <-child.Done():
-					return commandEnded(o, child, len(gens), interrupted, nil, stderr)
+					return commandEnded(o, child, gens.Len(), interrupted, nil, stderr)
 				case <-time.After(5 * time.Second):
 				}
 			}
@@ -354,11 +328,11 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 			}
 			// CMD runs on: report now, and stay its parent until it ends.
 			capErr, after = err, nil
+			sched.Stop()
 			fmt.Fprintf(stderr, "ckptimg: %v\nckptimg: no more captures; waiting for %s (pid %d) to end\n", err, o.argv[0], child.PID())
 			continue
 		}
-		gens = append(gens, g)
-		pruneGenerations(gens, o.keep, stderr)
+		removeGenerations(gens.Written(g), stderr)
 		if o.kill {
 			// The capture killed and reaped it (as its tracer).
 			_ = child.Wait()
@@ -368,7 +342,7 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 			return nil
 		}
 		// One image was asked for: stay CMD's parent until it ends.
-		finished = single
+		sched.Written()
 	}
 }
 
@@ -405,23 +379,10 @@ func childExited(o *captureOptions, child *capture.Child, captures int, stderr i
 	return nil
 }
 
-// pruneGenerations removes generations older than the last keep, except
-// those a kept delta still needs as parents.
-func pruneGenerations(gens []generation, keep int, stderr io.Writer) {
-	if keep <= 0 || len(gens) <= keep {
-		return
-	}
-	need := map[int]bool{}
-	for _, g := range gens[len(gens)-keep:] {
-		for n := g.n; n != 0; n = gens[n-1].parent {
-			need[n] = true
-		}
-	}
-	for _, g := range gens {
-		if need[g.n] {
-			continue
-		}
-		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+// removeGenerations removes the images of generations no longer needed.
+func removeGenerations(paths []string, stderr io.Writer) {
+	for _, path := range paths {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(stderr, "ckptimg: removing old generation: %v\n", err)
 		}
 	}

@@ -156,7 +156,7 @@ func openAreaFile(a *format.Area, imageOwner uint32) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sameFile(st, want); err != nil {
+	if err := format.CheckSameFile(want, st); err != nil {
 		return nil, err
 	}
 	if imageOwner != uint32(os.Geteuid()) && st.Mode().Perm()&0o004 == 0 {
@@ -166,28 +166,10 @@ func openAreaFile(a *format.Area, imageOwner uint32) (io.ReaderAt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sameFile(fst, want); err != nil {
+	if err := format.CheckSameFile(want, fst); err != nil {
 		f.Close()
 		return nil, err
 	}
 	// The file stays open until the process exits: cat is short-lived.
 	return f, nil
-}
-
-// sameFile says how st differs from the identity the image recorded.
-func sameFile(st os.FileInfo, want format.FileRef) error {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	switch {
-	case !ok:
-		return fmt.Errorf("cannot check its identity")
-	case !st.Mode().IsRegular():
-		return fmt.Errorf("it is not a regular file (mode %s)", st.Mode())
-	case uint64(sys.Dev) != want.Dev || sys.Ino != want.Ino:
-		return fmt.Errorf("it is not the file that was mapped (device %#x inode %d, the image recorded device %#x inode %d)", sys.Dev, sys.Ino, want.Dev, want.Ino)
-	case st.Size() != want.Size:
-		return fmt.Errorf("it changed since the capture (size %d, the image recorded %d)", st.Size(), want.Size)
-	case st.ModTime().UnixNano() != want.MtimeNs:
-		return fmt.Errorf("it changed since the capture (modified %s)", st.ModTime().UTC().Format("2006-01-02T15:04:05.999999999Z"))
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -59,44 +58,17 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 	if err != nil {
 		return err
 	}
-	// Structural problems (header, directory, metadata) stop Open: there is
-	// nothing more to check, and the error names section and offset.
-	r, err := format.Open(path)
+	vopts := inspect.VerifyOptions{Dirs: opts.dirs, Parents: opts.chain}
+	if f, ok := stderr.(*os.File); ok && cli.IsTerminal(f) {
+		vopts.Progress = func(name string) (format.VerifyProgress, func()) {
+			return verifyProgress(stderr, name)
+		}
+	}
+	res, err := inspect.Verify(ctx, path, vopts)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	res := inspect.NewVerifyResult(r)
-	verifyChunks(ctx, r, path, res, stderr)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	chainMissing := false
-	if r.Meta().Parent != nil {
-		c, closeChain, err := format.OpenChain(path, opts.dirs...)
-		if err != nil {
-			res.Chain = &inspect.ChainInfo{Images: []inspect.ChainImage{}, Error: err.Error()}
-			res.AddErr("chain", err)
-			chainMissing = true
-		} else {
-			defer closeChain()
-			res.Chain = inspect.Chain(c)
-			n, err := inspect.CheckChain(ctx, c)
-			res.ParentPages = n
-			res.AddErr("chain", err)
-			if opts.chain {
-				for _, img := range c.Images()[1:] {
-					sub := inspect.NewVerifyResult(img)
-					verifyChunks(ctx, img, img.ID().String(), sub, stderr)
-					for _, pr := range sub.Problems {
-						pr.Section = "parent " + img.ID().String() + " " + pr.Section
-						res.Problems = append(res.Problems, pr)
-						res.OK = false
-					}
-				}
-			}
-		}
-	}
+	chainMissing := res.Chain != nil && !res.Chain.Resolved
 	if err := p.Print(stdout, verifyDoc{res}); err != nil {
 		return err
 	}
@@ -111,29 +83,21 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 	return &cli.StatusError{Code: cli.ExitCorrupt, Err: msg}
 }
 
-// verifyChunks runs format.Reader.Verify with progress on stderr when it is
-// a terminal.
-func verifyChunks(ctx context.Context, r *format.Reader, name string, res *inspect.VerifyResult, stderr io.Writer) {
-	var progress format.VerifyProgress
-	if f, ok := stderr.(*os.File); ok && cli.IsTerminal(f) {
-		last := -1
-		progress = func(done, total int64) {
-			pct := 100
-			if total > 0 {
-				pct = int(done * 100 / total)
-			}
-			if pct != last {
-				last = pct
-				fmt.Fprintf(stderr, "\rverifying %s: %3d%%", name, pct)
-			}
+// verifyProgress shows the progress of checking the chunks of the image
+// name on stderr, a terminal; done clears the line.
+func verifyProgress(stderr io.Writer, name string) (progress format.VerifyProgress, done func()) {
+	last := -1
+	progress = func(done, total int64) {
+		pct := 100
+		if total > 0 {
+			pct = int(done * 100 / total)
 		}
-		defer fmt.Fprint(stderr, "\r\033[K")
+		if pct != last {
+			last = pct
+			fmt.Fprintf(stderr, "\rverifying %s: %3d%%", name, pct)
+		}
 	}
-	err := r.Verify(ctx, progress)
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	res.AddErr("chunks", err)
+	return progress, func() { fmt.Fprint(stderr, "\r\033[K") }
 }
 
 type verifyDoc struct{ v *inspect.VerifyResult }

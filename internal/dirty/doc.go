@@ -2,16 +2,16 @@
 // two captures, from outside the process, so a delta capture reads only
 // those.
 //
-// This kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY unset:
-// SoftDirtyWorks reports it), so the Tracker uses a userfaultfd in
-// asynchronous write-protect mode (UFFD_FEATURE_WP_ASYNC, Linux 6.7)
-// registered over the target's private mappings: the kernel resolves the
-// write faults itself, no process has to serve them, and the PAGEMAP_SCAN
-// ioctl on /proc/PID/pagemap reports the pages written since the last scan
-// and write-protects them again in one walk. The userfaultfd must be
-// created inside the target (a userfaultfd only registers its own
-// process's memory), so Start injects it through package ptrace; this
-// process then holds it through pidfd_getfd.
+// This kernel has no soft-dirty bits (CONFIG_MEM_SOFT_DIRTY unset: writing
+// clear_refs is accepted but pagemap bit 55 is never set), so the Tracker
+// uses a userfaultfd in asynchronous write-protect mode
+// (UFFD_FEATURE_WP_ASYNC, Linux 6.7) registered over the target's private
+// mappings: the kernel resolves the write faults itself, no process has to
+// serve them, and the PAGEMAP_SCAN ioctl on /proc/PID/pagemap reports the
+// pages written since the last scan and write-protects them again in one
+// walk. The userfaultfd must be created inside the target (a userfaultfd
+// only registers its own process's memory), so Start injects it through
+// package ptrace; this process then holds it through pidfd_getfd.
 //
 // What the scan guarantees: a page whose content changed since the
 // previous scan is in ScanResult.Dirty(), whether user code, the kernel
@@ -48,7 +48,7 @@
 //	                       present/swapped and not in it  -> "in parent";
 //	                       neither                         -> absent.
 //	shared mappings are not tracked: save them as in a full capture.
-//	info: method dirty.MethodUffdWP, res.Pages() written pages.
+//	info: method uffd-wp, res.Pages() written pages.
 //
 // With --leave-running, scan in the freeze, then snapshot.Fork, detach,
 // and read the dirty pages from the snapshot (see internal/snapshot).

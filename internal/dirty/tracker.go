@@ -33,14 +33,6 @@ var (
 	ErrSeccomp = errors.New("dirty: target runs under a seccomp filter")
 )
 
-// Range is the page-aligned address range [Start, End).
-type Range struct{ Start, End uint64 }
-
-// Len is End-Start.
-func (r Range) Len() uint64 { return r.End - r.Start }
-
-func (r Range) String() string { return fmt.Sprintf("%#x-%#x", r.Start, r.End) }
-
 // Options are the choices of Start. The zero value leaves the target's fd
 // table as it was.
 type Options struct {
@@ -426,29 +418,4 @@ func freeHighFD(pid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no free fd below %d: %w", top, unix.EMFILE)
-}
-
-// mergeRanges returns the ranges sorted, with overlapping and adjacent
-// ones joined and empty ones dropped.
-func mergeRanges(in []Range) []Range {
-	rs := slices.Clone(in)
-	rs = slices.DeleteFunc(rs, func(r Range) bool { return r.End <= r.Start })
-	slices.SortFunc(rs, func(a, b Range) int {
-		switch {
-		case a.Start < b.Start:
-			return -1
-		case a.Start > b.Start:
-			return 1
-		}
-		return 0
-	})
-	var out []Range
-	for _, r := range rs {
-		if n := len(out); n > 0 && r.Start <= out[n-1].End {
-			out[n-1].End = max(out[n-1].End, r.End)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }

@@ -389,27 +389,6 @@ func TestConflictWithTargetUffd(t *testing.T) {
 	}
 }
 
-func TestSoftDirtyProbe(t *testing.T) {
-	ok, err := SoftDirtyWorks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("soft-dirty works: %v", ok)
-	// Cross-check on another process: a page written into a new mapping
-	// is soft-dirty exactly when the kernel keeps the bit.
-	p := startPager(t, 1)
-	pm, err := procfs.NewFS("").Proc(p.PID).Pagemap(p.addr, p.addr+pageSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !pm[0].Present() {
-		t.Fatal("pager's first page not present")
-	}
-	if pm[0].SoftDirty() != ok {
-		t.Errorf("fresh page soft-dirty bit %v, probe says %v", pm[0].SoftDirty(), ok)
-	}
-}
-
 func TestMergeRanges(t *testing.T) {
 	got := mergeRanges([]Range{{0x5000, 0x6000}, {0x1000, 0x2000}, {0x2000, 0x3000}, {0x7000, 0x7000}, {0x5800, 0x9000}})
 	want := []Range{{0x1000, 0x3000}, {0x5000, 0x9000}}

@@ -201,7 +201,7 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 }
 
 // KillAtCleanup makes t's cleanup kill processes the test did not start
-// itself, typically the ones ckpt-restart or restorer.Restore re-created:
+// itself, typically the ones ckpt-restart or restorer.Session.Restore re-created:
 // SIGKILL to each pid (and to its group when it leads one), then a wait
 // until each is gone or a zombie (its parent reaps it, not the test).
 // Only pids the test knows are its own: one the kernel gave to another
