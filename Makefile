@@ -37,9 +37,11 @@ test-short: lint
 
 # The offline commands (ls, info, verify, diff, cat, rewrite, subst, merge)
 # need only the format, and build everywhere; capture and ckpt-restart need
-# Linux on x86-64 and elsewhere build to commands that say so (exit 5).
-# cross builds both binaries for each platform and vets what ckptimg is
-# built from there, tests included.
+# Linux on x86-64 and elsewhere build to commands that say so (exit 5); the
+# packages behind them (capture, restorer, internal/ptrace, procfs, dirty,
+# snapshot) are built for Linux on x86-64 only. cross builds both binaries
+# for each platform and vets what ckptimg is built from there, tests
+# included.
 CROSS := darwin/amd64 darwin/arm64 linux/arm64
 cross:
 	@for p in $(CROSS); do \
