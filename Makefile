@@ -4,7 +4,7 @@ export CGO_ENABLED = 0
 BIN := bin
 FUZZTIME ?= 5m
 
-.PHONY: all build test test-ipcns test-short bench fuzz golden lint vet demo clean
+.PHONY: all build test test-ipcns test-short cross test-arm64 bench fuzz golden lint vet demo clean
 
 all: build
 
@@ -34,6 +34,28 @@ OFFLINE_PKGS := ./format/... ./inspect/... ./rewrite/... ./golden/... ./cmd/inte
 test-short: lint
 	$(GO) test -short -count=1 -timeout 5m $(OFFLINE_PKGS)
 	$(GO) test -short -count=1 -timeout 1m -run '^TestSubprocessRule' ./internal/testprog/
+
+# The offline commands (ls, info, verify, diff, cat, rewrite, subst, merge)
+# need only the format, and build everywhere; capture and ckpt-restart need
+# Linux on x86-64 and elsewhere build to commands that say so (exit 5); the
+# packages behind them (capture, restorer, internal/ptrace, procfs, dirty,
+# snapshot) are built for Linux on x86-64 only. cross builds both binaries
+# for each platform and vets what ckptimg is built from there, tests
+# included.
+CROSS := darwin/amd64 darwin/arm64 linux/arm64
+cross:
+	@for p in $(CROSS); do \
+		echo "cross: $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./cmd/... && \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./cmd/ckptimg/ $(OFFLINE_PKGS) || exit 1; \
+	done
+
+# The offline packages' tests built for linux/arm64 and run under
+# qemu-user (Debian's qemu-user package, which .ci/run installs). The golden
+# tests run the arm64 ckptimg, through the same emulator, on every golden
+# image, the arm64 ones included.
+test-arm64:
+	GOARCH=arm64 CKPTIMG_TEST_EXEC=qemu-aarch64 $(GO) test -exec qemu-aarch64 -count=1 -timeout 20m $(OFFLINE_PKGS)
 
 # Benchmarks print throughput and ratios; see docs/benchmarks.md.
 bench: build

@@ -47,6 +47,17 @@ func ckptimgBin(t *testing.T) string {
 	return filepath.Join(binDir, "ckptimg")
 }
 
+// ckptimgCommand runs the ckptimg binary with args. When the tests run
+// under an emulator (make test-arm64: go test -exec qemu-aarch64), the
+// binary, built for the same GOARCH, is run through the program named by
+// CKPTIMG_TEST_EXEC.
+func ckptimgCommand(t *testing.T, args ...string) *testprog.Cmd {
+	if emu := os.Getenv("CKPTIMG_TEST_EXEC"); emu != "" {
+		return testprog.Command(t, emu, append([]string{ckptimgBin(t)}, args...)...)
+	}
+	return testprog.Command(t, ckptimgBin(t), args...)
+}
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
@@ -84,7 +95,7 @@ var goldenDiffs = [][2]string{{"base", "delta"}, {"delta", "delta2"}, {"full-amd
 func testDiffs(t *testing.T) {
 	for _, pair := range goldenDiffs {
 		for _, form := range []string{"table", "text", "json"} {
-			cmd := testprog.Command(t, ckptimgBin(t), "diff", "-o", form, golden.Path("images/"+pair[0]+".ckpt"), golden.Path("images/"+pair[1]+".ckpt"))
+			cmd := ckptimgCommand(t, "diff", "-o", form, golden.Path("images/"+pair[0]+".ckpt"), golden.Path("images/"+pair[1]+".ckpt"))
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
@@ -157,7 +168,7 @@ func testOutputs(t *testing.T, name string) {
 	img := golden.Path("images/" + name + ".ckpt")
 	for _, run := range goldenRuns {
 		args := append(append([]string(nil), run.args...), img)
-		cmd := testprog.Command(t, ckptimgBin(t), args...)
+		cmd := ckptimgCommand(t, args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {

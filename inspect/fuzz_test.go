@@ -1,3 +1,7 @@
+//go:build linux && amd64
+
+// FuzzStructure also drives the restorer, which builds on Linux x86-64 only.
+
 package inspect_test
 
 import (

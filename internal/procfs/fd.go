@@ -109,7 +109,7 @@ func (p Proc) FDs() ([]FD, error) {
 		if strings.HasPrefix(t, "/") && strings.HasSuffix(t, deletedSuffix) {
 			var st unix.Stat_t
 			if unix.Stat(link, &st) == nil {
-				fd.realName = namesFile(t, st.Dev, st.Ino, st.Nlink)
+				fd.realName = namesFile(t, st.Dev, st.Ino, uint64(st.Nlink))
 			}
 		}
 		out = append(out, fd)

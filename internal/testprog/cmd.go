@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The rule (TestSubprocessRule checks it): every subprocess a test or
@@ -142,12 +140,9 @@ func (c *Cmd) Start() error {
 // returns the same error each time.
 func (c *Cmd) Wait() error {
 	c.waitOnce.Do(func() {
-		if c.Process != nil {
-			// Exited but not reaped (WNOWAIT): the group id cannot be
-			// anyone else's yet.
-			var info unix.Siginfo
-			for unix.Waitid(unix.P_PID, c.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
-			}
+		if c.Process != nil && waitExited(c.Process.Pid) {
+			// Exited but not reaped: the group id cannot be anyone
+			// else's yet.
 			killGroup(c.Process.Pid)
 		}
 		c.waitErr = c.Cmd.Wait()

@@ -45,7 +45,7 @@ func lstatOutput(name string) (*unix.Stat_t, error) {
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
 		return &st, nil
 	}
-	what := fileType(st.Mode)
+	what := fileType(uint32(st.Mode)) // uint16 on darwin
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		if to, err := os.Readlink(name); err == nil {
 			what += fmt.Sprintf(" (to %q)", to)
@@ -113,7 +113,8 @@ func ReplaceAtomic(name string) (*AtomicFile, error) {
 	if st == nil {
 		return nil, &os.PathError{Op: "replace", Path: name, Err: os.ErrNotExist}
 	}
-	a, err := createTemp(name, st.Mode&0o7777)
+	perm := uint32(st.Mode) & 0o7777
+	a, err := createTemp(name, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func ReplaceAtomic(name string) (*AtomicFile, error) {
 		return nil, fmt.Errorf("%s: cannot keep its owner (uid %d, gid %d) for --in-place: %w; write a new file with -o",
 			name, st.Uid, st.Gid, err)
 	}
-	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
+	if err := unix.Fchmod(fd, perm); err != nil {
 		a.Abort()
 		return nil, &os.PathError{Op: "chmod", Path: name, Err: err}
 	}
@@ -136,7 +137,7 @@ func ReplaceAtomic(name string) (*AtomicFile, error) {
 // name, with the given mode.
 func createTemp(name string, mode uint32) (*AtomicFile, error) {
 	dir, base := splitPath(name)
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	fd, err := openUnnamed(dir)
 	if err == nil {
 		f := os.NewFile(uintptr(fd), name)
 		if err := unix.Fchmod(fd, mode); err != nil {
