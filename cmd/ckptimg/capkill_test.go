@@ -93,7 +93,7 @@ var bins struct {
 func binaries(t *testing.T) (ckptimg, restart string) {
 	t.Helper()
 	bins.once.Do(func() {
-		dir, err := os.MkdirTemp("", "ckptimg-capkill-bin-")
+		dir, err := builtDir("ckptimg-capkill-bin-")
 		if err != nil {
 			bins.err = err
 			return

@@ -28,17 +28,6 @@ import (
 // second); the commands once ran for hours or forever on these inputs.
 const hostileDeadline = 60 * time.Second
 
-// TestMain removes the binaries the tests of this package built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for _, dir := range []string{hostileBinDir, filepath.Dir(bins.ckptimg)} {
-		if dir != "" && dir != "." {
-			os.RemoveAll(dir)
-		}
-	}
-	os.Exit(code)
-}
-
 var (
 	hostileBinOnce sync.Once
 	hostileBinDir  string
@@ -50,7 +39,7 @@ var (
 func hostileBinary(t *testing.T, name string) string {
 	t.Helper()
 	hostileBinOnce.Do(func() {
-		if hostileBinDir, hostileBinErr = os.MkdirTemp("", "ckptimg-hostile-"); hostileBinErr != nil {
+		if hostileBinDir, hostileBinErr = builtDir("ckptimg-hostile-"); hostileBinErr != nil {
 			return
 		}
 		for _, pkg := range []string{".", "../ckpt-restart"} {
