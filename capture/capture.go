@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/snapshot"
@@ -388,7 +389,7 @@ func (c *capturer) machine() error {
 		return &Error{Op: "uname", FD: -1, Err: err}
 	}
 	m := &c.meta.Machine
-	m.Arch = machineArch
+	m.Arch = kabi.Arch
 	m.KernelRelease = unix.ByteSliceToString(u.Release[:])
 	m.PageSize = uint32(c.pageSize)
 	m.Hostname = unix.ByteSliceToString(u.Nodename[:])

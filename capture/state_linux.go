@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
@@ -18,9 +19,9 @@ import (
 // Scratch layout for the injected queries. The area is taken from the
 // stack (ptrace.Tracee.Scratch), so it is kept to what the answers need.
 const (
-	scratchSigaction = 0                                         // 64 kernel sigactions
-	scratchPerThread = scratchSigaction + 64*kernelSigactionSize // stack_t, then clear_child_tid
-	scratchTIDAddr   = scratchPerThread + stackTSize             // 8 bytes
+	scratchSigaction = 0                                        // 64 kernel sigactions
+	scratchPerThread = scratchSigaction + 64*kabi.SigactionSize // stack_t, then clear_child_tid
+	scratchTIDAddr   = scratchPerThread + kabi.StackTSize       // 8 bytes
 	scratchSize      = scratchTIDAddr + 8
 )
 
@@ -86,13 +87,13 @@ func (c *capturer) collectThreads(pr *proc) error {
 		if err != nil {
 			return wrap("read registers", pid, tid, -1, err)
 		}
-		th.Regs = regsRecord(&regs)
+		th.Regs = kabi.RegsRecord(&regs)
 		if th.XState, err = t.GetXState(tid); err != nil {
 			return wrap("read xstate", pid, tid, -1, err)
 		}
 		if c.meta.Machine.XStateSize == 0 {
 			c.meta.Machine.XStateSize = uint32(len(th.XState))
-			c.meta.Machine.XStateFeatures = xstateFeatures(th.XState)
+			_, c.meta.Machine.XStateFeatures = kabi.XStateInfo(th.XState)
 		}
 		if th.SigMask, err = t.GetSigMask(tid); err != nil {
 			return wrap("read signal mask", pid, tid, -1, err)
@@ -172,12 +173,12 @@ func (c *capturer) inject(pr *proc) (err error) {
 		if set&(1<<(sig-1)) == 0 {
 			continue
 		}
-		off := scratchSigaction + (sig-1)*kernelSigactionSize
+		off := scratchSigaction + (sig-1)*kabi.SigactionSize
 		if _, err := t.Syscall(pid, unix.SYS_RT_SIGACTION, uintptr(sig), 0, sc.Addr+uintptr(off), 8); err != nil {
 			return wrap("inject rt_sigaction("+strconv.Itoa(sig)+")", pid, pid, -1, err)
 		}
 	}
-	buf := make([]byte, 64*kernelSigactionSize)
+	buf := make([]byte, 64*kabi.SigactionSize)
 	if err := sc.Read(scratchSigaction, buf); err != nil {
 		return wrap("read signal actions", pid, pid, -1, err)
 	}
@@ -185,7 +186,7 @@ func (c *capturer) inject(pr *proc) (err error) {
 		if set&(1<<(sig-1)) == 0 {
 			continue
 		}
-		a := parseSigaction(uint32(sig), buf[(sig-1)*kernelSigactionSize:])
+		a := kabi.DecodeSigaction(uint32(sig), buf[(sig-1)*kabi.SigactionSize:])
 		if a.Handler != 0 || a.Flags != 0 || a.Mask != 0 || a.Restorer != 0 {
 			pr.rec.SigActions = append(pr.rec.SigActions, a)
 		}
@@ -204,12 +205,12 @@ func (c *capturer) inject(pr *proc) (err error) {
 		if _, err := t.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, sc.Addr+scratchTIDAddr); err != nil {
 			return wrap("inject prctl(PR_GET_TID_ADDRESS)", pid, tid, -1, err)
 		}
-		b := make([]byte, stackTSize+8)
+		b := make([]byte, kabi.StackTSize+8)
 		if err := sc.Read(scratchPerThread, b); err != nil {
 			return wrap("read thread answers", pid, tid, -1, err)
 		}
-		th.AltStack = parseStackT(b)
-		th.ClearChildTID = binary.LittleEndian.Uint64(b[stackTSize:])
+		th.AltStack = kabi.DecodeStackT(b)
+		th.ClearChildTID = binary.LittleEndian.Uint64(b[kabi.StackTSize:])
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 )
 
 // The checks of a plan against a host: machine, vDSO, PIDs, files and
@@ -102,12 +103,12 @@ func (pl *Plan) checkVDSO(host *Host, add func(Problem)) {
 		var bad []string
 		for fl, sz := range want {
 			if have[fl] != sz {
-				bad = append(bad, fmt.Sprintf("%s is %d bytes here, %d in the image", specialName(fl), have[fl], sz))
+				bad = append(bad, fmt.Sprintf("%s is %d bytes here, %d in the image", kabi.SpecialName(fl), have[fl], sz))
 			}
 		}
 		for fl := range have {
 			if _, ok := want[fl]; !ok && len(want) > 0 {
-				bad = append(bad, fmt.Sprintf("this kernel has %s, the image does not", specialName(fl)))
+				bad = append(bad, fmt.Sprintf("this kernel has %s, the image does not", kabi.SpecialName(fl)))
 			}
 		}
 		if len(bad) > 0 {
@@ -123,20 +124,6 @@ func (pl *Plan) checkVDSO(host *Host, add func(Problem)) {
 			What:   fmt.Sprintf("this kernel's vDSO code differs from the image's (captured on %s)", pl.Meta.Machine.KernelRelease),
 			Remedy: "restore it on the kernel it was captured on"})
 	}
-}
-
-func specialName(f format.MapFlags) string {
-	switch f {
-	case format.MapVDSO:
-		return "[vdso]"
-	case format.MapVVAR:
-		return "[vvar]"
-	case format.MapVVARVclock:
-		return "[vvar_vclock]"
-	case format.MapVSyscall:
-		return "[vsyscall]"
-	}
-	return f.String()
 }
 
 func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
@@ -25,7 +26,7 @@ const (
 // stub's), or nil when not known.
 func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 	h := &Host{
-		Arch:       hostArch,
+		Arch:       kabi.Arch,
 		PageSize:   uint32(os.Getpagesize()),
 		Stat:       statRef,
 		PIDUser:    pidUser,
@@ -35,7 +36,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 		Open:       openProbe,
 	}
 	if xstate != nil {
-		h.XStateSize, h.XStateFeatures = xstateInfo(xstate)
+		h.XStateSize, h.XStateFeatures = kabi.XStateInfo(xstate)
 	}
 	self := procfs.NewFS("").Self()
 	maps, err := self.Maps()
@@ -43,7 +44,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 		return nil, fmt.Errorf("restorer: reading own memory map: %w", err)
 	}
 	for _, m := range maps {
-		if fl := specialFlag(m.Path); fl != 0 {
+		if fl := kabi.SpecialFlag(m.Path); fl != 0 {
 			h.VDSO = append(h.VDSO, format.SpecialMapping{Flags: fl, Start: m.Start, Size: m.Size()})
 		}
 	}
@@ -54,20 +55,6 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 	h.HaveTTY = callerTTY() >= 0
 	h.Images = imageFiles(chain)
 	return h, nil
-}
-
-func specialFlag(name string) format.MapFlags {
-	switch name {
-	case procfs.NameVDSO:
-		return format.MapVDSO
-	case procfs.NameVVar:
-		return format.MapVVAR
-	case procfs.NameVVarVClock:
-		return format.MapVVARVclock
-	case procfs.NameVSyscall:
-		return format.MapVSyscall
-	}
-	return 0
 }
 
 func statRef(path string) (format.FileRef, error) {

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 )
 
@@ -132,17 +133,17 @@ func (r *restore) moveSpecials(lp *liveProc) error {
 	var moves []move
 	live := map[format.MapFlags]procfs.Mapping{}
 	for _, m := range maps {
-		if fl := specialFlag(m.Path); fl != 0 {
+		if fl := kabi.SpecialFlag(m.Path); fl != 0 {
 			live[fl] = m
 		}
 	}
 	for _, s := range lp.pp.Specials {
 		m, ok := live[s.Flags]
 		if !ok {
-			return fmt.Errorf("%w: this kernel has no %s mapping", ErrUnsupported, specialName(s.Flags))
+			return fmt.Errorf("%w: this kernel has no %s mapping", ErrUnsupported, kabi.SpecialName(s.Flags))
 		}
 		if m.Size() != s.Size {
-			return fmt.Errorf("%w: %s is %d bytes here, %d in the image", ErrUnsupported, specialName(s.Flags), m.Size(), s.Size)
+			return fmt.Errorf("%w: %s is %d bytes here, %d in the image", ErrUnsupported, kabi.SpecialName(s.Flags), m.Size(), s.Size)
 		}
 		if m.Start != s.Start {
 			moves = append(moves, move{s.Flags, m.Start, s.Start, s.Size})

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
 
@@ -127,7 +128,9 @@ func (r *restore) procState(lp *liveProc) error {
 		if sa.Signal == uint32(unix.SIGKILL) || sa.Signal == uint32(unix.SIGSTOP) || sa.Signal == 0 || sa.Signal > 64 {
 			continue
 		}
-		at, err := lp.mem(0, buf(nil).u64(sa.Handler).u64(sa.Flags).u64(sa.Restorer).u64(sa.Mask))
+		b := make([]byte, kabi.SigactionSize)
+		kabi.EncodeSigaction(b, sa)
+		at, err := lp.mem(0, b)
 		if err != nil {
 			return err
 		}

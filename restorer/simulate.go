@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 )
 
 // The --simulate output: the whole plan, printed with the names of the
@@ -38,7 +39,7 @@ func (s *Session) Simulate(w io.Writer) error {
 			ew.printf("  keeps its parent's session and process group\n")
 		}
 		for _, s := range pp.Specials {
-			ew.printf("  move %-13s to %#x (%d bytes)\n", specialName(s.Flags), s.Start, s.Size)
+			ew.printf("  move %-13s to %#x (%d bytes)\n", kabi.SpecialName(s.Flags), s.Start, s.Size)
 		}
 		var data, zero uint64
 		for _, ap := range pp.Areas {

@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
 
@@ -59,7 +60,9 @@ func (r *restore) threadState(lp *liveProc) error {
 			return fail(err)
 		}
 		if as := th.AltStack; as.SP != 0 || as.Size != 0 {
-			at, err := lp.mem(0, buf(nil).u64(as.SP).u32(as.Flags&^ssOnStack).u32(0).u64(as.Size))
+			b := make([]byte, kabi.StackTSize)
+			kabi.EncodeStackT(b, as)
+			at, err := lp.mem(0, b)
 			if err != nil {
 				return fail(err)
 			}
@@ -156,7 +159,3 @@ func (r *restore) finalRegs(lp *liveProc) error {
 	}
 	return nil
 }
-
-// ssOnStack is SS_ONSTACK: "currently on the alternate stack", which
-// sigaltstack refuses as an input flag.
-const ssOnStack = 1
