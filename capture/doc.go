@@ -10,7 +10,11 @@
 // format.Writer, which hashes and compresses chunks on every core.
 //
 // Whatever happens, the target is left as it was: injected state is undone
-// (scratch mapping removed, registers and signal masks restored) and every
-// thread is detached, unless Options.Kill asked for it to end after a
-// complete image. docs/capture.md describes the command and its limits.
+// (registers, signal masks and the stack bytes of injection's scratch
+// areas restored) and every thread is detached, unless Options.Kill asked
+// for it to end after a complete image and Options.CheckKill agreed. Even a
+// capture that is killed itself leaves the target as it was (ptrace's crash
+// safety). Command mode's policy is here too: Generations names the images
+// and picks their parents, Schedule decides when to capture.
+// docs/capture.md describes the command and its limits.
 package capture

@@ -10,6 +10,14 @@
 // goroutine themselves; calling them from inside Executor.Do is also fine
 // (Do runs the function inline when already on the executor thread).
 //
+// A seized process is crash safe: before a thread's registers or mask
+// change, it is armed with a signal frame of its own state and a
+// trampoline in the vDSO padding, so that if the tracer dies at any
+// instant the thread returns to exactly that state (guard_linux_amd64.go).
+// Scratch areas for injected syscalls' answers come from the stack
+// (Tracee.Scratch), and Rest puts everything back while the threads stay
+// stopped.
+//
 // Register layouts and injection are architecture specific and live in
 // *_linux_amd64.go files; every use of package unsafe is in a *_unsafe.go
 // file. Only linux/amd64 is implemented.
@@ -24,5 +32,6 @@
 //	tr.BlockSignals()                 // no signal may arrive mid-injection
 //	brk, _ := tr.Syscall(pid, unix.SYS_BRK, 0)
 //	...
-//	tr.Detach()                       // registers and masks put back
+//	tr.Rest()                         // own state back, still frozen: read memory
+//	tr.Detach()                       // everything put back, threads run
 package ptrace
