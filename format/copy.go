@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // seekMu serialises the kernel copies of CopyChunks, which read a source
@@ -89,4 +91,51 @@ func (w *Writer) copyBytes(src *Reader, off, n uint64) error {
 		err = fmt.Errorf("source ended after %d of %d bytes at offset %d", m, n, off)
 	}
 	return err
+}
+
+// CopyChunk copies chunk i of src into the image as it is stored, without
+// decoding it, and returns its index in this image. Runs and extents that
+// point into it must be given that index.
+func (w *Writer) CopyChunk(src *Reader, i int) (uint32, error) {
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	if i < 0 || i >= len(src.chunks) {
+		return 0, errorf("CopyChunk: chunk %d out of range", i)
+	}
+	w.flushChunk()
+	c := src.chunks[i]
+	raw := make([]byte, c.StoredLen)
+	name := fmt.Sprintf("chunk %d", i)
+	if err := src.readAt(raw, int64(c.Offset), name); err != nil {
+		return 0, err
+	}
+	// Check what can be checked without decoding, so a corrupt chunk is
+	// not carried into a new image under a valid-looking table entry.
+	if err := checkStored(&c, raw, name); err != nil {
+		return 0, err
+	}
+	if c.Codec == CodecRaw {
+		if got := xxhash.Sum64(raw); got != c.Checksum {
+			return 0, checksumError(name, int64(c.Offset), c.Checksum, got)
+		}
+	}
+	j := &chunkJob{raw: raw, entry: c, ready: make(chan struct{})}
+	close(j.ready)
+	idx := w.nchunk
+	w.nchunk++
+	w.queue <- j
+	return idx, w.getErr()
+}
+
+// AppendHashes appends page hashes to the image's hash table and returns
+// the index of the first; runs copied from another image refer to them
+// through HashIndex.
+func (w *Writer) AppendHashes(h []uint64) (uint64, error) {
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	base := uint64(len(w.hashes))
+	w.hashes = append(w.hashes, h...)
+	return base, nil
 }

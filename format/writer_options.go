@@ -1,0 +1,104 @@
+package format
+
+import "github.com/klauspost/compress/zstd"
+
+// WriterOption configures a Writer.
+type WriterOption func(*writerConfig) error
+
+type writerConfig struct {
+	level       int
+	concurrency int
+	chunkSize   int
+	pageSize    int
+	parent      *Reader
+	parentName  string
+}
+
+// Compression levels for WithCompression.
+const (
+	CompressionNone    = 0 // chunks stored raw
+	CompressionFastest = 1 // zstd fastest: the default
+	CompressionDefault = 2
+	CompressionBetter  = 3
+	CompressionBest    = 4
+)
+
+// WithCompression sets the chunk compression level (CompressionNone to
+// CompressionBest). Higher levels give smaller images and slower captures.
+func WithCompression(level int) WriterOption {
+	return func(c *writerConfig) error {
+		if level < CompressionNone || level > CompressionBest {
+			return errorf("compression level %d is not between %d and %d", level, CompressionNone, CompressionBest)
+		}
+		c.level = level
+		return nil
+	}
+}
+
+// WithConcurrency sets how many chunks are compressed at once; the default
+// is GOMAXPROCS. Memory use is about 3 chunks per unit of concurrency.
+func WithConcurrency(n int) WriterOption {
+	return func(c *writerConfig) error {
+		if n < 1 {
+			return errorf("concurrency %d is less than 1", n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
+
+// WithChunkSize sets the plaintext size of a chunk: larger chunks compress a
+// little better, smaller ones make random reads cheaper. Default 4 MiB.
+func WithChunkSize(n int) WriterOption {
+	return func(c *writerConfig) error {
+		if n < 4096 || n > MaxChunkSize {
+			return errorf("chunk size %d is not between 4096 and %d", n, MaxChunkSize)
+		}
+		c.chunkSize = n
+		return nil
+	}
+}
+
+// WithPageSize sets the page size of the pages given to AddPages; it must
+// equal the Machine.PageSize of the metadata. Default 4096.
+func WithPageSize(n int) WriterOption {
+	return func(c *writerConfig) error {
+		if n < 4096 || n > MaxPageSize || n&(n-1) != 0 {
+			return errorf("page size %d is not a power of two between 4096 and %d", n, MaxPageSize)
+		}
+		c.pageSize = n
+		return nil
+	}
+}
+
+// WithParent makes the image a delta against parent: a page whose hash
+// equals the parent's page at the same address of the same process is
+// recorded as RunParent instead of being stored. name is recorded as a hint
+// for finding the parent (its file name).
+func WithParent(parent *Reader, name string) WriterOption {
+	return func(c *writerConfig) error {
+		c.parent = parent
+		c.parentName = name
+		return nil
+	}
+}
+
+func zstdLevel(l int) zstd.EncoderLevel {
+	switch l {
+	case CompressionDefault:
+		return zstd.SpeedDefault
+	case CompressionBetter:
+		return zstd.SpeedBetterCompression
+	case CompressionBest:
+		return zstd.SpeedBestCompression
+	}
+	return zstd.SpeedFastest
+}
+
+func windowFor(chunk int) int {
+	w := zstd.MinWindowSize
+	for w < chunk && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
