@@ -25,7 +25,7 @@ type Writer struct {
 	cfg      writerConfig
 	out      *bufio.Writer
 	dst      io.Writer   // what out writes to; large writes skip out's copy
-	direct   *directFile // nil unless writing a regular file (writer_direct_linux.go)
+	direct   *directFile // WithDirectIO on a regular file (writer_direct_linux.go), else nil
 	off      uint64      // bytes written so far
 	err      error
 	errMu    sync.Mutex
@@ -101,8 +101,10 @@ func NewWriter(w io.Writer, opts ...WriterOption) (*Writer, error) {
 		zw.parentHashes = idx
 	}
 	zw.dst = w
-	if zw.direct = newDirectFile(w); zw.direct != nil {
-		zw.dst = zw.direct
+	if cfg.directIO {
+		if zw.direct = newDirectFile(w); zw.direct != nil {
+			zw.dst = zw.direct
+		}
 	}
 	zw.out = bufio.NewWriterSize(zw.dst, 1<<20)
 	zw.write(newHeader()[:])
