@@ -27,7 +27,7 @@ import (
 type Reader struct {
 	ra           io.ReaderAt
 	size         int64
-	closer       io.Closer
+	file         *os.File // when Open opened it
 	major, minor uint16
 	id           ImageID
 	dirOffset    uint64
@@ -42,6 +42,11 @@ type Reader struct {
 
 	cacheMu sync.Mutex
 	cache   []cachedChunk // a few decoded chunks, most recent last
+
+	// copyMu serialises the kernel copies of CopyChunks, which read file
+	// at its offset (every other read uses ReadAt, which that offset does
+	// not affect).
+	copyMu sync.Mutex
 }
 
 type cachedChunk struct {
@@ -81,7 +86,7 @@ func Open(name string) (*Reader, error) {
 		f.Close()
 		return nil, err
 	}
-	r.closer = f
+	r.file = f
 	return r, nil
 }
 
@@ -131,11 +136,18 @@ func fileKind(m os.FileMode) string {
 
 // Close closes the file Open opened; it does nothing for NewReader's.
 func (r *Reader) Close() error {
-	if r.closer != nil {
-		return r.closer.Close()
+	if r.file != nil {
+		return r.file.Close()
 	}
 	return nil
 }
+
+// File returns the image file Open opened, for a caller that reads it by
+// other means (a mapping of a raw chunk, fstat of its owner), or nil when
+// NewReader made the Reader. The file stays the Reader's: read it only at
+// explicit offsets (ReadAt, a mapping), never through its file offset,
+// which CopyChunks uses, and do not close it.
+func (r *Reader) File() *os.File { return r.file }
 
 // NewReader reads the image of size bytes in ra.
 func NewReader(ra io.ReaderAt, size int64) (*Reader, error) {
@@ -482,12 +494,6 @@ func (r *Reader) readChunk(i int, bufs *chunkBufs) ([]byte, error) {
 		return nil, checksumError(name, int64(c.Offset), c.Checksum, got)
 	}
 	return plain, nil
-}
-
-// RawChunk returns a reader of chunk i's stored bytes.
-func (r *Reader) RawChunk(i int) *io.SectionReader {
-	c := r.chunks[i]
-	return io.NewSectionReader(r.ra, int64(c.Offset), int64(c.StoredLen))
 }
 
 // chunk returns chunk i's plaintext through a small cache, for random reads.
