@@ -31,6 +31,9 @@ func (w *Writer) CopyChunks(src *Reader, from, to int) (uint32, error) {
 	}
 	w.flushChunk()
 	first := w.nchunk
+	if from == to {
+		return first, nil
+	}
 	if src.file == nil {
 		for i := from; i < to; i++ {
 			if err := w.copyChecked(src, i); err != nil {
@@ -38,9 +41,6 @@ func (w *Writer) CopyChunks(src *Reader, from, to int) (uint32, error) {
 			}
 		}
 		return first, w.getErr()
-	}
-	if from == to {
-		return first, nil
 	}
 	w.nchunk += uint32(to - from)
 	j := &chunkJob{ready: make(chan struct{}), run: func() { w.copyRange(src, from, to) }}
