@@ -321,8 +321,9 @@ func writeRandomImage(name string, size int64) error {
 	}
 	defer f.Close()
 	// Random pages are stored raw whatever the level; skipping the
-	// compressor's attempt only makes generation faster.
-	w, err := NewWriter(f, WithCompression(CompressionNone))
+	// compressor's attempt only makes generation faster. Direct I/O as
+	// ckptimg capture writes it.
+	w, err := NewWriter(f, WithCompression(CompressionNone), WithDirectIO())
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,36 @@ package format
 
 import "io"
 
+// AddBlob stores the bytes of r in chunks and returns where they are; the
+// caller puts the Blob in Meta.Blobs.
+func (w *Writer) AddBlob(r io.Reader) (Blob, error) {
+	var b Blob
+	if err := w.check(); err != nil {
+		return b, err
+	}
+	// The extents need the chunk's index now: pinning the compressed
+	// chunk makes it the next one submitted, before the raw one.
+	o := &w.open[zstdSlot]
+	for {
+		off := w.room(zstdSlot, 1)
+		chunk := w.nchunk
+		space := w.cfg.chunkSize - len(o.buf)
+		n, err := io.ReadFull(r, o.buf[len(o.buf):len(o.buf)+space])
+		if n > 0 {
+			o.pinned = true
+			o.buf = o.buf[:len(o.buf)+n]
+			b.Extents = append(b.Extents, Extent{Chunk: chunk, Offset: off, Length: uint32(n)})
+			b.Size += uint64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return b, w.getErr()
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
 // A BlobReader reads the bytes of one blob. It holds no more than the
 // chunk it is reading (through the Reader's chunk cache), whatever the
 // blob's size, and returns a chunk's bytes only after its checksum was

@@ -143,8 +143,8 @@ func fuzzImage(t *testing.T, data []byte) {
 		t.Fatalf("NewWriter for a verified image: %v", err)
 	}
 	for i := range r.Chunks() {
-		if j, err := w.CopyChunk(r, i); err != nil || int(j) != i {
-			t.Fatalf("CopyChunk(%d) = %d, %v", i, j, err)
+		if j, err := w.CopyChunks(r, i, i+1); err != nil || int(j) != i {
+			t.Fatalf("CopyChunks(%d) = %d, %v", i, j, err)
 		}
 	}
 	if _, err := w.AppendHashes(hashes); err != nil {

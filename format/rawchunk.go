@@ -9,19 +9,16 @@ import (
 
 // Accessors for readers that place page data themselves (the restorer maps
 // the image file and has the kernel copy raw chunks straight out of the page
-// cache): where a raw chunk lies, how to verify bytes read from there, and
-// decoding into reused buffers.
+// cache). A chunk stored raw (CodecRaw) holds its plaintext as it is: its
+// PlainLen bytes at Chunk.Offset of the image, in the file File returns
+// when Open opened it. Bytes read from there are not verified: check them
+// with CheckChunk.
 
-// RawChunkAt returns where chunk i's plaintext lies in the image: the
-// ReaderAt the image is read through (the *os.File when Open opened it) and
-// the offset of its first byte; its length is Chunks()[i].PlainLen. ok is
-// false when i is out of range or the chunk is not stored raw. The bytes are
-// not verified: check them with CheckChunk.
-func (r *Reader) RawChunkAt(i int) (ra io.ReaderAt, off int64, ok bool) {
-	if i < 0 || i >= len(r.chunks) || r.chunks[i].Codec != CodecRaw {
-		return nil, 0, false
-	}
-	return r.ra, int64(r.chunks[i].Offset), true
+// RawChunk returns a reader of chunk i's stored bytes as they are in the
+// image, not decoded or verified (like zip.File.OpenRaw).
+func (r *Reader) RawChunk(i int) io.Reader {
+	c := r.chunks[i]
+	return io.NewSectionReader(r.ra, int64(c.Offset), int64(c.StoredLen))
 }
 
 // CheckChunk verifies that plain is chunk i's plaintext: its length and

@@ -3,15 +3,15 @@ package format
 import (
 	"bytes"
 	"errors"
-	"io"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
-// TestRawChunkAccessors checks that RawChunkAt locates exactly the bytes
-// ReadChunk returns for raw chunks (and refuses the others), that
-// CheckChunk accepts them and rejects a flipped byte or a wrong length,
-// and that ReadChunkBuffer returns what ReadChunk does while reusing its
-// buffer.
+// TestRawChunkAccessors checks that a raw chunk's offset locates exactly
+// the bytes ReadChunk returns, that CheckChunk accepts them and rejects a
+// flipped byte or a wrong length, and that ReadChunkBuffer returns what
+// ReadChunk does while reusing its buffer.
 func TestRawChunkAccessors(t *testing.T) {
 	full, _ := smallImages(t)
 	r := mustReader(t, full)
@@ -26,19 +26,13 @@ func TestRawChunkAccessors(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("chunk %d: ReadChunkBuffer = %d bytes, %v; ReadChunk %d bytes", i, len(got), err, len(want))
 		}
-		ra, off, ok := r.RawChunkAt(i)
-		if ok != (c.Codec == CodecRaw) {
-			t.Fatalf("chunk %d (%v): RawChunkAt ok = %v", i, c.Codec, ok)
-		}
-		if !ok {
+		if c.Codec != CodecRaw {
 			zstd++
 			continue
 		}
 		raw++
-		b := make([]byte, c.PlainLen)
-		if _, err := ra.ReadAt(b, off); err != nil && err != io.EOF {
-			t.Fatal(err)
-		}
+		off := c.Offset
+		b := bytes.Clone(full[off : off+uint64(c.PlainLen)])
 		if !bytes.Equal(b, want) {
 			t.Errorf("chunk %d: the bytes at offset %d are not its plaintext", i, off)
 		}
@@ -58,14 +52,46 @@ func TestRawChunkAccessors(t *testing.T) {
 		t.Fatalf("the image has %d raw and %d zstd chunks; want both", raw, zstd)
 	}
 	for _, i := range []int{-1, len(r.Chunks())} {
-		if _, _, ok := r.RawChunkAt(i); ok {
-			t.Errorf("RawChunkAt(%d) ok for an out-of-range chunk", i)
-		}
 		if err := r.CheckChunk(i, nil); err == nil {
 			t.Errorf("CheckChunk(%d) accepted an out-of-range chunk", i)
 		}
 		if _, err := r.ReadChunkBuffer(i, &buf); err == nil {
 			t.Errorf("ReadChunkBuffer(%d) accepted an out-of-range chunk", i)
+		}
+	}
+}
+
+// TestReaderFile checks that a Reader Open made reports the file it reads,
+// where a raw chunk's plaintext lies at its offset, and that NewReader's
+// reports none.
+func TestReaderFile(t *testing.T) {
+	full, _ := smallImages(t)
+	if f := mustReader(t, full).File(); f != nil {
+		t.Errorf("NewReader's Reader reports file %s", f.Name())
+	}
+	name := filepath.Join(t.TempDir(), "full.ckpt")
+	if err := os.WriteFile(name, full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	f := r.File()
+	if f == nil || f.Name() != name {
+		t.Fatalf("File() = %v, want the file %s", f, name)
+	}
+	for i, c := range r.Chunks() {
+		if c.Codec != CodecRaw {
+			continue
+		}
+		b := make([]byte, c.PlainLen)
+		if _, err := f.ReadAt(b, int64(c.Offset)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.CheckChunk(i, b); err != nil {
+			t.Errorf("chunk %d read from the file at its offset: %v", i, err)
 		}
 	}
 }

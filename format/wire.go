@@ -136,6 +136,8 @@ func parseSection(b []byte) (s Section, reservedZero bool) {
 //	offset[0:8] || storedLen[8:12] || plainLen[12:16] || checksum[16:24] ||
 //	codec[24:25] || flags[25:26] || reserved[26:28] || storedChecksum[28:32]
 type Chunk struct {
+	// Offset is where the chunk's stored bytes start in the image (like
+	// zip.File.DataOffset); a raw chunk's are its plaintext.
 	Offset    uint64
 	StoredLen uint32
 	PlainLen  uint32

@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// Direct I/O for large images written to a regular file. Only the standard
-// library's syscall package is used: golang.org/x/sys is for the live
-// layers (golden/layers_test.go).
+// Direct I/O (WithDirectIO) for large images written to a regular file.
+// Only the standard library's syscall package is used: golang.org/x/sys is
+// for the live layers (golden/layers_test.go).
 //
 // Buffered writes of a large image cost more than reading the memory: each
 // page of the page cache is allocated and copied into, and the caller's
@@ -25,10 +25,11 @@ import (
 // staging buffers, written in whole blocks at their offsets (pwrite) by two
 // goroutines while the next fills. Nothing changes on disk: only how the
 // same bytes get there.
-// O_DIRECT is set on the caller's file only once the first staging buffer
-// is full (small images never use it), and the file's flags are put back
-// before Close or Abort return. If the file system refuses direct I/O, the
-// same bytes are written the ordinary way.
+// O_DIRECT is set on the caller's file only when the caller asked for it,
+// and only once the first staging buffer is full (small images never use
+// it); the file's flags are put back before Close or Abort return. If the
+// file system refuses direct I/O, the same bytes are written the ordinary
+// way.
 
 const (
 	directAlign   = 4096    // covers every logical block size up to 4 KiB

@@ -55,7 +55,7 @@ func directPages(size int) []byte {
 // directFile (nil if it has none).
 func writeDirect(t *testing.T, out io.Writer, data []byte, size int, extra func(w *Writer)) *directFile {
 	t.Helper()
-	w, err := NewWriter(out)
+	w, err := NewWriter(out, WithDirectIO())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +151,24 @@ func TestWriterDirectFile(t *testing.T) {
 	}
 	if raw != 18<<20 || zstd != 18<<20 {
 		t.Errorf("%d bytes in raw and %d in zstd chunks; want the 18 MiB of random pages raw and the 18 MiB of text compressed", raw, zstd)
+	}
+}
+
+// TestWriterNoDirectIOUnasked writes to a file without WithDirectIO: the
+// file's flags are the caller's business and stay as they are.
+func TestWriterNoDirectIOUnasked(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "plain.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if w.direct != nil {
+		t.Error("a writer not asked for direct I/O writes a file through directFile")
 	}
 }
 

@@ -59,7 +59,7 @@ func TestWriterScripts(t *testing.T) {
 			want(addPages(100, 0x10000, page), ErrClosed.Error()),
 			want(step{"AddBlob", func(w *Writer) error { _, err := w.AddBlob(strings.NewReader("x")); return err }, ""}, ErrClosed.Error()),
 			want(step{"AppendHashes", func(w *Writer) error { _, err := w.AppendHashes([]uint64{1}); return err }, ""}, ErrClosed.Error()),
-			want(step{"CopyChunk", func(w *Writer) error { _, err := w.CopyChunk(parent, 0); return err }, ""}, ErrClosed.Error()),
+			want(step{"CopyChunks", func(w *Writer) error { _, err := w.CopyChunks(parent, 0, 1); return err }, ""}, ErrClosed.Error()),
 			want(step{"AddParentPages", func(w *Writer) error { return w.AddParentPages(100, 0x10000, 1) }, ""}, ErrClosed.Error()),
 			want(closeMeta(testMeta()), ErrClosed.Error()),
 		},
@@ -78,8 +78,8 @@ func TestWriterScripts(t *testing.T) {
 	}, {
 		name: "copy chunk out of range",
 		steps: []step{
-			want(step{"CopyChunk", func(w *Writer) error { _, err := w.CopyChunk(parent, 1000); return err }, ""}, "out of range"),
-			want(step{"CopyChunk", func(w *Writer) error { _, err := w.CopyChunk(parent, -1); return err }, ""}, "out of range"),
+			want(step{"CopyChunks", func(w *Writer) error { _, err := w.CopyChunks(parent, 1000, 1001); return err }, ""}, "out of range"),
+			want(step{"CopyChunks", func(w *Writer) error { _, err := w.CopyChunks(parent, -1, 0); return err }, ""}, "out of range"),
 		},
 	}, {
 		name: "run pointing past the chunks",
@@ -188,7 +188,7 @@ func TestWriterPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range r.Chunks() {
-		if _, err := w.CopyChunk(r, i); err != nil {
+		if _, err := w.CopyChunks(r, i, i+1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -211,10 +211,10 @@ func TestWriterPipe(t *testing.T) {
 	}
 }
 
-// TestCopyChunkChecks checks that CopyChunk refuses a chunk whose stored
+// TestCopyChunksChecks checks that CopyChunks refuses a chunk whose stored
 // bytes do not match its table entry, rather than carrying it into a new
-// image with a valid-looking entry.
-func TestCopyChunkChecks(t *testing.T) {
+// image with a valid-looking entry, when it reads the chunk itself.
+func TestCopyChunksChecks(t *testing.T) {
 	img := mustFull(t)
 	r := mustReader(t, img)
 	for i, c := range r.Chunks() {
@@ -225,10 +225,10 @@ func TestCopyChunkChecks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = w.CopyChunk(br, i)
+		_, err = w.CopyChunks(br, i, i+1)
 		w.Abort()
 		if !errors.Is(err, ErrChecksum) {
-			t.Errorf("CopyChunk of corrupt %s chunk %d: %v, want ErrChecksum", c.Codec, i, err)
+			t.Errorf("CopyChunks of corrupt %s chunk %d: %v, want ErrChecksum", c.Codec, i, err)
 		}
 	}
 }

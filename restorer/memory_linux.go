@@ -142,9 +142,9 @@ func (r *restore) writePages(lp *liveProc) error {
 	if useImageMap {
 		tried := make([]bool, len(images))
 		for _, j := range data {
-			if _, _, raw := images[j.level].RawChunkAt(j.chunk); raw && !tried[j.level] {
+			if images[j.level].Chunks()[j.chunk].Codec == format.CodecRaw && !tried[j.level] {
 				tried[j.level] = true
-				pw.maps[j.level], pw.names[j.level] = mapImage(images[j.level], j.chunk)
+				pw.maps[j.level], pw.names[j.level] = mapImage(images[j.level])
 			}
 		}
 	}
@@ -280,8 +280,9 @@ func (pw *pageWriter) work(jobs []*pageJob, next *atomic.Int64, failed *atomic.B
 func (pw *pageWriter) plain(j *pageJob, buf *format.ChunkBuffer) ([]byte, error) {
 	img := pw.images[j.level]
 	if m := pw.maps[j.level]; m != nil {
-		if _, off, ok := img.RawChunkAt(j.chunk); ok {
-			n := int64(img.Chunks()[j.chunk].PlainLen)
+		// A raw chunk's plaintext lies as it is at its offset in the file.
+		if c := img.Chunks()[j.chunk]; c.Codec == format.CodecRaw {
+			off, n := int64(c.Offset), int64(c.PlainLen)
 			if off < 0 || off > int64(len(m)) || n > int64(len(m))-off {
 				return nil, fmt.Errorf("chunk %d at %d length %d is outside the mapped image (%d bytes)", j.chunk, off, n, len(m))
 			}
@@ -305,14 +306,13 @@ func (pw *pageWriter) unmap() {
 }
 
 // mapImage maps the image file behind r read-only, when r reads a file
-// (format.Open) and chunk is raw, and returns the mapping and the file's
-// name; nil when it cannot, and the chunks are then read into buffers.
-// MAP_SHARED: nothing is ever written, and the kernel hands out the page
-// cache's pages as they are.
-func mapImage(r *format.Reader, chunk int) (m []byte, name string) {
-	ra, _, ok := r.RawChunkAt(chunk)
-	f, isFile := ra.(*os.File)
-	if !ok || !isFile || r.Size() <= 0 || int64(int(r.Size())) != r.Size() {
+// (format.Open), and returns the mapping and the file's name; nil when it
+// cannot, and the chunks are then read into buffers. MAP_SHARED: nothing
+// is ever written, and the kernel hands out the page cache's pages as they
+// are.
+func mapImage(r *format.Reader) (m []byte, name string) {
+	f := r.File()
+	if f == nil || r.Size() <= 0 || int64(int(r.Size())) != r.Size() {
 		return nil, ""
 	}
 	sc, err := f.SyscallConn()
@@ -344,11 +344,12 @@ func (pw *pageWriter) readahead(jobs []*pageJob) (stop func()) {
 		if m == nil {
 			continue
 		}
-		_, off, ok := pw.images[j.level].RawChunkAt(j.chunk)
-		if !ok {
+		c := pw.images[j.level].Chunks()[j.chunk]
+		if c.Codec != format.CodecRaw {
 			continue
 		}
-		end := off + int64(pw.images[j.level].Chunks()[j.chunk].PlainLen)
+		off := int64(c.Offset)
+		end := off + int64(c.PlainLen)
 		off &^= ps - 1
 		if off < 0 || end > int64(len(m)) || off >= end {
 			continue

@@ -281,8 +281,8 @@ func TestWritePagesCorruptRawChunk(t *testing.T) {
 	for _, a := range r.Process(int32(p.PID)).Areas {
 		for _, run := range a.Runs {
 			if run.Kind == format.RunData && run.Addr >= addr && run.Addr < addr+size {
-				if _, o, ok := r.RawChunkAt(int(run.Chunk)); ok && off < 0 {
-					off = o + int64(run.Offset) + 100
+				if c := r.Chunks()[run.Chunk]; c.Codec == format.CodecRaw && off < 0 {
+					off = int64(c.Offset) + int64(run.Offset) + 100
 				}
 			}
 		}

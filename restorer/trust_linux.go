@@ -33,8 +33,8 @@ func selfCreds() (*format.Creds, error) {
 func imageFiles(chain *format.Chain) []ImageFile {
 	var out []ImageFile
 	for _, img := range chain.Images() {
-		f, ok := imageFile(img)
-		if !ok {
+		f := img.File()
+		if f == nil {
 			out = append(out, ImageFile{Name: fmt.Sprintf("image %s", img.ID()), Unknown: "not read from a file ckpt-restart can check"})
 			continue
 		}
@@ -46,18 +46,6 @@ func imageFiles(chain *format.Chain) []ImageFile {
 		out = append(out, ImageFile{Name: f.Name(), UID: st.Uid, Mode: st.Mode})
 	}
 	return out
-}
-
-// imageFile returns the file an image is read from: format.Open reads
-// through the *os.File it opened (see format.Reader.RawChunkAt), which
-// every chunk's reader wraps. An image without chunks has none to show.
-func imageFile(img *format.Reader) (*os.File, bool) {
-	if len(img.Chunks()) == 0 {
-		return nil, false
-	}
-	ra, _, _ := img.RawChunk(0).Outer()
-	f, ok := ra.(*os.File)
-	return f, ok
 }
 
 // userGroups returns uid's primary and supplementary groups from the user

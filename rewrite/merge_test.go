@@ -3,6 +3,7 @@ package rewrite
 import (
 	"bytes"
 	"context"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -105,15 +106,15 @@ func chainFixture(t testing.TB, dir string, n int) (string, string, []byte) {
 	return path, full, mem
 }
 
-func readBlob(t *testing.T, r *format.Reader, b format.Blob) string {
+func readBlob(t *testing.T, r *format.Reader, i int) string {
 	t.Helper()
-	var out []byte
-	for _, e := range b.Extents {
-		plain, err := r.ReadChunk(int(e.Chunk))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, plain[e.Offset:e.Offset+e.Length]...)
+	br, err := r.OpenBlob(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return string(out)
 }
@@ -204,7 +205,7 @@ func TestMerge(t *testing.T) {
 			if !bytes.Equal(buf, mem) {
 				t.Error("merged memory differs from the final memory")
 			}
-			if got, want := readBlob(t, r, got.Blobs[0]), "memfd contents"; got != want {
+			if got, want := readBlob(t, r, 0), "memfd contents"; got != want {
 				t.Errorf("blob = %q, want %q", got, want)
 			}
 			// Page hashes equal a full capture's, page by page.

@@ -97,7 +97,7 @@ func benchCapture(b *testing.B, pid int, path string) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	w, err := format.NewWriter(f)
+	w, err := format.NewWriter(f, format.WithDirectIO())
 	if err != nil {
 		b.Fatal(err)
 	}

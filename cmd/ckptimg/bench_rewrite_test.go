@@ -72,7 +72,7 @@ func writeBigImage(b *testing.B, path string, size int64) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	w, err := format.NewWriter(f, format.WithCompression(format.CompressionNone))
+	w, err := format.NewWriter(f, format.WithCompression(format.CompressionNone), format.WithDirectIO())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func BenchmarkMerge(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		opts := []format.WriterOption{}
+		opts := []format.WriterOption{format.WithDirectIO()}
 		if parent != nil {
 			opts = append(opts, format.WithParent(parent, fmt.Sprintf("gen%d.ckpt", g-1)))
 		}
@@ -253,7 +253,7 @@ func BenchmarkMerge(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		w, err := rewrite.NewCopyWriter(f, 4096)
+		w, err := rewrite.NewCopyWriter(f, 4096, format.WithDirectIO())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -171,7 +171,9 @@ func runCapture(ctx context.Context, o *captureOptions, stderr io.Writer) error 
 func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPath string, gen uint32, stderr io.Writer) (*capture.Result, error) {
 	opts := capture.Options{Tree: o.tree, Kill: o.kill, LeaveRunning: o.leaveRunning, Command: o.args, Generation: gen,
 		Track: o.track, Tracking: o.tracking}
-	wopts := []format.WriterOption{format.WithCompression(o.compression)}
+	// The output is the command's own (a new file, or standard output
+	// when it is a file): large images bypass the page cache.
+	wopts := []format.WriterOption{format.WithCompression(o.compression), format.WithDirectIO()}
 	if parentPath != "" {
 		parent, err := format.Open(parentPath)
 		if err != nil {

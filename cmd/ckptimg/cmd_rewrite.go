@@ -89,7 +89,9 @@ func (o *outputOptions) writeImage(name string, pageSize uint32, opts []format.W
 		return format.ImageID{}, err
 	}
 	defer af.Abort()
-	w, err := rewrite.NewCopyWriter(af.File, pageSize, opts...)
+	// The output is the command's own file: large images bypass the page
+	// cache, as capture's do.
+	w, err := rewrite.NewCopyWriter(af.File, pageSize, append([]format.WriterOption{format.WithDirectIO()}, opts...)...)
 	if err != nil {
 		return format.ImageID{}, err
 	}
