@@ -36,7 +36,7 @@ func captureFile(b *testing.B, pid int, path string, opts Options) (*Result, int
 	if opts.Parent != nil {
 		wopts = append(wopts, format.WithParent(opts.Parent, "parent"))
 	}
-	w, err := format.NewWriter(f, wopts...)
+	w, err := format.NewWriter(f, append(wopts, format.WithDirectIO())...)
 	if err != nil {
 		b.Fatal(err)
 	}

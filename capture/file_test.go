@@ -25,7 +25,7 @@ func captureToPath(t *testing.T, pid int, path string, opts Options) *format.Rea
 	if opts.Parent != nil {
 		wopts = append(wopts, format.WithParent(opts.Parent, filepath.Base(path)))
 	}
-	w, err := format.NewWriter(f, wopts...)
+	w, err := format.NewWriter(f, append(wopts, format.WithDirectIO())...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 package capture
 
 import (
-	"bytes"
+	"io"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -17,16 +17,15 @@ func blobBytes(t *testing.T, r *format.Reader, index uint32) []byte {
 	if index == 0 {
 		t.Fatalf("no blob")
 	}
-	b := r.Meta().Blobs[index-1]
-	var out bytes.Buffer
-	for _, e := range b.Extents {
-		data, err := r.ReadChunk(int(e.Chunk))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out.Write(data[e.Offset : e.Offset+e.Length])
+	br, err := r.OpenBlob(int(index - 1))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out.Bytes()
+	out, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestCaptureFdzoo(t *testing.T) {
