@@ -22,7 +22,7 @@ import (
 
 func TestRestoreFDs(t *testing.T) {
 	needRoot(t)
-	bin := buildFixture(t, "fdcheck")
+	bin := testprog.Build(t, "fdcheck")
 	dir := testDir(t)
 	p := testprog.Start(t, bin, dir)
 	port := p.ReadyFields["tcpport"]
@@ -107,7 +107,7 @@ func TestRestorePipeline(t *testing.T) {
 // after it, under the recorded watch number.
 func TestRestoreTimers(t *testing.T) {
 	needRoot(t)
-	bin := buildFixture(t, "timers")
+	bin := testprog.Build(t, "timers")
 	dir := testDir(t)
 	p := testprog.Start(t, bin, dir)
 	p.WaitCount(t, 3)

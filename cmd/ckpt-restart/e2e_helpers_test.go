@@ -59,9 +59,6 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
-	for _, p := range fixtureBuilt {
-		os.RemoveAll(filepath.Dir(p))
-	}
 	os.Exit(code)
 }
 
@@ -344,37 +341,6 @@ func sumOf(line string) int64 {
 	var n int64
 	fmt.Sscanf(strings.TrimPrefix(line, "sum "), "%d", &n)
 	return n
-}
-
-var (
-	fixtureMu    sync.Mutex
-	fixtureBuilt = map[string]string{}
-)
-
-// buildFixture compiles testdata/NAME.c once per test binary.
-func buildFixture(t *testing.T, name string, flags ...string) string {
-	t.Helper()
-	fixtureMu.Lock()
-	defer fixtureMu.Unlock()
-	key := name + strings.Join(flags, " ")
-	if p, ok := fixtureBuilt[key]; ok {
-		return p
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc not found")
-	}
-	dir, err := os.MkdirTemp("", "ckpt-restart-fixture-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, name)
-	args := append([]string{"-O2", "-Wall", "-o", out, filepath.Join("testdata", name+".c")}, flags...)
-	if b, err := testprog.Command(t, gcc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc %v: %v\n%s", args, err, b)
-	}
-	fixtureBuilt[key] = out
-	return out
 }
 
 // runRestartCmd runs ckpt-restart to completion and returns its output

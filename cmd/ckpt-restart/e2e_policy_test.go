@@ -103,7 +103,7 @@ func TestFailedRestoreCleansUp(t *testing.T) {
 // exit code is 5; nothing is restored.
 func TestUnsupportedNamed(t *testing.T) {
 	needRoot(t)
-	bin := buildFixture(t, "unsupported")
+	bin := testprog.Build(t, "unsupported")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -155,7 +155,7 @@ func vmFlagsAt(t *testing.T, pid int, addr uint64) []string {
 // given back to each area after its pages are written.
 func TestRestoreAdvice(t *testing.T) {
 	needRoot(t)
-	bin := buildFixture(t, "advice")
+	bin := testprog.Build(t, "advice")
 	dir := testDir(t)
 	p := testprog.Start(t, bin)
 	p.WaitCount(t, 2)
