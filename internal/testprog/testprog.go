@@ -14,7 +14,7 @@
 //	bigmem[-static]      C touching N MiB (half random, half written zeros), for benchmarks
 //	churn[-static]       C whose threads are created and joined continuously
 //	fdzoo[-static]       C holding pipes, sockets, eventfd, epoll, timerfd, signalfd, inotify, memfd, deleted file, dup
-//	pager[-static]       C whose page writes the test drives (dirty tracking, snapshots)
+//	pager[-static]       C whose page writes the test drives (dirty tracking, snapshots); see Pager
 //	fdcheck[-static]     C restore target for file descriptors: checks each fd after a restore
 //	timers[-static]      C restore target for timerfd, signalfd and inotify
 //	advice[-static]      C restore target for memory advice (madvise, mlock)
