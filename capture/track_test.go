@@ -8,10 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,15 +20,8 @@ import (
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
-// pager drives the pager fixture: commands go to a file, SIGUSR1 runs
-// them, and the fixture's pages are written exactly as asked.
-type pager struct {
-	*testprog.Process
-	cmdFile string
-	batches int
-	addr    uint64 // start of the "main" area
-	pages   uint64
-}
+// pager is the pager fixture, kept still between commands.
+type pager struct{ *testprog.Pager }
 
 const pageSize = 4096
 
@@ -39,10 +30,8 @@ func startPager(t *testing.T, mib int) *pager {
 	if err := dirty.Supported(); errors.Is(err, dirty.ErrNotSupported) {
 		t.Skipf("kernel cannot track writes with userfaultfd: %v", err)
 	}
-	cmd := filepath.Join(t.TempDir(), "cmd")
-	p := testprog.Start(t, testprog.Build(t, "pager"), cmd, strconv.Itoa(mib))
-	pg := &pager{Process: p, cmdFile: cmd, addr: p.Uint(t, "addr"), pages: p.Uint(t, "size") / pageSize}
-	pg.waitIdle(t)
+	pg := &pager{testprog.StartPager(t, mib)}
+	pg.WaitIdle(t)
 	return pg
 }
 
@@ -50,42 +39,11 @@ func startPager(t *testing.T, mib int) *pager {
 // back waiting for the next signal (so its memory is still).
 func (p *pager) run(t *testing.T, cmds ...string) {
 	t.Helper()
-	if err := os.WriteFile(p.cmdFile, []byte(strings.Join(cmds, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.batches++
-	if err := unix.Kill(p.PID, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("done %d", p.batches)
-	p.WaitLine(t, testprog.Timeout, func(s string) bool { return s == want })
-	for _, l := range p.Lines() {
-		if strings.Contains(l, "FAIL") || strings.HasPrefix(l, "BAD") {
-			t.Fatalf("pager: %s", l)
-		}
-	}
-	p.waitIdle(t)
+	p.Run(t, cmds...)
+	p.WaitIdle(t)
 }
 
-// waitIdle waits until the pager blocks in sigwait (rt_sigtimedwait).
-func (p *pager) waitIdle(t *testing.T) {
-	t.Helper()
-	prefix := strconv.Itoa(unix.SYS_RT_SIGTIMEDWAIT) + " "
-	deadline := time.Now().Add(testprog.Timeout)
-	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", p.PID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(string(b), prefix) {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("pager %d never went back to sigwait", p.PID)
-}
-
-func (p *pager) page(i uint64) uint64 { return p.addr + i*pageSize }
+func (p *pager) page(i uint64) uint64 { return p.Addr + i*pageSize }
 
 // checkMain compares the main area as mem has it with live memory. Only
 // that area is still after a release: the capture interrupts the pager's
@@ -93,12 +51,12 @@ func (p *pager) page(i uint64) uint64 { return p.addr + i*pageSize }
 // are compared while frozen, in captures with Kill.
 func (p *pager) checkMain(t *testing.T, mem memReader) {
 	t.Helper()
-	live := make([]byte, p.pages*pageSize)
-	if _, err := ptrace.ReadMemory(p.PID, []ptrace.Segment{{Addr: uintptr(p.addr), Buf: live}}); err != nil {
+	live := make([]byte, p.Pages*pageSize)
+	if _, err := ptrace.ReadMemory(p.PID, []ptrace.Segment{{Addr: uintptr(p.Addr), Buf: live}}); err != nil {
 		t.Fatal(err)
 	}
 	img := make([]byte, pageSize)
-	for i := range p.pages {
+	for i := range p.Pages {
 		if _, err := mem.ReadMemory(int32(p.PID), p.page(i), img); err != nil {
 			t.Fatalf("main page %d: %v", i, err)
 		}
@@ -242,15 +200,15 @@ func TestTrackedDeltaExactPages(t *testing.T) {
 	if m := d1.Meta().Capture.Method; m != MethodUffdWP {
 		t.Fatalf("delta method %q, want %s (notices %q)", m, MethodUffdWP, res.Notices)
 	}
-	if got := dataPagesIn(d1, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, want) {
+	if got := dataPagesIn(d1, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, want) {
 		t.Errorf("main-area pages stored in the delta: %#x, want %#x", got, want)
 	}
 	chain := openChain(t, d1Path)
-	checkStoredOutside(t, d1, full, chain, p.PID, p.addr, p.page(p.pages))
+	checkStoredOutside(t, d1, full, chain, p.PID, p.Addr, p.page(p.Pages))
 	p.checkMain(t, chain)
 	t.Logf("delta: %d pages read, %d from the parent, %d reported written", res.PagesRead, res.PagesFromParent, res.PagesWritten)
-	if res.PagesFromParent < p.pages-uint64(len(want)) || res.PagesRead > 200 {
-		t.Errorf("delta read %d pages and took %d from the parent; main has %d pages, %d written", res.PagesRead, res.PagesFromParent, p.pages, len(want))
+	if res.PagesFromParent < p.Pages-uint64(len(want)) || res.PagesRead > 200 {
+		t.Errorf("delta read %d pages and took %d from the parent; main has %d pages, %d written", res.PagesRead, res.PagesFromParent, p.Pages, len(want))
 	}
 	tr1 := checkTracker(t, d1, p.PID)
 	if tr1.Ino != tr0.Ino || tr1.FD >= tr0.FD {
@@ -267,7 +225,7 @@ func TestTrackedDeltaExactPages(t *testing.T) {
 		t.Errorf("branch from the full image: method %q notices %q, want hash and one notice", m, res.Notices)
 	}
 	t.Logf("notice: %s", res.Notices)
-	if got := dataPagesIn(br, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, want) {
+	if got := dataPagesIn(br, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, want) {
 		t.Errorf("main-area pages stored in the branch: %#x, want %#x", got, want)
 	}
 	if tr := checkTracker(t, br, p.PID); tr.Ino != tr0.Ino || tr.FD >= tr1.FD {
@@ -291,7 +249,7 @@ func TestTrackedDeltaExactPages(t *testing.T) {
 		if len(img.Meta().Capture.Trackers) != 0 {
 			t.Errorf("a --kill capture recorded trackers: %+v", img.Meta().Capture.Trackers)
 		}
-		if got := dataPagesIn(img, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, []uint64{p.page(5), p.page(6)}) {
+		if got := dataPagesIn(img, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, []uint64{p.page(5), p.page(6)}) {
 			t.Errorf("second delta stores %#x of the main area, want pages 5 and 6", got)
 		}
 		checkProcessMem(t, img, openChain(t, d2Path), p.PID)
@@ -421,7 +379,7 @@ func TestTrackerLost(t *testing.T) {
 		t.Errorf("notices %q, want one about the lost tracker", res.Notices)
 	}
 	t.Logf("notice: %s", res.Notices)
-	if got := dataPagesIn(d1, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, []uint64{p.page(7)}) {
+	if got := dataPagesIn(d1, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, []uint64{p.page(7)}) {
 		t.Errorf("main-area pages stored: %#x, want page 7", got)
 	}
 	p.checkMain(t, openChain(t, d1Path))
@@ -457,7 +415,7 @@ func TestTrackingFailures(t *testing.T) {
 		t.Fatalf("error %v, want %v", err, boom)
 	}
 	checkNoTracker(t, p.PID)
-	p.waitIdle(t) // sigwait unblocks SIGUSR1 while it waits
+	p.WaitIdle(t) // sigwait unblocks SIGUSR1 while it waits
 	checkReleased(t, p.PID, before)
 
 	full, _ := captureToPathResult(t, p.PID, filepath.Join(dir, "full.ckpt"), testOptions{Track: true})
@@ -470,7 +428,7 @@ func TestTrackingFailures(t *testing.T) {
 		t.Fatalf("error %v, want %v", err, boom)
 	}
 	checkNoTracker(t, p.PID)
-	p.waitIdle(t) // sigwait unblocks SIGUSR1 while it waits
+	p.WaitIdle(t) // sigwait unblocks SIGUSR1 while it waits
 	checkReleased(t, p.PID, before)
 
 	// The parent's tracker is gone: hashes, and page 3 is still stored.
@@ -479,7 +437,7 @@ func TestTrackingFailures(t *testing.T) {
 	if m := d.Meta().Capture.Method; m != MethodHash || len(res.Notices) == 0 {
 		t.Errorf("method %q notices %q, want hash with a notice", m, res.Notices)
 	}
-	if got := dataPagesIn(d, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, []uint64{p.page(3)}) {
+	if got := dataPagesIn(d, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, []uint64{p.page(3)}) {
 		t.Errorf("main-area pages stored: %#x, want page 3", got)
 	}
 	p.checkMain(t, openChain(t, dPath))
@@ -510,7 +468,7 @@ func TestTrackingFailures(t *testing.T) {
 			t.Fatalf("kill=%v: error %v, want context.Canceled", kill, err)
 		}
 		checkNoTracker(t, p.PID)
-		p.waitIdle(t)
+		p.WaitIdle(t)
 		checkReleased(t, p.PID, before)
 		if processGone(p.PID) {
 			t.Fatal("the target was killed by a failed --kill capture")
@@ -545,7 +503,7 @@ func TestTrackingInMemory(t *testing.T) {
 		t.Errorf("method %q (notices %q)", m, res.Notices)
 	}
 	want := []uint64{p.page(10), p.page(110), p.page(210), p.page(310)}
-	if got := dataPagesIn(g2, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, want) {
+	if got := dataPagesIn(g2, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, want) {
 		t.Errorf("main-area pages stored: %#x, want %#x", got, want)
 	}
 	p.checkMain(t, openChain(t, g2Path))
@@ -558,7 +516,7 @@ func TestTrackingInMemory(t *testing.T) {
 		t.Errorf("delta against an older image: method %q, want hash", m)
 	}
 	want = []uint64{p.page(10), p.page(11), p.page(110), p.page(210), p.page(310)}
-	if got := dataPagesIn(g3, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, want) {
+	if got := dataPagesIn(g3, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, want) {
 		t.Errorf("main-area pages stored against g1: %#x, want %#x", got, want)
 	}
 	if err := tk.Close(); err != nil {
@@ -584,7 +542,7 @@ func TestTrackedDeltaLeaveRunning(t *testing.T) {
 		t.Errorf("method %q (notices %q)", m, res.Notices)
 	}
 	want := []uint64{p.page(0), p.page(300), p.page(600)}
-	if got := dataPagesIn(d, p.PID, p.addr, p.page(p.pages)); !slices.Equal(got, want) {
+	if got := dataPagesIn(d, p.PID, p.Addr, p.page(p.Pages)); !slices.Equal(got, want) {
 		t.Errorf("main-area pages stored: %#x, want %#x", got, want)
 	}
 	// Pages dropped with MADV_DONTNEED are absent, not "in parent".

@@ -15,7 +15,7 @@ cleanup() {
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
-CGO_ENABLED=0 $GO build -o "$dir/sample" ./cmd/ckpt-restart/testdata/sample
+CGO_ENABLED=0 $GO build -o "$dir/sample" ./internal/testprog/_src/sample
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

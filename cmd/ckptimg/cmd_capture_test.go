@@ -216,27 +216,13 @@ func TestCaptureTrackParent(t *testing.T) {
 		t.Skipf("no dirty page tracking here: %v", err)
 	}
 	dir := t.TempDir()
-	cmdFile := filepath.Join(dir, "cmd")
-	p := testprog.Start(t, testprog.Build(t, "pager"), cmdFile, "16")
+	p := testprog.StartPager(t, 16)
 	pid := strconv.Itoa(p.PID)
-	batches := 0
-	run := func(cmds string) {
-		t.Helper()
-		if err := os.WriteFile(cmdFile, []byte(cmds+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		batches++
-		if err := syscall.Kill(p.PID, syscall.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		want := "done " + strconv.Itoa(batches)
-		p.WaitLine(t, testprog.Timeout, func(s string) bool { return s == want })
-	}
 	full := filepath.Join(dir, "full.ckpt")
 	if out, err := runCLI(t, "capture", pid, "-o", full, "--track"); err != nil {
 		t.Fatalf("capture --track: %v\n%s", err, out)
 	}
-	run("write 0 400 10 7")
+	p.Run(t, "write 0 400 10 7")
 	d1 := filepath.Join(dir, "d1.ckpt")
 	out, err := runCLI(t, "capture", pid, "-o", d1, "--parent", full)
 	if err != nil {
@@ -250,7 +236,7 @@ func TestCaptureTrackParent(t *testing.T) {
 	if err != nil || !strings.Contains(info, "uffd-wp") {
 		t.Errorf("info: %v\n%s", err, info)
 	}
-	run("closefrom 3")
+	p.Run(t, "closefrom 3")
 	d2 := filepath.Join(dir, "d2.ckpt")
 	out, err = runCLI(t, "capture", pid, "-o", d2, "--parent", d1)
 	if err != nil {

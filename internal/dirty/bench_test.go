@@ -61,7 +61,7 @@ func BenchmarkScan1GiB10Percent(b *testing.B) {
 	var pages uint64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		p.run(b, "write 0 26215 10 1")
+		p.Run(b, "write 0 26215 10 1")
 		b.StartTimer()
 		t1 := time.Now()
 		res, err := dt.ScanDetail(p.PID, []Range{main})

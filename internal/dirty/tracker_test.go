@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,42 +17,12 @@ import (
 
 var pageSize = uint64(os.Getpagesize())
 
-// pager drives the pager fixture: commands go to a file, SIGUSR1 runs them.
-type pager struct {
-	*testprog.Process
-	cmdFile string
-	batches int
-	addr    uint64 // start of "main"
-	pages   uint64
-}
+// pager is the pager fixture, its main area a Range.
+type pager struct{ *testprog.Pager }
 
-func startPager(t testing.TB, mib int) *pager {
-	t.Helper()
-	cmd := filepath.Join(t.TempDir(), "cmd")
-	p := testprog.Start(t, testprog.Build(t, "pager"), cmd, fmt.Sprint(mib))
-	return &pager{Process: p, cmdFile: cmd, addr: p.Uint(t, "addr"), pages: p.Uint(t, "size") / pageSize}
-}
+func startPager(t testing.TB, mib int) *pager { return &pager{testprog.StartPager(t, mib)} }
 
-// run makes the fixture run cmds and waits until it has.
-func (p *pager) run(t testing.TB, cmds ...string) {
-	t.Helper()
-	if err := os.WriteFile(p.cmdFile, []byte(strings.Join(cmds, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.batches++
-	if err := unix.Kill(p.PID, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("done %d", p.batches)
-	p.WaitLine(t, testprog.Timeout, func(s string) bool { return s == want })
-	for _, l := range p.Lines() {
-		if strings.Contains(l, "FAIL") || strings.HasPrefix(l, "BAD") {
-			t.Fatalf("pager: %s", l)
-		}
-	}
-}
-
-func (p *pager) main() Range { return Range{Start: p.addr, End: p.addr + p.pages*pageSize} }
+func (p *pager) main() Range { return Range{Start: p.Addr, End: p.Addr + p.Pages*pageSize} }
 
 // pageSet expands ranges into page indexes relative to base, keeping
 // those inside [base, base+n pages).
@@ -132,7 +101,7 @@ func expectWritten(t *testing.T, dt *Tracker, p *pager, want []uint64) {
 	if len(res.Untracked) != 0 {
 		t.Errorf("untracked in main: %v", res.Untracked)
 	}
-	got := pageSet(res.Written, p.addr, p.pages)
+	got := pageSet(res.Written, p.Addr, p.Pages)
 	if !slices.Equal(got, want) {
 		t.Fatalf("written pages = %v, want %v", got, want)
 	}
@@ -153,7 +122,7 @@ func TestTrackExactPages(t *testing.T) {
 	expectWritten(t, dt, p, nil)
 
 	// Adjacent, scattered, strided, and the last page.
-	p.run(t, "write 5 3 1 1", "write 100 1 1 2", "write 1000 1 1 3", "write 4095 1 1 4", "write 200 50 3 9")
+	p.Run(t, "write 5 3 1 1", "write 100 1 1 2", "write 1000 1 1 3", "write 4095 1 1 4", "write 200 50 3 9")
 	want := []uint64{5, 6, 7, 100, 1000, 4095}
 	for i := uint64(0); i < 50; i++ {
 		want = append(want, 200+3*i)
@@ -163,20 +132,20 @@ func TestTrackExactPages(t *testing.T) {
 	expectWritten(t, dt, p, nil) // reset by the scan
 
 	t.Run("reads are not writes", func(t *testing.T) {
-		p.run(t, "read 300 10 1")
+		p.Run(t, "read 300 10 1")
 		expectWritten(t, dt, p, nil)
 	})
 	t.Run("kernel writes", func(t *testing.T) {
 		// read(2) into the pages: written by copy_to_user, not by user code.
-		p.run(t, "kwrite 400 3 2")
+		p.Run(t, "kwrite 400 3 2")
 		expectWritten(t, dt, p, []uint64{400, 402, 404})
 	})
 	t.Run("dontneed", func(t *testing.T) {
 		// Dropped pages are not written ones: they read as zero, and
 		// pagemap shows them absent, which capture records as such.
-		p.run(t, "dontneed 500 4")
+		p.Run(t, "dontneed 500 4")
 		expectWritten(t, dt, p, nil)
-		pm, err := procfs.NewFS("").Proc(p.PID).Pagemap(p.addr+500*pageSize, p.addr+504*pageSize)
+		pm, err := procfs.NewFS("").Proc(p.PID).Pagemap(p.Addr+500*pageSize, p.Addr+504*pageSize)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +155,7 @@ func TestTrackExactPages(t *testing.T) {
 			}
 		}
 		// Written again after being dropped: a fresh page.
-		p.run(t, "write 501 1 1 7")
+		p.Run(t, "write 501 1 1 7")
 		expectWritten(t, dt, p, []uint64{501})
 	})
 	t.Run("no markers", func(t *testing.T) {
@@ -228,7 +197,7 @@ func TestTrackExactPages(t *testing.T) {
 		}
 	})
 	t.Run("new mapping is untracked", func(t *testing.T) {
-		p.run(t, "map 8")
+		p.Run(t, "map 8")
 		line := p.WaitLine(t, testprog.Timeout, func(s string) bool { return strings.HasPrefix(s, "mapped ") })
 		var addr uint64
 		if _, err := fmt.Sscanf(line, "mapped addr=%v", &addr); err != nil {
@@ -245,7 +214,7 @@ func TestTrackExactPages(t *testing.T) {
 		if got := pageSet(res.Untracked, addr, 8); len(got) != 8 {
 			t.Errorf("pages of the new mapping reported untracked: %v of 8 (untracked %v)", got, res.Untracked)
 		}
-		if got := pageSet(res.Untracked, p.addr, p.pages); len(got) != 0 {
+		if got := pageSet(res.Untracked, p.Addr, p.Pages); len(got) != 0 {
 			t.Errorf("main reported untracked: %v", res.Untracked)
 		}
 		dirty := res.Dirty()
@@ -261,14 +230,14 @@ func TestTrackerClosedEndsTracking(t *testing.T) {
 	needSupport(t)
 	p := startPager(t, 1)
 	dt := startTracker(t, p.PID, Options{})
-	if !vmFlag(t, p.PID, p.addr, "uw") {
+	if !vmFlag(t, p.PID, p.Addr, "uw") {
 		t.Fatal(`main is not registered for uffd-wp (no "uw" in VmFlags)`)
 	}
 	if _, ok, _ := findUserfaultfd(p.PID); ok {
 		t.Fatal("target holds a userfaultfd without KeepFD")
 	}
 	dt.Close()
-	if vmFlag(t, p.PID, p.addr, "uw") {
+	if vmFlag(t, p.PID, p.Addr, "uw") {
 		t.Fatal("main still registered after the last userfaultfd was closed")
 	}
 	if _, err := dt.Scan(p.PID, []Range{p.main()}); err == nil {
@@ -321,7 +290,7 @@ func TestKeepFDResume(t *testing.T) {
 
 	// A new capture process: this one lets go of its copy entirely.
 	dt.Close()
-	p.run(t, "write 10 4 100 1")
+	p.Run(t, "write 10 4 100 1")
 	dt2, err := Resume(st)
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +309,7 @@ func TestKeepFDResume(t *testing.T) {
 		if _, ok, _ := findUserfaultfd(p.PID); ok {
 			t.Error("userfaultfd still in the target after Stop")
 		}
-		if vmFlag(t, p.PID, p.addr, "uw") {
+		if vmFlag(t, p.PID, p.Addr, "uw") {
 			t.Error("main still registered after Stop")
 		}
 		if _, err := Resume(st); !errors.Is(err, ErrLost) {
@@ -355,12 +324,12 @@ func TestResumeLostAfterTargetClosesFD(t *testing.T) {
 	dt := startTracker(t, p.PID, Options{KeepFD: true})
 	st := dt.State()
 	dt.Close()
-	p.run(t, fmt.Sprintf("closefrom %d", st.FD))
+	p.Run(t, fmt.Sprintf("closefrom %d", st.FD))
 	if _, err := Resume(st); !errors.Is(err, ErrLost) {
 		t.Fatalf("Resume after the target closed the fd: %v, want ErrLost", err)
 	}
 	// A different file at that number is not taken for the tracker.
-	p.run(t, "uffd")
+	p.Run(t, "uffd")
 	line := p.WaitLine(t, testprog.Timeout, func(s string) bool { return strings.HasPrefix(s, "uffd fd=") })
 	var fd int
 	fmt.Sscanf(line, "uffd fd=%d", &fd)
@@ -373,7 +342,7 @@ func TestResumeLostAfterTargetClosesFD(t *testing.T) {
 func TestConflictWithTargetUffd(t *testing.T) {
 	needSupport(t)
 	p := startPager(t, 1)
-	p.run(t, "uffd")
+	p.Run(t, "uffd")
 	_, tr := seize(t, p.PID)
 	maps, err := procfs.NewFS("").Proc(p.PID).Maps()
 	if err != nil {

@@ -1,14 +1,8 @@
 package snapshot
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/internal/dirty"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
@@ -23,23 +17,9 @@ func TestDeltaWithSnapshot(t *testing.T) {
 	if err := dirty.Supported(); err != nil {
 		t.Skip(err)
 	}
-	cmd := filepath.Join(t.TempDir(), "cmd")
-	p := testprog.Start(t, testprog.Build(t, "pager"), cmd, "4")
-	addr, pages := p.Uint(t, "addr"), p.Uint(t, "size")/pageSize
+	p := testprog.StartPager(t, 4)
+	addr, pages := p.Addr, p.Pages
 	main := dirty.Range{Start: addr, End: addr + pages*pageSize}
-	batch := 0
-	run := func(cmds ...string) {
-		t.Helper()
-		if err := os.WriteFile(cmd, []byte(strings.Join(cmds, "\n")+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		batch++
-		if err := unix.Kill(p.PID, unix.SIGUSR1); err != nil {
-			t.Fatal(err)
-		}
-		want := fmt.Sprintf("done %d", batch)
-		p.WaitLine(t, testprog.Timeout, func(l string) bool { return l == want })
-	}
 	written := func(rs []dirty.Range) []uint64 {
 		var out []uint64
 		for _, r := range rs {
@@ -61,7 +41,7 @@ func TestDeltaWithSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	run("write 10 5 7 1") // pages 10 17 24 31 38 = 1
+	p.Run(t, "write 10 5 7 1") // pages 10 17 24 31 38 = 1
 	tr = seize(t, ex, p.PID)
 	rs, err := dt.Scan(p.PID, []dirty.Range{main})
 	if err != nil {
@@ -74,7 +54,7 @@ func TestDeltaWithSnapshot(t *testing.T) {
 	if err := tr.Detach(); err != nil {
 		t.Fatal(err)
 	}
-	run("write 17 2 7 2", "write 100 1 1 2") // pages 17 24 100 = 2, after the snapshot
+	p.Run(t, "write 17 2 7 2", "write 100 1 1 2") // pages 17 24 100 = 2, after the snapshot
 
 	for _, pg := range written(rs) {
 		var b [1]byte

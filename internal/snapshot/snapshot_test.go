@@ -180,9 +180,8 @@ func closeAndWaitGone(t *testing.T, s *Snapshot) {
 // TestChildPagemapAndForkAdvice checks what the snapshot's pagemap shows,
 // and the mappings fork does not copy.
 func TestChildPagemapAndForkAdvice(t *testing.T) {
-	cmd := filepath.Join(t.TempDir(), "cmd")
-	p := testprog.Start(t, testprog.Build(t, "pager"), cmd, "4")
-	addr := p.Uint(t, "addr")
+	p := testprog.StartPager(t, 4)
+	addr := p.Addr
 	small := p.Uint(t, "small_pages")
 	dontfork, wipe, shared, untouched := p.Uint(t, "dontfork"), p.Uint(t, "wipeonfork"), p.Uint(t, "shared"), p.Uint(t, "untouched")
 
@@ -293,13 +292,7 @@ func TestChildPagemapAndForkAdvice(t *testing.T) {
 	}
 
 	// The target writes on; the snapshot keeps the old bytes.
-	if err := os.WriteFile(cmd, []byte("write 1 1 1 255\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Kill(p.PID, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	p.WaitLine(t, testprog.Timeout, func(l string) bool { return l == "done 1" })
+	p.Run(t, "write 1 1 1 255")
 	var b [1]byte
 	if _, err := ptrace.ReadMemory(s.PID(), []ptrace.Segment{{Addr: uintptr(addr + pageSize + 8), Buf: b[:]}}); err != nil || b[0] != 0 {
 		t.Errorf("snapshot byte after the target wrote it: %d %v, want 0", b[0], err)

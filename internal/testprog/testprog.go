@@ -9,12 +9,18 @@
 //
 // Fixtures (see the comment at the top of each source for its protocol):
 //
-//	counter[-static]  single-threaded C: count lines, output file offset, 64 MiB pattern, brk growth
-//	threads[-static]  C with 4 pthreads, cross-thread pthread_kill, join at a limit
-//	bigmem[-static]   C touching N MiB (half random, half written zeros), for benchmarks
-//	churn[-static]    C whose threads are created and joined continuously
-//	fdzoo[-static]    C holding pipes, sockets, eventfd, epoll, timerfd, signalfd, inotify, memfd, deleted file, dup
-//	gowork            Go: goroutines, a spinning goroutine, GC every loop, 64 MiB pattern
+//	counter[-static]     single-threaded C: count lines, output file offset, 64 MiB pattern, brk growth
+//	threads[-static]     C with 4 pthreads, cross-thread pthread_kill, join at a limit
+//	bigmem[-static]      C touching N MiB (half random, half written zeros), for benchmarks
+//	churn[-static]       C whose threads are created and joined continuously
+//	fdzoo[-static]       C holding pipes, sockets, eventfd, epoll, timerfd, signalfd, inotify, memfd, deleted file, dup
+//	pager[-static]       C whose page writes the test drives (dirty tracking, snapshots); see Pager
+//	fdcheck[-static]     C restore target for file descriptors: checks each fd after a restore
+//	timers[-static]      C restore target for timerfd, signalfd and inotify
+//	advice[-static]      C restore target for memory advice (madvise, mlock)
+//	unsupported[-static] C holding one thing ckpt-restart cannot recreate (shm, zombie, seccomp, connect)
+//	gowork               Go: goroutines, a spinning goroutine, GC every loop, 64 MiB pattern
+//	sample               Go: the program `make demo` captures and restores (no ready line)
 package testprog
 
 import (
@@ -24,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +43,7 @@ import (
 var sources embed.FS
 
 // Names lists the fixtures Build accepts ("-static" variants of the C ones too).
-var Names = []string{"counter", "threads", "bigmem", "fdzoo", "churn", "gowork"}
+var Names = []string{"counter", "threads", "bigmem", "fdzoo", "churn", "pager", "fdcheck", "timers", "advice", "unsupported", "gowork", "sample"}
 
 type buildResult struct {
 	path string
@@ -87,10 +94,10 @@ func Build(t testing.TB, name string) string {
 
 func build(t testing.TB, name string) *buildResult {
 	base, static := strings.CutSuffix(name, "-static")
-	if base == "gowork" {
+	if _, err := fs.Stat(sources, "_src/"+base+"/main.go"); err == nil {
 		if static {
 			// Go binaries without cgo are static already.
-			return &buildResult{err: fmt.Errorf("no %s variant: gowork is always static", name)}
+			return &buildResult{err: fmt.Errorf("no %s variant: %s is always static", name, base)}
 		}
 		return buildGo(t, base)
 	}

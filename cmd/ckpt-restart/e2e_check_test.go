@@ -79,7 +79,7 @@ func TestCheckCorruptChunk(t *testing.T) {
 func TestCheckPortHeld(t *testing.T) {
 	needRoot(t)
 	dir := testDir(t)
-	p := testprog.Start(t, buildFixture(t, "fdcheck"), dir)
+	p := testprog.Start(t, testprog.Build(t, "fdcheck"), dir)
 	port := p.ReadyFields["tcpport"]
 	p.WaitCount(t, 3)
 	img := filepath.Join(dir, "1.ckpt")

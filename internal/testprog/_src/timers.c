@@ -1,5 +1,5 @@
-// timers: the restore target for timerfd, signalfd and inotify. Built by
-// the end-to-end tests with gcc -O2 (see buildFixture in e2e_test.go).
+// timers: the restore target for timerfd, signalfd and inotify
+// (ckpt-restart's end-to-end tests).
 //
 // usage: timers DIR
 //

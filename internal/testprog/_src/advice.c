@@ -1,5 +1,5 @@
-// advice: the restore target for memory advice. Built by the end-to-end
-// tests with gcc -O2 (see buildFixture in e2e_test.go).
+// advice: the restore target for memory advice (ckpt-restart's end-to-end
+// tests).
 //
 // usage: advice
 //

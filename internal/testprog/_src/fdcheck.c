@@ -1,5 +1,5 @@
-// fdcheck: the restore target for file descriptors. Built by the
-// end-to-end tests with gcc -O2 (see fixture in e2e_test.go).
+// fdcheck: the restore target for file descriptors (ckpt-restart's
+// end-to-end tests).
 //
 // usage: fdcheck DIR
 //

@@ -1,6 +1,5 @@
 // unsupported: a program holding one thing ckpt-restart cannot recreate,
-// for the tests that check it is named before anything is restored. Built
-// by the end-to-end tests with gcc -O2 (see buildFixture in e2e_test.go).
+// for the tests that check it is named before anything is restored.
 //
 // usage: unsupported shm | zombie | seccomp | connect PORT
 //
