@@ -2,11 +2,8 @@ package capture
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,38 +39,6 @@ int main(int argc, char **argv) {
 	for (;;) pause();
 }
 `
-
-// buildC compiles a C fixture given as source once per content into a
-// per-user cache directory and returns the executable; it skips the test
-// when gcc is missing.
-func buildC(t testing.TB, name, src string) string {
-	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc not found")
-	}
-	sum := sha256.Sum256([]byte(src))
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ckptimg-cfix-%d", os.Getuid()), hex.EncodeToString(sum[:8]))
-	bin := filepath.Join(dir, name)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfile := filepath.Join(dir, name+".c")
-	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
-	if out, err := testprog.Command(t, gcc, "-O2", "-Wall", "-o", tmp, cfile).CombinedOutput(); err != nil {
-		t.Fatalf("gcc %s: %v\n%s", name, err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
 
 // startFixture runs bin with a deadline in its own process group (killed
 // in cleanup) and returns it with the key=value fields of its "ready" line.
@@ -128,7 +93,7 @@ func fieldUint(t testing.TB, f map[string]string, key string) uint64 {
 // one area with no page stored, the ordinary memory is all there, and the
 // reservation costs the capture nothing measurable in pages read.
 func TestCaptureReservation(t *testing.T) {
-	cmd, f := startFixture(t, buildC(t, "reserve", reserveSrc), "8192")
+	cmd, f := startFixture(t, testprog.BuildC(t, "reserve", reserveSrc), "8192")
 	res, rlen := fieldUint(t, f, "reserve"), fieldUint(t, f, "len")
 	data, dlen := fieldUint(t, f, "data"), fieldUint(t, f, "datalen")
 	for _, lr := range []bool{false, true} {
@@ -163,7 +128,7 @@ func TestCaptureReservation(t *testing.T) {
 // and without 8 TiB of PROT_NONE reservation (median of 5 captures each):
 // reserved address space must cost nothing.
 func BenchmarkCaptureReservation(b *testing.B) {
-	bin := buildC(b, "reserve", reserveSrc)
+	bin := testprog.BuildC(b, "reserve", reserveSrc)
 	plain, _ := startFixture(b, bin, "0")
 	reserved, _ := startFixture(b, bin, "8192")
 	dir := b.TempDir()

@@ -5,8 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -114,36 +112,6 @@ func binaries(t *testing.T) (ckptimg, restart string) {
 		t.Fatal(bins.err)
 	}
 	return bins.ckptimg, bins.restart
-}
-
-// buildC compiles a C fixture given as source, once per content.
-func buildC(t *testing.T, name, src string) string {
-	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc not found")
-	}
-	sum := sha256.Sum256([]byte(src))
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ckptimg-cfix-%d", os.Getuid()), hex.EncodeToString(sum[:8]))
-	bin := filepath.Join(dir, name)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfile := filepath.Join(dir, name+".c")
-	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
-	if out, code := run(t, gcc, "-O2", "-Wall", "-o", tmp, cfile); code != 0 {
-		t.Fatalf("gcc %s: exit %d\n%s", name, code, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
 }
 
 // tickerSrc holds what argv[1] names ("shm", "shm-second": a System V
@@ -261,7 +229,7 @@ func containsInt(s []int, v int) bool {
 // leaves the program running untouched; --force kills it.
 func TestCaptureKillRefusesUnrestorable(t *testing.T) {
 	ckptimg, _ := binaries(t)
-	fixture := buildC(t, "ticker", tickerSrc)
+	fixture := testprog.BuildC(t, "ticker", tickerSrc)
 	unshare, _ := exec.LookPath("unshare")
 	cases := []struct {
 		name, what, want string
@@ -415,7 +383,7 @@ func TestCaptureLeaveRunningLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	p := startGroup(t, out, nil, buildC(t, "ticker", tickerSrc), "none")
+	p := startGroup(t, out, nil, testprog.BuildC(t, "ticker", tickerSrc), "none")
 	pid := p.Process.Pid
 	waitTicking(t, outPath, 3)
 	img := filepath.Join(dir, "lr.ckpt")
@@ -497,7 +465,7 @@ func TestCaptureKilledSnapshotDies(t *testing.T) {
 // (exit 130) once CMD is gone; SIGKILL of ckptimg takes CMD with it.
 func TestCaptureCommandSignals(t *testing.T) {
 	ckptimg, _ := binaries(t)
-	fixture := buildC(t, "ticker", tickerSrc)
+	fixture := testprog.BuildC(t, "ticker", tickerSrc)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
@@ -579,7 +547,7 @@ func TestCaptureKillUnprivileged(t *testing.T) {
 		want       string
 	}{
 		{"threads", testprog.Build(t, "threads"), []string{"100000000"}, cli.ExitError, "restoring their TIDs needs root"},
-		{"single", buildC(t, "ticker", tickerSrc), []string{"none"}, 0, "restore it with ckpt-restart --any-pid"},
+		{"single", testprog.BuildC(t, "ticker", tickerSrc), []string{"none"}, 0, "restore it with ckpt-restart --any-pid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			outPath := filepath.Join(dir, tc.name+".out")

@@ -218,3 +218,35 @@ func cachePath(name string, parts ...[]byte) (out, dir string, err error) {
 }
 
 var errNotFound = errors.New("testprog: line not found")
+
+// BuildC compiles a C program a test carries as source (src) once per
+// content into a per-user cache directory and returns the executable; it
+// skips the test when gcc is missing.
+func BuildC(t testing.TB, name, src string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not found")
+	}
+	sum := sha256.Sum256([]byte(src))
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ckptimg-cfix-%d", os.Getuid()), hex.EncodeToString(sum[:8]))
+	bin := filepath.Join(dir, name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfile := filepath.Join(dir, name+".c")
+	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", bin, os.Getpid())
+	if out, err := Command(t, gcc, "-O2", "-Wall", "-o", tmp, cfile).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", name, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
