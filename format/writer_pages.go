@@ -28,6 +28,7 @@ func (w *Writer) AddPages(pid int32, addr uint64, data []byte) error {
 	}
 	info := w.info[:n]
 	w.classifyAll(pid, addr, data, info)
+	settle(info)
 	for i := 0; i < n; {
 		// A stretch of pages of one kind becomes one run (one per chunk
 		// for stored pages), copied with one append.
@@ -81,6 +82,41 @@ const (
 	pageParent        // equal to the parent's page: a parent run
 	pageRaw           // looks incompressible: stored in a raw chunk
 )
+
+// minStretch is the shortest stretch of raw or zero pages that gets runs of
+// its own. Shorter ones, inside stored data, are stored with it in the
+// compressed chunk: a heap whose pages alternate between text, random bytes
+// and zeros would otherwise get a run per page (half a million runs and
+// megabytes of metadata for 2 GiB), while zstd stores a few random pages
+// among others for little more than their size and zeros for nothing.
+// 16 pages bound the runs to one per 64 KiB in the worst pattern.
+const minStretch = 16
+
+// settle applies minStretch to the kinds classify found: it only ever turns
+// pageRaw or pageZero into pageData, so the bytes stored are the same pages.
+func settle(info []pageInfo) {
+	stored := func(k uint8) bool { return k == pageData || k == pageRaw }
+	for _, pass := range []uint8{pageRaw, pageZero} {
+		for i := 0; i < len(info); {
+			j := i + 1
+			for j < len(info) && info[j].kind == info[i].kind {
+				j++
+			}
+			short := info[i].kind == pass && j-i < minStretch
+			if short && pass == pageZero {
+				// Zeros at either end of the pages added stay a zero run:
+				// nothing stored is beside them here.
+				short = i > 0 && j < len(info) && stored(info[i-1].kind) && stored(info[j].kind)
+			}
+			if short {
+				for k := i; k < j; k++ {
+					info[k].kind = pageData
+				}
+			}
+			i = j
+		}
+	}
+}
 
 // deferHashes reserves the hash table entries of n pages just copied to
 // offset off of open chunk o; the compressor computes them.
@@ -138,6 +174,9 @@ func (w *Writer) classify(pid int32, addr uint64, data []byte, info []pageInfo) 
 		page := data[i*ps : (i+1)*ps]
 		if bytes.Equal(page, w.zeroPage) {
 			info[i] = pageInfo{kind: pageZero}
+			if w.parentHashes != nil {
+				info[i].hash = w.parentHashes.zeroHash // settle may store it
+			}
 			continue
 		}
 		kind := uint8(pageData)
