@@ -28,7 +28,7 @@ func (w *Writer) AddPages(pid int32, addr uint64, data []byte) error {
 	}
 	info := w.info[:n]
 	w.classifyAll(pid, addr, data, info)
-	settle(info)
+	settle(info, w.parentHashes == nil)
 	for i := 0; i < n; {
 		// A stretch of pages of one kind becomes one run (one per chunk
 		// for stored pages), copied with one append.
@@ -93,10 +93,16 @@ const (
 const minStretch = 16
 
 // settle applies minStretch to the kinds classify found: it only ever turns
-// pageRaw or pageZero into pageData, so the bytes stored are the same pages.
-func settle(info []pageInfo) {
+// pageRaw, or with zeros pageZero, into pageData. A delta keeps its zero
+// pages as runs: a delta stores only pages that changed, and its runs follow
+// the pages written anyway.
+func settle(info []pageInfo, zeros bool) {
 	stored := func(k uint8) bool { return k == pageData || k == pageRaw }
-	for _, pass := range []uint8{pageRaw, pageZero} {
+	passes := []uint8{pageRaw, pageZero}
+	if !zeros {
+		passes = passes[:1]
+	}
+	for _, pass := range passes {
 		for i := 0; i < len(info); {
 			j := i + 1
 			for j < len(info) && info[j].kind == info[i].kind {
@@ -174,9 +180,6 @@ func (w *Writer) classify(pid int32, addr uint64, data []byte, info []pageInfo) 
 		page := data[i*ps : (i+1)*ps]
 		if bytes.Equal(page, w.zeroPage) {
 			info[i] = pageInfo{kind: pageZero}
-			if w.parentHashes != nil {
-				info[i].hash = w.parentHashes.zeroHash // settle may store it
-			}
 			continue
 		}
 		kind := uint8(pageData)
