@@ -92,6 +92,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err := c.collect(); err != nil {
 		return nil, err
 	}
+	c.hideTrackerFlags()
 	if err := c.scanTrackers(); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -172,6 +173,40 @@ func (c *capturer) openTrackers() {
 		}
 		pr.track = &procTrack{tr: tr, state: ownClean, usable: true, targetFD: st.FD}
 	}
+}
+
+// hideTrackerFlags removes the userfaultfd flags ("uw", and the "um" and
+// "ui" a registration may show with it) that a tracker of ours gave the
+// areas it registered: they are ckptimg's, not the program's, and a
+// restorer would warn that the program's registration is lost. The program
+// cannot hold a registration of its own there: an area takes one
+// userfaultfd context only.
+func (c *capturer) hideTrackerFlags() {
+	for _, pr := range c.procs {
+		if pr.track == nil || pr.track.tr == nil {
+			continue
+		}
+		regs := pr.track.tr.State().Areas
+		for i := range pr.rec.Areas {
+			a := &pr.rec.Areas[i]
+			for _, r := range regs {
+				if a.Start < r.End && r.Start < a.End {
+					a.VMFlags = withoutUffdFlags(a.VMFlags)
+					break
+				}
+			}
+		}
+	}
+}
+
+func withoutUffdFlags(flags string) string {
+	kept := strings.Fields(flags)[:0]
+	for _, f := range strings.Fields(flags) {
+		if f != "uw" && f != "um" && f != "ui" {
+			kept = append(kept, f)
+		}
+	}
+	return strings.Join(kept, " ")
 }
 
 // adoptMoved finds the parent's tracker at another fd number: a later

@@ -211,6 +211,14 @@ func TestTrackedDeltaExactPages(t *testing.T) {
 		t.Errorf("delta read %d pages and took %d from the parent; main has %d pages, %d written", res.PagesRead, res.PagesFromParent, p.Pages, len(want))
 	}
 	tr1 := checkTracker(t, d1, p.PID)
+	// The tracker's registration is ckptimg's: no area shows it.
+	for _, a := range d1.Process(int32(p.PID)).Areas {
+		for _, f := range strings.Fields(a.VMFlags) {
+			if f == "uw" || f == "um" || f == "ui" {
+				t.Errorf("area %#x-%#x keeps the tracker's VmFlags %q", a.Start, a.End, a.VMFlags)
+			}
+		}
+	}
 	if tr1.Ino != tr0.Ino || tr1.FD >= tr0.FD {
 		t.Errorf("tracker fd %d inode %d after the delta, was fd %d inode %d: want the same inode at a lower fd", tr1.FD, tr1.Ino, tr0.FD, tr0.Ino)
 	}
