@@ -8,9 +8,11 @@ FUZZTIME ?= 5m
 
 all: build
 
+# -buildvcs=auto: the commit goes into --version and into images even where
+# GOFLAGS turns VCS stamping off.
 build:
-	$(GO) build -o $(BIN)/ckptimg ./cmd/ckptimg
-	$(GO) build -o $(BIN)/ckpt-restart ./cmd/ckpt-restart
+	$(GO) build -buildvcs=auto -o $(BIN)/ckptimg ./cmd/ckptimg
+	$(GO) build -buildvcs=auto -o $(BIN)/ckpt-restart ./cmd/ckpt-restart
 
 vet:
 	$(GO) vet ./...

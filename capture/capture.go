@@ -16,6 +16,7 @@ import (
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/snapshot"
+	"github.com/ckptimg/ckptimg/internal/version"
 )
 
 // testHookBeforeMemory, when set by a test, runs after the state is
@@ -23,7 +24,7 @@ import (
 var testHookBeforeMemory func(pid int)
 
 // Tool is recorded in every image as its writer.
-const Tool = "ckptimg capture"
+var Tool = "ckptimg " + version.String()
 
 // proc is one process of the captured tree.
 type proc struct {

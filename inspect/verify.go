@@ -53,13 +53,19 @@ type VerifyOptions struct {
 // Verify checks the image at path: its structure (format.Open), every
 // chunk (format.Reader.Verify) and, for a delta, its chain: the parents
 // are looked for by image id (format.OpenChain) and CheckChain compares
-// the delta's pages in them. A structural problem or a cancelled ctx is
-// an error; the problems found in a readable image are in the result. A
-// chain that does not resolve is one problem, with Chain.Resolved false.
+// the delta's pages in them. A file that cannot be read or a cancelled ctx
+// is an error; every problem of the image itself, a structural one
+// included, is in the result. A chain that does not resolve is one
+// problem, with Chain.Resolved false.
 func Verify(ctx context.Context, path string, opts VerifyOptions) (*VerifyResult, error) {
 	// Structural problems (header, directory, metadata) stop Open: there is
-	// nothing more to check, and the error names section and offset.
+	// nothing more to check, and the problem names section and offset.
 	r, err := format.Open(path)
+	if errors.Is(err, format.ErrCorrupt) || errors.Is(err, format.ErrVersion) || errors.Is(err, format.ErrNotCheckpoint) {
+		res := &VerifyResult{Problems: []Problem{}}
+		res.AddErr("image", err)
+		return res, nil
+	}
 	if err != nil {
 		return nil, err
 	}

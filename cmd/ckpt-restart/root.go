@@ -80,7 +80,7 @@ See docs/restore.md.`,
 	f.StringArrayVar(&opts.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an inherited fd or a path: `ID,FD` or ID,PATH (repeatable)")
 	f.StringVar(&opts.grownOutput, "grown-output", "keep", "an output file that changed since capture: keep (reopen at the recorded offset, no truncation), truncate (to its recorded size), error")
 	f.StringVar(&opts.changedInput, "changed-input", "error", "a read-only or mapped file that changed since capture: error (refuse and name it) or allow")
-	cli.MarkUsageErrors(cmd)
+	cli.Setup(cmd)
 	return cmd
 }
 

@@ -76,7 +76,11 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 		return nil
 	}
 	first := res.Problems[0]
-	msg := fmt.Errorf("verify: %s: %d problem(s); first: %s at offset %d: %s", path, len(res.Problems), first.Section, first.Offset, first.Message)
+	where := first.Section
+	if first.Offset >= 0 {
+		where += fmt.Sprintf(" at offset %d", first.Offset)
+	}
+	msg := fmt.Errorf("verify: %s: %d problem(s); first: %s: %s", path, len(res.Problems), where, first.Message)
 	if chainMissing && len(res.Problems) == 1 {
 		return msg // a missing parent is not a corrupt image
 	}

@@ -130,3 +130,35 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.ReportMetric(float64(size)/(1<<20)*float64(b.N)/b.Elapsed().Seconds(), "MiB/s")
 }
+
+// TestVerifyTruncatedJSON verifies an image cut short: the structure does
+// not open, and verify still prints its document, with the problem, and
+// exits 3.
+func TestVerifyTruncatedJSON(t *testing.T) {
+	dir := t.TempDir()
+	p := copyImage(t, dir, "base")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b[:len(b)-100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runRead(t, "verify", "-o", "json", p)
+	if cli.ExitCode(err) != cli.ExitCorrupt {
+		t.Fatalf("verify of a truncated image: exit %d (%v), want %d", cli.ExitCode(err), err, cli.ExitCorrupt)
+	}
+	var doc struct {
+		OK       bool `json:"ok"`
+		Problems []struct {
+			Section string `json:"section"`
+			Offset  int64  `json:"offset"`
+		} `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("verify -o json printed no document (%v):\n%s", err, out)
+	}
+	if doc.OK || len(doc.Problems) != 1 || doc.Problems[0].Section != "trailer" || doc.Problems[0].Offset != int64(len(b)-100-8) {
+		t.Errorf("document %+v, want one trailer problem at offset %d", doc, len(b)-100-8)
+	}
+}

@@ -33,6 +33,6 @@ Exit codes: 0 success, 1 error, 2 usage, 3 corrupt image or unknown version,
 	add("live", newCaptureCommand())
 	add("read", newLsCommand(), newInfoCommand(), newVerifyCommand(), newDiffCommand(), newCatCommand())
 	add("write", newRewriteCommand(), newSubstCommand(), newMergeCommand())
-	cli.MarkUsageErrors(root)
+	cli.Setup(root)
 	return root
 }

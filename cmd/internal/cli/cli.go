@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/version"
 )
 
 // Exit codes, documented in docs/cli.md. ckpt-restart passes the restored
@@ -108,6 +109,32 @@ func IsTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Setup gives a program's root command what both binaries share: --version
+// (the build's version, internal/version), usage errors exiting with
+// ExitUsage (MarkUsageErrors), and, for a command of subcommands, an
+// unknown subcommand as a usage error with cobra's suggestions.
+func Setup(root *cobra.Command) {
+	root.Version = version.String()
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
+	// Defined here so that cobra does not take -v for it: -v is verbose.
+	root.Flags().Bool("version", false, "print the version and exit")
+	if root.HasSubCommands() && root.Run == nil && root.RunE == nil {
+		root.Args = cobra.ArbitraryArgs
+		root.SuggestionsMinimumDistance = 2
+		root.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], c.Name())
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf("; did you mean %q?", s[0])
+			}
+			return Usagef("%s (see %s --help)", msg, c.Name())
+		}
+	}
+	MarkUsageErrors(root)
 }
 
 // MarkUsageErrors makes argument-count and flag errors of cmd and all its
