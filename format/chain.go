@@ -187,7 +187,19 @@ func newParentIndex(r *Reader) (*parentIndex, error) {
 // accepted only when its image id matches. The returned close function
 // closes every image.
 func OpenChain(path string, dirs ...string) (*Chain, func() error, error) {
-	var images []*Reader
+	r, err := Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ChainFrom(r, path, append([]string{filepath.Dir(path)}, dirs...)...)
+}
+
+// ChainFrom builds the chain of the image r read from name (a path, or a
+// name for messages when r came from a stream), looking for its parents in
+// dirs as OpenChain does. The chain owns r: the returned close function
+// closes it with the parents, and r is closed on error.
+func ChainFrom(r *Reader, name string, dirs ...string) (*Chain, func() error, error) {
+	images := []*Reader{r}
 	closeAll := func() error {
 		var first error
 		for _, img := range images {
@@ -197,22 +209,16 @@ func OpenChain(path string, dirs ...string) (*Chain, func() error, error) {
 		}
 		return first
 	}
-	r, err := Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	images = append(images, r)
-	search := append([]string{filepath.Dir(path)}, dirs...)
 	for r.Meta().Parent != nil {
 		if len(images) > maxChainLength {
 			closeAll()
-			return nil, nil, fmt.Errorf("format: parent chain of %s is longer than %d images", path, maxChainLength)
+			return nil, nil, fmt.Errorf("format: parent chain of %s is longer than %d images", name, maxChainLength)
 		}
 		ref := r.Meta().Parent
-		p, err := findParent(ref, search)
+		p, err := findParent(ref, dirs)
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("format: %s: %w", path, err)
+			return nil, nil, fmt.Errorf("format: %s: %w", name, err)
 		}
 		images = append(images, p)
 		r = p

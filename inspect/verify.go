@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/ckptimg/ckptimg/format"
 )
@@ -43,6 +44,9 @@ type VerifyOptions struct {
 	// Parents verifies the chunks of every parent image too, not only the
 	// cross-references between the delta and its parents.
 	Parents bool
+	// Open opens the image; format.Open when nil. A command that reads
+	// streams too passes its own.
+	Open func(path string) (*format.Reader, error)
 	// Progress, when set, is called before the chunks of each image are
 	// checked, with the image's name (its path, or the image id of a
 	// parent); it returns the progress callback for format.Reader.Verify
@@ -52,7 +56,8 @@ type VerifyOptions struct {
 
 // Verify checks the image at path: its structure (format.Open), every
 // chunk (format.Reader.Verify) and, for a delta, its chain: the parents
-// are looked for by image id (format.OpenChain) and CheckChain compares
+// are looked for by image id beside it and in opts.Dirs (format.ChainFrom)
+// and CheckChain compares
 // the delta's pages in them. A file that cannot be read or a cancelled ctx
 // is an error; every problem of the image itself, a structural one
 // included, is in the result. A chain that does not resolve is one
@@ -60,7 +65,11 @@ type VerifyOptions struct {
 func Verify(ctx context.Context, path string, opts VerifyOptions) (*VerifyResult, error) {
 	// Structural problems (header, directory, metadata) stop Open: there is
 	// nothing more to check, and the problem names section and offset.
-	r, err := format.Open(path)
+	open := opts.Open
+	if open == nil {
+		open = format.Open
+	}
+	r, err := open(path)
 	if errors.Is(err, format.ErrCorrupt) || errors.Is(err, format.ErrVersion) || errors.Is(err, format.ErrNotCheckpoint) {
 		res := &VerifyResult{Problems: []Problem{}}
 		res.AddErr("image", err)
@@ -69,16 +78,18 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (*VerifyResult
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
 	res := NewVerifyResult(r)
 	res.checkChunks(ctx, r, path, opts.Progress)
 	if err := ctx.Err(); err != nil {
+		r.Close()
 		return nil, err
 	}
 	if r.Meta().Parent == nil {
+		r.Close()
 		return res, nil
 	}
-	c, closeChain, err := format.OpenChain(path, opts.Dirs...)
+	// The chain takes r (a stream cannot be opened twice) and closes it.
+	c, closeChain, err := format.ChainFrom(r, path, append([]string{filepath.Dir(path)}, opts.Dirs...)...)
 	if err != nil {
 		res.Chain = &ChainInfo{Images: []ChainImage{}, Error: err.Error()}
 		res.AddErr("chain", err)

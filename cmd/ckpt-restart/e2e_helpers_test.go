@@ -150,7 +150,15 @@ type restarted struct {
 // its program running, as a killed shell does).
 func startRestart(t *testing.T, pids []int, args ...string) *restarted {
 	t.Helper()
+	return startRestartStdin(t, pids, nil, args...)
+}
+
+// startRestartStdin is startRestart with stdin as ckpt-restart's standard
+// input (a pipe, when it is not a file).
+func startRestartStdin(t *testing.T, pids []int, stdin io.Reader, args ...string) *restarted {
+	t.Helper()
 	cmd := testprog.Command(t, restartBin(t), args...)
+	cmd.Stdin = stdin
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

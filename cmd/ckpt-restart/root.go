@@ -115,7 +115,7 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	if o.check && o.simulate {
 		return cli.Usagef("--check and --simulate do not go together")
 	}
-	chain, closeChain, err := format.OpenChain(image, o.parents...)
+	chain, closeChain, err := cli.OpenChain(ctx, image, o.parents...)
 	if err != nil {
 		return err
 	}

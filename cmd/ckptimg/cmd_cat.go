@@ -79,7 +79,7 @@ func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	c, closeChain, err := format.OpenChain(path, opts.dirs...)
+	c, closeChain, err := cli.OpenChain(ctx, path, opts.dirs...)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/cmd/internal/render"
-	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/inspect"
 )
 
@@ -45,12 +44,12 @@ func runDiff(ctx context.Context, opts *diffOptions, pathA, pathB string, stdout
 	if err != nil {
 		return err
 	}
-	a, err := format.Open(pathA)
+	a, err := cli.OpenImage(ctx, pathA)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := format.Open(pathB)
+	b, err := cli.OpenImage(ctx, pathB)
 	if err != nil {
 		return err
 	}

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/cmd/internal/render"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/inspect"
@@ -34,7 +37,7 @@ info reads only the image's metadata, never its pages: it stays fast on large im
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runInfo(opts, args[0], cmd.OutOrStdout())
+			return runInfo(cmd.Context(), opts, args[0], cmd.OutOrStdout())
 		},
 	}
 	addOutputFlag(cmd, &opts.output)
@@ -43,25 +46,23 @@ info reads only the image's metadata, never its pages: it stays fast on large im
 	return cmd
 }
 
-func runInfo(opts *infoOptions, path string, stdout io.Writer) error {
+func runInfo(ctx context.Context, opts *infoOptions, path string, stdout io.Writer) error {
 	p, err := newPrinter(opts.output)
 	if err != nil {
 		return err
 	}
-	r, err := format.Open(path)
+	r, err := cli.OpenImage(ctx, path)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
 	s := inspect.Summary(r)
-	if r.Meta().Parent != nil {
-		c, closeChain, err := format.OpenChain(path, opts.dirs...)
-		if err != nil {
-			s.Chain = &inspect.ChainInfo{Images: []inspect.ChainImage{}, Error: err.Error()}
-		} else {
-			s.Chain = inspect.Chain(c)
-			closeChain()
-		}
+	if r.Meta().Parent == nil {
+		r.Close()
+	} else if c, closeChain, err := format.ChainFrom(r, cli.StreamName(path), append([]string{filepath.Dir(path)}, opts.dirs...)...); err != nil {
+		s.Chain = &inspect.ChainInfo{Images: []inspect.ChainImage{}, Error: err.Error()}
+	} else {
+		s.Chain = inspect.Chain(c)
+		closeChain()
 	}
 	return p.Print(stdout, infoDoc{s})
 }

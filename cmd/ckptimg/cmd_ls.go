@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -43,7 +44,7 @@ several views each starts with a "# view" line), json (docs/json-output.md).`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runLs(opts, args[0], cmd.OutOrStdout())
+			return runLs(cmd.Context(), opts, args[0], cmd.OutOrStdout())
 		},
 	}
 	for _, v := range lsViews {
@@ -93,12 +94,12 @@ func newPrinter(output string) (render.Printer, error) {
 	return p, nil
 }
 
-func runLs(opts *lsOptions, path string, stdout io.Writer) error {
+func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) error {
 	p, err := newPrinter(opts.output)
 	if err != nil {
 		return err
 	}
-	r, err := format.Open(path)
+	r, err := cli.OpenImage(ctx, path)
 	if err != nil {
 		return err
 	}

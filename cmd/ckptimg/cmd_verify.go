@@ -58,7 +58,8 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 	if err != nil {
 		return err
 	}
-	vopts := inspect.VerifyOptions{Dirs: opts.dirs, Parents: opts.chain}
+	vopts := inspect.VerifyOptions{Dirs: opts.dirs, Parents: opts.chain,
+		Open: func(name string) (*format.Reader, error) { return cli.OpenImage(ctx, name) }}
 	if f, ok := stderr.(*os.File); ok && cli.IsTerminal(f) {
 		vopts.Progress = func(name string) (format.VerifyProgress, func()) {
 			return verifyProgress(stderr, name)
