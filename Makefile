@@ -1,10 +1,13 @@
 # ckptimg: see README.md. `make test` is what CI runs.
-GO ?= go
+# Go from PATH, else the standard install's: sudo's secure_path has no Go.
+GO ?= $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 export CGO_ENABLED = 0
 BIN := bin
+PREFIX ?= /usr/local
+DESTDIR ?=
 FUZZTIME ?= 5m
 
-.PHONY: all build test test-ipcns test-short cross test-arm64 bench fuzz golden lint vet demo clean
+.PHONY: all build docs install test test-ipcns test-short cross test-arm64 bench fuzz golden lint vet demo clean
 
 all: build
 
@@ -13,6 +16,20 @@ all: build
 build:
 	$(GO) build -buildvcs=auto -o $(BIN)/ckptimg ./cmd/ckptimg
 	$(GO) build -buildvcs=auto -o $(BIN)/ckpt-restart ./cmd/ckpt-restart
+
+# Man pages and completion scripts, generated from the commands' own help
+# by cobra (cmd/internal/cli.GenerateDocs), under $(BIN)/share.
+docs:
+	$(GO) test -count=1 -run '^TestDocs$$' ./cmd/ckptimg/ ./cmd/ckpt-restart/ -args -docs=$(abspath $(BIN))/share
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binaries, man pages and
+# completion scripts.
+install: build docs
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/ckptimg $(BIN)/ckpt-restart $(DESTDIR)$(PREFIX)/bin/
+	cd $(BIN)/share && find . -type f | while read -r f; do \
+		install -D -m 0644 "$$f" "$(DESTDIR)$(PREFIX)/share/$$f" || exit 1; \
+	done
 
 vet:
 	$(GO) vet ./...
