@@ -75,6 +75,16 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 		}
 		return pidUser(pid)
 	}
+	// The kill releases the tree's own locks: those its processes took
+	// (flock, POSIX) and OFD locks, which show no holder (one that
+	// conflicts with a lock of the frozen tree can only be the tree's).
+	// A flock taken by a process outside the tree on a description the
+	// tree shares outlives the kill and is named.
+	hostLocks := host.Locks
+	host.Locks = func() ([]restorer.HostLock, error) {
+		ls, err := hostLocks()
+		return slices.DeleteFunc(ls, func(h restorer.HostLock) bool { return h.PID <= 0 || own[h.PID] }), err
+	}
 	host.FDOpen = nil
 	host.HaveTTY = true
 	probs, _ = s.CheckHost(host)
