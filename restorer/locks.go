@@ -94,7 +94,7 @@ func (pl *Plan) checkLocks(host *Host, add func(Problem), warn func(string)) {
 		}
 		for _, h := range held {
 			if h.Dev == ref.Dev && h.Ino == ref.Ino && lockConflicts(l, h) {
-				add(Problem{Subject: subj, What: fmt.Sprintf("its %s on %s cannot be taken again: %s", lockText(l), fp.Path, holderText(h, host)),
+				add(Problem{Subject: subj, What: fmt.Sprintf("its %s cannot be taken again (%s): %s", lockText(l), fp.Path, holderText(h, host)),
 					Remedy: "end the holder or wait until it releases the lock, then restore"})
 				return
 			}
@@ -116,7 +116,7 @@ func (pl *Plan) checkLocks(host *Host, add func(Problem), warn func(string)) {
 
 // holderText names who holds h.
 func holderText(h HostLock, host *Host) string {
-	what := fmt.Sprintf("a %s is held", lockText(format.Lock{Kind: h.Kind, Mode: h.Mode, Start: h.Start, Len: h.Len}))
+	what := "another " + lockText(format.Lock{Kind: h.Kind, Mode: h.Mode, Start: h.Start, Len: h.Len}) + " is held"
 	switch {
 	case h.PID > 0 && host != nil && host.PIDUser != nil && host.PIDUser(h.PID) != "":
 		return what + " by " + host.PIDUser(h.PID)

@@ -75,16 +75,12 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 		}
 		return pidUser(pid)
 	}
-	// The kill releases the tree's own locks: those its processes took
-	// (flock, POSIX) and OFD locks, which show no holder (one that
-	// conflicts with a lock of the frozen tree can only be the tree's).
-	// A flock taken by a process outside the tree on a description the
-	// tree shares outlives the kill and is named.
-	hostLocks := host.Locks
-	host.Locks = func() ([]restorer.HostLock, error) {
-		ls, err := hostLocks()
-		return slices.DeleteFunc(ls, func(h restorer.HostLock) bool { return h.PID <= 0 || own[h.PID] }), err
-	}
+	// A lock that conflicts with one of the frozen tree's locks is held
+	// through one of the tree's own open file descriptions: the kill
+	// releases it, unless a process outside the tree shares that
+	// description, which /proc/locks does not tell (a flock shows the pid
+	// that took it, an OFD lock none). The restore names such a lock.
+	host.Locks = nil
 	host.FDOpen = nil
 	host.HaveTTY = true
 	probs, _ = s.CheckHost(host)
