@@ -55,7 +55,7 @@ func (pl *Plan) planLocks() {
 	}
 	for _, pp := range pl.Procs {
 		for _, l := range pp.Proc.Locks {
-			if l.Kind != format.LockPOSIX || pp.fileAt(l.FD) == nil {
+			if l.Kind != format.LockPOSIX { // its fd is in the table: format.Validate
 				pl.problem(Problem{Subject: fmt.Sprintf("process %d", pp.Proc.PID), Unsupported: true,
 					What: fmt.Sprintf("a %s on fd %d, which this restorer cannot take again", lockText(l), l.FD)})
 			}
