@@ -177,3 +177,70 @@ func TestE2ELockTakenMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EFIFOGone: a FIFO whose path is gone, or is no FIFO now, is named
+// with the remedy; made again with mkfifo, the restore goes on with the
+// bytes captured.
+func TestE2EFIFOGone(t *testing.T) {
+	needRoot(t)
+	dir := lockDir(t)
+	p := startLocks(t, dir)
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	in5 := filepath.Join(dir, "in5")
+	if err := os.Remove(in5); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runRestartCmd(t, "--check", img)
+	if code == 0 || !strings.Contains(stderr, in5) || !strings.Contains(stderr, "mkfifo "+in5) {
+		t.Errorf("check with %s gone: exit %d, stderr:\n%s", in5, code, stderr)
+	}
+	if err := os.WriteFile(in5, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = runRestartCmd(t, img)
+	if code == 0 || !strings.Contains(stderr, "it was a FIFO, it is a regular file now") || !strings.Contains(stderr, "mkfifo "+in5) {
+		t.Errorf("restore with %s a regular file: exit %d, stderr:\n%s", in5, code, stderr)
+	}
+	if err := os.Remove(in5); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(in5, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startRestart(t, []int{p.PID}, img)
+	checkLocksHeld(t, dir, p.PID)
+	readLines(t, r, dir, 1, "a1", "x1")
+}
+
+// TestE2EFIFOKeptOpenOutside: a FIFO a process outside the image keeps
+// open keeps its bytes through the kill; the restore finds them there and
+// does not write them a second time.
+func TestE2EFIFOKeptOpenOutside(t *testing.T) {
+	needRoot(t)
+	dir := lockDir(t)
+	p := startLocks(t, dir)
+	keep, err := os.OpenFile(filepath.Join(dir, "in0"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	r := startRestart(t, []int{p.PID}, img)
+	readLines(t, r, dir, 1, "a1", "x1")
+	readLines(t, r, dir, 3, "a3", "x3")
+	if _, stderr := r.snapshot(); !strings.Contains(stderr, "already holds 9 bytes") {
+		t.Errorf("no warning about the bytes kept in the FIFO; stderr:\n%s", stderr)
+	}
+	// One copy of the bytes: nothing more to read from stdin, whose
+	// writer (keep) is still open, so the read waits; a line written now
+	// is the next one.
+	if _, err := keep.WriteString("a4\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cmd"), []byte("4"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "fd0 a4", func(l []string) bool { return len(l) > 0 && l[len(l)-1] == "fd0 a4" })
+}
