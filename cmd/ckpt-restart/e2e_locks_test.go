@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/inspect"
 	"github.com/ckptimg/ckptimg/internal/testprog"
@@ -97,6 +98,11 @@ func TestE2ELocksAndFIFOs(t *testing.T) {
 	p := startLocks(t, dir)
 	pid := p.PID
 	checkLocksHeld(t, dir, pid)
+	// Captures that leave it running change nothing for it.
+	for _, leave := range []bool{false, true} {
+		captureLeave(t, pid, filepath.Join(dir, "run.ckpt"), leave)
+		checkLocksHeld(t, dir, pid)
+	}
 
 	img1 := filepath.Join(dir, "1.ckpt")
 	captureKill(t, pid, img1, false)
@@ -243,4 +249,21 @@ func TestE2EFIFOKeptOpenOutside(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "fd0 a4", func(l []string) bool { return len(l) > 0 && l[len(l)-1] == "fd0 a4" })
+}
+
+// captureLeave captures pid without killing it.
+func captureLeave(t *testing.T, pid int, path string, leaveRunning bool) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := format.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := capture.Capture(testprog.Context(t), pid, w, capture.Options{LeaveRunning: leaveRunning}); err != nil {
+		t.Fatalf("capture %d: %v", pid, err)
+	}
 }
