@@ -91,7 +91,8 @@ func readLines(t *testing.T, r *restarted, dir string, n int, want0, want5 strin
 // bytes buffered in both, is captured with --kill and restored twice in a
 // chain: each time the locks are held again before it runs (another
 // process cannot take them, F_GETLK names the program), and it reads the
-// FIFO bytes on from where it was.
+// FIFO bytes on from where it was. Its lease is listed and, not taken
+// again, named in a warning.
 func TestE2ELocksAndFIFOs(t *testing.T) {
 	needRoot(t)
 	dir := lockDir(t)
@@ -109,14 +110,17 @@ func TestE2ELocksAndFIFOs(t *testing.T) {
 	if got := probeLocks(t, dir); got != "probe flock=free posix=free ofd=free" {
 		t.Fatalf("after the kill: %s", got)
 	}
-	checkListed(t, img1, pid, 9)
+	checkListed(t, img1, pid, 9, true)
 	r := startRestart(t, []int{pid}, img1)
 	checkLocksHeld(t, dir, pid)
 	readLines(t, r, dir, 1, "a1", "x1")
+	if _, stderr := r.snapshot(); !strings.Contains(stderr, "/lease: its lease read lock is not restored") {
+		t.Errorf("no warning naming the lease; stderr:\n%s", stderr)
+	}
 
 	img2 := filepath.Join(dir, "2.ckpt")
 	captureKill(t, pid, img2, false)
-	checkListed(t, img2, pid, 6)
+	checkListed(t, img2, pid, 6, false)
 	r2 := startRestart(t, []int{pid}, img2)
 	checkLocksHeld(t, dir, pid)
 	readLines(t, r2, dir, 2, "a2", "x2")
@@ -128,9 +132,9 @@ func TestE2ELocksAndFIFOs(t *testing.T) {
 	r2.waitFor(t, "fd0 EOF", func(l []string) bool { return len(l) > 0 && l[len(l)-1] == "fd0 EOF" })
 }
 
-// checkListed checks what ls shows: the three locks with their kinds,
-// ranges and holder, and the bytes buffered in each FIFO.
-func checkListed(t *testing.T, img string, pid int, buffered uint64) {
+// checkListed checks what ls shows: the locks with their kinds, ranges
+// and holder, and the bytes buffered in each FIFO.
+func checkListed(t *testing.T, img string, pid int, buffered uint64, lease bool) {
 	t.Helper()
 	r, err := format.Open(img)
 	if err != nil {
@@ -152,6 +156,9 @@ func checkListed(t *testing.T, img string, pid int, buffered uint64) {
 	}
 	want := []string{fmt.Sprintf("in0 buffered %d", buffered), "flock flock write 0+0",
 		fmt.Sprintf("posix posix write 10+20 by %d:4", pid), fmt.Sprintf("in5 buffered %d", buffered), "ofd ofd write 0+0"}
+	if lease {
+		want = append(want, "lease lease read 0+0")
+	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("ls of %s:\n%s\nwant:\n%s", img, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

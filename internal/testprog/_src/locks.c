@@ -3,7 +3,9 @@
 //
 //   locks hold DIR   flock(LOCK_EX) on DIR/flock, a POSIX write lock on
 //                    bytes 10-29 of DIR/posix, an OFD write lock on all of
-//                    DIR/ofd; stdin is the FIFO DIR/in0 (opened read-only
+//                    DIR/ofd, a read lease on DIR/lease (its first
+//                    run only: a restore does not take leases again);
+//                    stdin is the FIFO DIR/in0 (opened read-only
 //                    as a shell's < does), fd 5 the read end and fd 6 the
 //                    write end of the FIFO DIR/in5, "x1\nx2\nx3\n" written
 //                    into it. Prints "ready pid=N", then, each time the
@@ -92,7 +94,9 @@ static int hold(const char *dir) {
 	int fl = openat_fd(dir, "flock", O_RDWR, -1);
 	int px = openat_fd(dir, "posix", O_RDWR, -1);
 	int of = openat_fd(dir, "ofd", O_RDWR, -1);
-	if (flock(fl, LOCK_EX | LOCK_NB) || setlk(px, F_SETLK, F_WRLCK, 10, 20) || setlk(of, F_OFD_SETLK, F_WRLCK, 0, 0)) {
+	int ls = openat_fd(dir, "lease", O_RDONLY, -1);
+	if (flock(fl, LOCK_EX | LOCK_NB) || setlk(px, F_SETLK, F_WRLCK, 10, 20) || setlk(of, F_OFD_SETLK, F_WRLCK, 0, 0) ||
+	    fcntl(ls, F_SETLEASE, F_RDLCK)) {
 		perror("lock");
 		return 1;
 	}
