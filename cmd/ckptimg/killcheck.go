@@ -84,7 +84,7 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 	host.FDOpen = nil
 	host.HaveTTY = true
 	probs, _ = s.CheckHost(host)
-	probs = append(probs, sharedLockProblems(meta)...)
+	probs = append(probs, restorer.SharedLockProblems(meta)...)
 	if opts.AnyPID {
 		// Without the privilege to choose PIDs only --any-pid restores,
 		// which gives threads new TIDs: fine for single-threaded programs.
