@@ -33,6 +33,12 @@ func lockDir(t *testing.T) string {
 // FIFO and the bytes live in it until capture.
 func startLocks(t *testing.T, dir string) *testprog.Process {
 	p := testprog.Start(t, testprog.Build(t, "locks"), "hold", dir)
+	writeStdin(t, dir)
+	return p
+}
+
+// writeStdin writes three lines into DIR/in0 and closes it.
+func writeStdin(t *testing.T, dir string) {
 	w, err := os.OpenFile(filepath.Join(dir, "in0"), os.O_WRONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +47,6 @@ func startLocks(t *testing.T, dir string) *testprog.Process {
 	if _, err := w.WriteString("a1\na2\na3\n"); err != nil {
 		t.Fatal(err)
 	}
-	return p
 }
 
 // probeLocks is how another process sees the fixture's locks.
@@ -272,5 +277,27 @@ func captureLeave(t *testing.T, pid int, path string, leaveRunning bool) {
 	}
 	if _, err := capture.Capture(testprog.Context(t), pid, w, capture.Options{LeaveRunning: leaveRunning}); err != nil {
 		t.Fatalf("capture %d: %v", pid, err)
+	}
+}
+
+// TestE2EFIFOSharedByProcesses: a FIFO open in two processes, through two
+// open file descriptions, gets its bytes back once.
+func TestE2EFIFOSharedByProcesses(t *testing.T) {
+	needRoot(t)
+	dir := lockDir(t)
+	p := testprog.Start(t, testprog.Build(t, "locks"), "share", dir)
+	writeStdin(t, dir)
+	img := filepath.Join(dir, "1.ckpt")
+	pids := captureKill(t, p.PID, img, true)
+	if len(pids) != 2 {
+		t.Fatalf("captured %v, want the fixture and its child", pids)
+	}
+	r := startRestart(t, pids, img)
+	if err := os.WriteFile(filepath.Join(dir, "cmd"), []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := r.waitFor(t, "fd0 EOF", func(l []string) bool { return len(l) > 0 && l[len(l)-1] == "fd0 EOF" })
+	if got, want := strings.Join(lines, "\n"), "fd0 a1\nfd0 a2\nfd0 a3\nfd0 EOF"; got != want {
+		t.Errorf("read:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -12,6 +12,11 @@
 //                    number in DIR/cmd grows, reads one line from fd 0 and
 //                    one from fd 5 and prints "fd0 LINE" and "fd5 LINE"
 //                    ("EOF" at end of input).
+//   locks share DIR  stdin is the FIFO DIR/in0, and a child opens it again
+//                    (another open file description, at its fd 7) and
+//                    waits. Prints "ready pid=N child=M", then, once
+//                    DIR/cmd holds a number, reads stdin to its end,
+//                    printing "fd0 LINE" and "fd0 EOF".
 //   locks probe DIR  prints how another process sees those locks:
 //                    "probe flock=busy|free posix=PID:START:LEN|free
 //                    ofd=held|free".
@@ -61,7 +66,8 @@ static void fifo(const char *dir, const char *name, int flags, int want) {
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 }
 
-static void readline(int fd) {
+// readline reads and prints one line of fd; 0 at end of input.
+static int readline(int fd) {
 	char line[256];
 	size_t n = 0;
 	for (;;) {
@@ -72,7 +78,7 @@ static void readline(int fd) {
 		if (r <= 0) {
 			printf("fd%d EOF\n", fd);
 			fflush(stdout);
-			return;
+			return 0;
 		}
 		if (c == '\n' || n == sizeof line - 1)
 			break;
@@ -81,6 +87,7 @@ static void readline(int fd) {
 	line[n] = 0;
 	printf("fd%d %s\n", fd, line);
 	fflush(stdout);
+	return 1;
 }
 
 static int hold(const char *dir) {
@@ -118,6 +125,39 @@ static int hold(const char *dir) {
 			readline(5);
 		}
 	}
+}
+
+static int share(const char *dir) {
+	fifo(dir, "in0", O_RDONLY, 0);
+	int p[2];
+	if (pipe(p))
+		return 1;
+	pid_t child = fork();
+	if (child == 0) {
+		fifo(dir, "in0", O_RDONLY, 7);
+		close(p[0]);
+		close(p[1]); // the parent reads end of file: fd 7 is open
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	char c;
+	if (read(p[0], &c, 1) != 0)
+		return 1;
+	close(p[0]);
+	printf("ready pid=%d child=%d\n", getpid(), child);
+	fflush(stdout);
+	for (;;) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		if (access(at(dir, "cmd"), F_OK) == 0)
+			break;
+	}
+	while (readline(0))
+		;
+	for (;;)
+		pause();
+	return 0;
 }
 
 static int probe(const char *dir) {
@@ -166,10 +206,12 @@ static int take(const char *dir, const char *kind) {
 int main(int argc, char **argv) {
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "share"))
+		return share(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "probe"))
 		return probe(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "take"))
 		return take(argv[2], argv[3]);
-	fprintf(stderr, "usage: locks hold|probe DIR, locks take DIR flock|posix|ofd\n");
+	fprintf(stderr, "usage: locks hold|share|probe DIR, locks take DIR flock|posix|ofd\n");
 	return 2;
 }
