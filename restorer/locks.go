@@ -118,9 +118,12 @@ func (pl *Plan) checkLocks(host *Host, add func(Problem), warn func(string)) {
 func holderText(h HostLock, host *Host) string {
 	what := "another " + lockText(format.Lock{Kind: h.Kind, Mode: h.Mode, Start: h.Start, Len: h.Len}) + " is held"
 	switch {
-	case h.PID > 0 && host != nil && host.PIDUser != nil && host.PIDUser(h.PID) != "":
-		return what + " by " + host.PIDUser(h.PID)
 	case h.PID > 0:
+		if host != nil && host.PIDUser != nil {
+			if who := host.PIDUser(h.PID); who != "" {
+				return what + " by " + who
+			}
+		}
 		return fmt.Sprintf("%s, taken by pid %d", what, h.PID)
 	case h.PID < 0:
 		return what + " by another open file description (see lslocks or /proc/locks)"
