@@ -98,6 +98,9 @@ func (c *capturer) collectFiles() error {
 					seen[fd.Target] = append(seen[fd.Target], fileSeen{id: id, pid: pr.pid, fd: fd.Num})
 				}
 				tables[pi].byNum[fd.Num] = id
+				if err := c.recordLocks(pr, fd.Num, id, info); err != nil {
+					return wrap("read locks", pr.pid, 0, fd.Num, err)
+				}
 				pr.rec.FDs = append(pr.rec.FDs, format.FD{Num: int32(fd.Num), FileID: id, CloseOnExec: info.Flags&unix.O_CLOEXEC != 0})
 			}
 			return nil

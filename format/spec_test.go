@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -55,7 +56,8 @@ func TestSpecMessages(t *testing.T) {
 func fieldDocs(t *testing.T) map[string]string {
 	docs := map[string]string{}
 	fset := token.NewFileSet()
-	for _, name := range []string{"types.go", "regs.go"} {
+	names, _ := filepath.Glob("types*.go")
+	for _, name := range append(names, "regs.go") {
 		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
 		if err != nil {
 			t.Fatal(err)

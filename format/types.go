@@ -87,6 +87,8 @@ type Process struct {
 	// Exited is set for a zombie: only its identity and exit status remain.
 	Exited     bool  `ckpt:"22"`
 	ExitStatus int32 `ckpt:"23"` // wait status of a zombie
+	// Locks are the POSIX record locks the process held (types_locks.go).
+	Locks []Lock `ckpt:"24"`
 }
 
 // FileRef names a file by path and records its identity at capture, so a
@@ -264,6 +266,9 @@ type File struct {
 	// Unsupported says why capture could not describe this file fully; a
 	// restorer needs a substitution for it.
 	Unsupported string `ckpt:"16"`
+	// Locks are the flock and OFD locks and the lease held through this
+	// open file description (types_locks.go).
+	Locks []Lock `ckpt:"17"`
 }
 
 // PipeInfo describes one end of a pipe or FIFO.

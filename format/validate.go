@@ -32,6 +32,11 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 		if f.Pipe != nil && f.Pipe.BufferedBlob > uint32(len(m.Blobs)) {
 			return bad(path(), "pipe buffer blob %d of %d", f.Pipe.BufferedBlob, len(m.Blobs))
 		}
+		for _, l := range f.Locks {
+			if l.Start < 0 || l.Len < 0 {
+				return bad(path(), "lock range %d+%d negative", l.Start, l.Len)
+			}
+		}
 	}
 	for i := range m.Files {
 		if ep := m.Files[i].Epoll; ep != nil {
@@ -98,6 +103,11 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 				return bad(fmt.Sprintf("%s.fds[%d]", ppath, fi), "fd %d is negative or repeated, or file id %d unknown", fd.Num, fd.FileID)
 			}
 			fds[fd.Num] = true
+		}
+		for li, l := range p.Locks {
+			if !fds[l.FD] || l.Start < 0 || l.Len < 0 {
+				return bad(fmt.Sprintf("%s.locks[%d]", ppath, li), "lock on fd %d that is not in the fd table, or range %d+%d negative", l.FD, l.Start, l.Len)
+			}
 		}
 		var prevEnd uint64
 		for ai := range p.Areas {

@@ -41,6 +41,8 @@ type FileInfo struct {
 	Timerfd  *TimerfdJSON  `json:"timerfd,omitempty"`
 	Signalfd *SignalfdJSON `json:"signalfd,omitempty"`
 	Inotify  *InotifyJSON  `json:"inotify,omitempty"`
+	// Locks are the file locks held on it at capture (locks.go).
+	Locks []LockJSON `json:"locks,omitempty"`
 }
 
 // SubstInfo is one substitution.
@@ -170,6 +172,7 @@ func Files(r *format.Reader) []FileInfo {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].ID < files[j].ID })
 	out := make([]FileInfo, 0, len(files))
+	posix := posixLocks(m)
 	for _, f := range files {
 		u := users[f.ID]
 		if u == nil {
@@ -185,6 +188,7 @@ func Files(r *format.Reader) []FileInfo {
 			fi.ContentsBytes = &n
 		}
 		fillTypeInfo(&fi, f, m)
+		fillLocks(&fi, f, posix[f.ID])
 		out = append(out, fi)
 	}
 	return out

@@ -102,6 +102,9 @@ type Counts struct {
 	FDs       int `json:"fds"`
 	Blobs     int `json:"blobs"`
 	Chunks    int `json:"chunks"`
+	// Locks are the file locks held at capture (of descriptions and of
+	// processes); omitted when none.
+	Locks int `json:"locks,omitempty"`
 }
 
 // ByteCounts are the sizes of an image.
@@ -188,6 +191,7 @@ func Summary(r *format.Reader) SummaryInfo {
 		s.Counts.Threads += len(p.Threads)
 		s.Counts.Areas += len(p.Areas)
 		s.Counts.FDs += len(p.FDs)
+		s.Counts.Locks += len(p.Locks)
 		for ai := range p.Areas {
 			a := &p.Areas[ai]
 			s.Pages.add(areaPages(a, ps))
@@ -196,6 +200,9 @@ func Summary(r *format.Reader) SummaryInfo {
 	}
 	s.Counts.Processes = len(m.Processes)
 	s.Counts.Files = len(m.Files)
+	for _, f := range m.Files {
+		s.Counts.Locks += len(f.Locks)
+	}
 	s.Counts.Blobs = len(m.Blobs)
 	s.Counts.Chunks = len(r.Chunks())
 	s.Bytes.Pages = s.Pages.Data * ps

@@ -50,6 +50,9 @@ type Host struct {
 	// Open opens path with flags and the file-system credentials of c,
 	// as the restore will, and closes it again.
 	Open func(c *format.Creds, path string, flags int) error
+	// Locks returns the file locks held on this machine now; nil skips
+	// the lock checks.
+	Locks func() ([]HostLock, error)
 }
 
 // CheckHost runs every check of the plan against host and returns all
@@ -83,6 +86,7 @@ func (pl *Plan) check(host *Host, opts *Options) (probs []Problem, warnings []st
 	pl.checkVDSO(host, add)
 	pl.checkPIDs(host, opts, add)
 	pl.checkFiles(host, opts, add, warn)
+	pl.checkLocks(host, add, warn)
 	pl.checkCreds(host, add)
 	return probs, warnings
 }
@@ -154,6 +158,9 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 
 func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn func(string)) {
 	remedy := func(id uint32) string {
+		if fp := pl.fileByID[id]; fp != nil && fp.File.Type == format.FileFIFO && !fp.Subst {
+			return fmt.Sprintf("make it again (mkfifo %s), or substitute it: --subst %s,PATH|FD", fp.Path, format.FileIDString(id))
+		}
 		return fmt.Sprintf("put it back, or point the image elsewhere with --prefix OLD=NEW, --subst %s,PATH|FD, or ckptimg rewrite/subst", format.FileIDString(id))
 	}
 	for _, fp := range pl.Files {

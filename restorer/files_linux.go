@@ -19,6 +19,9 @@ import (
 type fileSet struct {
 	fd   map[*FilePlan]int
 	mine []int // fds opened here, closed by close
+	// fifos holds one read-write fd of each FIFO path while the restore
+	// runs (fifo_linux.go).
+	fifos map[string]int
 	// warnings are things recreated differently from how they were.
 	warnings []string
 }
@@ -42,7 +45,7 @@ func (fs *fileSet) keep(fp *FilePlan, fd int) {
 // in the image, symbolic links included, gives the program no more than its
 // user could open.
 func openFiles(pl *Plan, top *format.Reader, opts *Options) (*fileSet, error) {
-	fs := &fileSet{fd: map[*FilePlan]int{}}
+	fs := &fileSet{fd: map[*FilePlan]int{}, fifos: map[string]int{}}
 	done := map[*FilePlan]bool{}
 	byCreds := map[*format.Creds][]*FilePlan{}
 	var order []*format.Creds
@@ -74,6 +77,10 @@ func openFiles(pl *Plan, top *format.Reader, opts *Options) (*fileSet, error) {
 			}
 			return nil, err
 		}
+	}
+	if err := fs.takeFileLocks(pl); err != nil {
+		fs.close()
+		return nil, err
 	}
 	return fs, nil
 }
@@ -119,6 +126,9 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 		}
 		fs.keep(fp, fd)
 	case SrcPath:
+		if f.Type == format.FileFIFO && !fp.Subst {
+			return fs.openFIFO(fp, pl, top)
+		}
 		return fs.openPath(fp, opts)
 	case SrcPipe:
 		return fs.openPipe(fp, pl, top, done)

@@ -211,6 +211,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		}
 		pl.planProcState(pp)
 	}
+	pl.planLocks()
 	if root := pl.Procs[0]; opts.Foreground && root.NewSession {
 		// A session leader (a program started by a terminal emulator or
 		// tmux) would lose the terminal with a session of its own: it

@@ -127,14 +127,9 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 			fp.Path = f.Name
 		}
 		if f.Type == format.FileFIFO {
-			// Opening a FIFO blocks until the other end opens; the
-			// restorer opens it non-blocking and sets the flags back.
+			// Reopened by path wherever it is, stdio included, without
+			// blocking, its buffered bytes put back (fifo_linux.go).
 			fp.Note = "FIFO reopened by path"
-		}
-		if f.Type == format.FileChar || f.Type == format.FileFIFO {
-			if n, ok := stdioHolder(fp); ok && f.Type == format.FileFIFO {
-				fp.Source, fp.FD, fp.Note = SrcInherit, n, fmt.Sprintf("FIFO at stdio: the caller's fd %d", n)
-			}
 		}
 	case format.FileTTY:
 		if f.TTY != nil && f.TTY.Master {

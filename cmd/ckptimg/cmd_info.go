@@ -136,6 +136,9 @@ func (d infoDoc) rows() []kvRow {
 	add("Threads", strconv.Itoa(s.Counts.Threads))
 	add("Memory areas", strconv.Itoa(s.Counts.Areas))
 	add("Files", fmt.Sprintf("%d (%d fds)", s.Counts.Files, s.Counts.FDs))
+	if s.Counts.Locks > 0 {
+		add("File locks", fmt.Sprintf("%d (ckptimg ls --files lists them)", s.Counts.Locks))
+	}
 	pc := s.Pages
 	add("Pages", fmt.Sprintf("%d: %d stored, %d zero, %d in parent, %d from files, %d untouched, %d kernel",
 		pc.Total, pc.Data, pc.Zero, pc.Parent, pc.File, pc.Untouched, pc.Kernel))
@@ -211,6 +214,9 @@ func (d infoDoc) Text() []string {
 	add("counts.areas", n.Areas)
 	add("counts.files", n.Files)
 	add("counts.fds", n.FDs)
+	if n.Locks > 0 {
+		add("counts.locks", n.Locks)
+	}
 	add("counts.blobs", n.Blobs)
 	add("counts.chunks", n.Chunks)
 	pc := s.Pages

@@ -75,9 +75,16 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 		}
 		return pidUser(pid)
 	}
+	// A lock that conflicts with one of the frozen tree's locks is held
+	// through one of the tree's own open file descriptions: the kill
+	// releases it, unless a process outside the tree shares that
+	// description, which /proc/locks does not tell (a flock shows the pid
+	// that took it, an OFD lock none). The restore names such a lock.
+	host.Locks = nil
 	host.FDOpen = nil
 	host.HaveTTY = true
 	probs, _ = s.CheckHost(host)
+	probs = append(probs, restorer.SharedLockProblems(meta)...)
 	if opts.AnyPID {
 		// Without the privilege to choose PIDs only --any-pid restores,
 		// which gives threads new TIDs: fine for single-threaded programs.
