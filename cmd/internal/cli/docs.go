@@ -27,7 +27,7 @@ func GenerateDocs(root *cobra.Command, dir string) error {
 			return err
 		}
 	}
-	root.DisableAutoGenTag = true // pages must not change with the build date
+	root.DisableAutoGenTag = true                                                       // pages must not change with the build date
 	hdr := &doc.GenManHeader{Section: "1", Source: "ckptimg", Manual: "ckptimg manual"} // a title per page, from its command
 	if err := doc.GenManTree(root, hdr, man); err != nil {
 		return fmt.Errorf("man pages: %w", err)
