@@ -48,6 +48,7 @@ func TestReaderVectors(t *testing.T) {
 		{"no trailer", append(bytes.Clone(full[:len(full)-trailerSize]), make([]byte, trailerSize)...), ErrCorrupt, "no trailer magic"},
 		{"major version 2", edit(func(b []byte) []byte {
 			binary.LittleEndian.PutUint16(b[8:], 2)
+			binary.LittleEndian.PutUint16(b[10:], 0)
 			fixHeader(b)
 			return b
 		}), ErrVersion, "version 2.0 is not supported by this reader"},

@@ -27,8 +27,10 @@ func GenerateDocs(root *cobra.Command, dir string) error {
 			return err
 		}
 	}
-	root.DisableAutoGenTag = true                                                       // pages must not change with the build date
-	hdr := &doc.GenManHeader{Section: "1", Source: "ckptimg", Manual: "ckptimg manual"} // a title per page, from its command
+	// No footer with the build date; the header's date follows
+	// SOURCE_DATE_EPOCH. Each page takes its title from its command.
+	root.DisableAutoGenTag = true
+	hdr := &doc.GenManHeader{Section: "1", Source: "ckptimg", Manual: "ckptimg manual"}
 	if err := doc.GenManTree(root, hdr, man); err != nil {
 		return fmt.Errorf("man pages: %w", err)
 	}
