@@ -21,6 +21,7 @@ func (pl *Plan) planTCP(fp *FilePlan, opts *Options) {
 	if opts.TCPClose {
 		fp.Source = SrcTCPClosed
 		fp.Note = fmt.Sprintf("TCP connection %s -> %s (%s) restored closed (--tcp-close): the program reads a reset", s.Local, s.Peer, t.State)
+		pl.Warnings = append(pl.Warnings, fileSubject(f)+": "+fp.Note)
 		return
 	}
 	refuse := func(what string) {
@@ -59,7 +60,7 @@ func (pl *Plan) planTCP(fp *FilePlan, opts *Options) {
 		refuse(fmt.Sprintf("a TCP connection with a repair window of %d numbers (5 expected)", len(t.Window)))
 		return
 	}
-	where := "a peer outside the image, which must still hold its end"
+	where := ""
 	for i := range pl.Meta.Files {
 		o := pl.Meta.Files[i].Socket
 		if o != nil && o.TCP != nil && addrEqual(o.Local, peer) && addrEqual(o.Peer, local) {
@@ -67,6 +68,10 @@ func (pl *Plan) planTCP(fp *FilePlan, opts *Options) {
 		}
 	}
 	fp.Source = SrcTCP
+	if where == "" {
+		where = "a peer outside the image"
+		pl.Warnings = append(pl.Warnings, fmt.Sprintf("%s: TCP connection %s -> %s goes on only if its peer outside the image still holds it (its packets are held back by capture's network lock until then); otherwise the program reads a reset", fileSubject(f), s.Local, s.Peer))
+	}
 	fp.Note = fmt.Sprintf("TCP connection %s -> %s rebuilt with TCP_REPAIR (%d bytes unacknowledged, %d unread), to %s", s.Local, s.Peer, queued[0], queued[1], where)
 }
 
