@@ -79,6 +79,8 @@ var externalRules = []externalRule{
 	{"golang.org/x/sys/", func(pkg, _ string, _ bool) bool {
 		return under(pkg, "capture", "restorer", "internal", "cmd")
 	}},
+	// nftables (the TCP network lock) only behind internal/tcprepair.
+	{"github.com/google/nftables", func(pkg, _ string, test bool) bool { return pkg == "internal/tcprepair" || test }},
 	// Compression is the format's business.
 	{"github.com/klauspost/compress/", func(pkg, _ string, test bool) bool { return pkg == "format" || test }},
 	// Hashing of pages: the format, and the live layers that compute hashes.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/tcprepair"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -26,6 +28,7 @@ func TestRestoreTCPPair(t *testing.T) {
 			p.WaitCount(t, 3)
 			treeRound := func(img string, drain func()) *restarted {
 				pids := captureKill(t, p.PID, img, true)
+				unlockAtCleanup(t, img)
 				drain()
 				return startRestart(t, pids, img)
 			}
@@ -141,10 +144,12 @@ func TestRestoreTCPOutsidePeer(t *testing.T) {
 			}
 			n := clientCount(3)
 			pids := captureKill(t, srv.PID, filepath.Join(dir, "1.ckpt"), false)
+			unlockAtCleanup(t, filepath.Join(dir, "1.ckpt"))
 			srv.Wait(t, testprog.Timeout)
 			r1 := startRestart(t, pids, filepath.Join(dir, "1.ckpt"))
 			n = clientCount(n + 5)
 			captureKill(t, srv.PID, filepath.Join(dir, "2.ckpt"), false)
+			unlockAtCleanup(t, filepath.Join(dir, "2.ckpt"))
 			<-r1.done
 			startRestart(t, pids, filepath.Join(dir, "2.ckpt"))
 			clientCount(n + 5)
@@ -162,6 +167,7 @@ func TestRestoreTCPClose(t *testing.T) {
 	p.WaitCount(t, 3)
 	img := filepath.Join(dir, "1.ckpt")
 	pids := captureKill(t, p.PID, img, true)
+	unlockAtCleanup(t, img)
 	p.Wait(t, testprog.Timeout)
 	out, _, code := runRestartCmd(t, "--simulate", "--tcp-close", img)
 	if code != 0 || !strings.Contains(out, "restored closed (--tcp-close)") {
@@ -169,4 +175,29 @@ func TestRestoreTCPClose(t *testing.T) {
 	}
 	r := startRestart(t, pids, "--tcp-close", img)
 	r.waitFor(t, "a reset", func(l []string) bool { _, ok := lastLine(l, "reset"); return ok })
+}
+
+// unlockAtCleanup lifts, at the end of the test, the network lock capture
+// left for the connections of img, should a restore have failed to.
+func unlockAtCleanup(t *testing.T, img string) {
+	t.Cleanup(func() {
+		r, err := format.Open(img)
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		var conns [][2]netip.AddrPort
+		for _, f := range r.Meta().Files {
+			if s := f.Socket; s != nil && s.TCP != nil {
+				local, lerr := netip.ParseAddrPort(s.Local)
+				peer, perr := netip.ParseAddrPort(s.Peer)
+				if lerr == nil && perr == nil {
+					conns = append(conns, [2]netip.AddrPort{local, peer})
+				}
+			}
+		}
+		if err := tcprepair.Unlock(conns); err != nil {
+			t.Errorf("lifting the network lock of %s: %v", img, err)
+		}
+	})
 }
