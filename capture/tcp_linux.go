@@ -34,13 +34,17 @@ func (c *capturer) describeTCP(f *format.File, si *format.SocketInfo, dfd int) {
 		f.Unsupported = fmt.Sprintf("TCP connection addresses %q -> %q do not parse", si.Local, si.Peer)
 		return
 	}
-	// Lock first, so that nothing the peer sends is acknowledged after
-	// the queues are read.
-	if err := tcprepair.Lock(local, peer); err != nil {
-		f.Unsupported = err.Error()
-		return
+	// With Kill, lock first, so that nothing the peer sends is
+	// acknowledged after the queues are read, nor answered with a reset
+	// once the socket is gone. Without Kill the program keeps its
+	// connection and no lock is needed.
+	if c.opts.Kill {
+		if err := tcprepair.Lock(local, peer); err != nil {
+			f.Unsupported = err.Error()
+			return
+		}
+		c.tcpLocked = append(c.tcpLocked, [2]netip.AddrPort{local, peer})
 	}
-	c.tcpLocked = append(c.tcpLocked, [2]netip.AddrPort{local, peer})
 	if err := tcprepair.On(dfd); err != nil {
 		f.Unsupported = "TCP repair mode (it needs CAP_NET_ADMIN): " + err.Error()
 		return
@@ -88,8 +92,9 @@ func (c *capturer) tcpQueueBlobs(t *format.TCPInfo) error {
 
 // closeHeldTCP ends the connections held in repair mode. After the kill
 // they close silently and the network lock stays for the restorer to lift
-// (tcprepair.Lock); when the tree is released instead they leave repair
-// mode and the lock is lifted: they go on as they were.
+// (tcprepair.Lock); when the tree is released instead (the kill check
+// refused, or the capture failed) they leave repair mode and the lock is
+// lifted: they go on as they were.
 func (c *capturer) closeHeldTCP(killed bool) {
 	for _, fd := range c.tcpHeld {
 		if !killed {
