@@ -1,6 +1,7 @@
 package tcprepair
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -73,7 +74,7 @@ func Unlock(conns [][2]netip.AddrPort) error {
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: lockTable}
 	rules, err := c.GetRules(t, &nftables.Chain{Name: "input", Table: t})
-	if err != nil {
+	if err != nil || len(rules) == 0 {
 		return nil // no table: nothing locked
 	}
 	drop := map[string]bool{}
@@ -93,7 +94,8 @@ func Unlock(conns [][2]netip.AddrPort) error {
 	if left == 0 {
 		c.DelTable(t)
 	}
-	if err := c.Flush(); err != nil {
+	// ENOENT: another unlock removed them first.
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("network unlock (nftables): %w", err)
 	}
 	return nil
