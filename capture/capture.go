@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -54,6 +55,11 @@ type capturer struct {
 	released bool
 	stats    Result
 	ph       phases
+	// tcpHeld are duplicates of TCP connections kept in repair mode
+	// until the kill (tcp_linux.go).
+	tcpHeld []int
+	// tcpLocked are the connections under the network lock.
+	tcpLocked [][2]netip.AddrPort
 }
 
 // Capture records process pid (and with Options.Tree its descendants) into
@@ -79,6 +85,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 				err = errors.Join(err, terr)
 			}
 		}
+		c.closeHeldTCP(c.released && opts.Kill && err == nil)
 		if rerr := c.release(); rerr != nil && err == nil {
 			err = rerr
 		}

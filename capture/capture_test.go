@@ -51,6 +51,9 @@ func captureToMemory(t *testing.T, pid int, opts Options, check func(r *format.R
 	if err != nil {
 		t.Fatalf("capture of %d: %v", pid, err)
 	}
+	if opts.Kill {
+		unlockTCP(t, res.Meta)
+	}
 	if r == nil {
 		r, err = format.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 		if err != nil {

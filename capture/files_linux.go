@@ -359,6 +359,9 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 					si.State = format.SocketClosed
 				}
 			}
+			if si.State != format.SocketListening && perr == nil {
+				c.describeTCP(f, si, dfd)
+			}
 		}
 	default:
 		f.Unsupported = fmt.Sprintf("socket family %d is not described by the format", dom)

@@ -297,6 +297,8 @@ type SocketInfo struct {
 	Ino     uint64 `ckpt:"8"` // socket inode
 	// PeerIno identifies the other end of a connected unix socket.
 	PeerIno uint64 `ckpt:"9"`
+	// TCP is the repair state of a connected TCP socket.
+	TCP *TCPInfo `ckpt:"20"`
 }
 
 // TTYInfo describes a terminal.

@@ -31,8 +31,9 @@ var projectImports = map[string][]string{
 	"format":              {},
 	"inspect":             {"format"},
 	"rewrite":             {"format"},
-	"capture":             {"format", "internal/kabi", "internal/ptrace", "internal/procfs", "internal/dirty", "internal/snapshot", "internal/version"},
-	"restorer":            {"format", "internal/kabi", "internal/ptrace", "internal/procfs"},
+	"capture":             {"format", "internal/kabi", "internal/ptrace", "internal/procfs", "internal/dirty", "internal/snapshot", "internal/tcprepair", "internal/version"},
+	"restorer":            {"format", "internal/kabi", "internal/ptrace", "internal/procfs", "internal/tcprepair"},
+	"internal/tcprepair":  {"format"},
 	"internal/kabi":       {"format", "internal/procfs"},
 	"internal/procfs":     {},
 	"internal/ptrace":     {"internal/procfs"},
@@ -79,6 +80,8 @@ var externalRules = []externalRule{
 	{"golang.org/x/sys/", func(pkg, _ string, _ bool) bool {
 		return under(pkg, "capture", "restorer", "internal", "cmd")
 	}},
+	// nftables (the TCP network lock) only behind internal/tcprepair.
+	{"github.com/google/nftables", func(pkg, _ string, test bool) bool { return pkg == "internal/tcprepair" || test }},
 	// Compression is the format's business.
 	{"github.com/klauspost/compress/", func(pkg, _ string, test bool) bool { return pkg == "format" || test }},
 	// Hashing of pages: the format, and the live layers that compute hashes.

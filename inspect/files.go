@@ -94,6 +94,8 @@ type SocketJSON struct {
 	Backlog  uint32 `json:"backlog"`
 	Ino      uint64 `json:"ino"`
 	PeerIno  uint64 `json:"peer_ino"`
+	// TCP is set for a connected TCP socket.
+	TCP *TCPJSON `json:"tcp,omitempty"`
 }
 
 // TTYJSON is the state of a terminal.
@@ -219,6 +221,11 @@ func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
 		}
 		if s.State == format.SocketListening {
 			line += fmt.Sprintf(" backlog %d", s.Backlog)
+		}
+		if s.TCP != nil {
+			var words string
+			fi.Socket.TCP, words = tcpJSON(m, s.TCP)
+			line += words
 		}
 		d = append(d, line)
 	}

@@ -24,6 +24,8 @@ type fileSet struct {
 	fifos map[string]int
 	// warnings are things recreated differently from how they were.
 	warnings []string
+	// repaired are TCP connections still in repair mode (tcp_linux.go).
+	repaired []*FilePlan
 }
 
 func (fs *fileSet) close() {
@@ -81,6 +83,10 @@ func openFiles(pl *Plan, top *format.Reader, opts *Options) (*fileSet, error) {
 	if err := fs.takeFileLocks(pl); err != nil {
 		fs.close()
 		return nil, err
+	}
+	if err := fs.tcpRepairOff(); err != nil {
+		fs.close()
+		return nil, &Error{Step: "open files", Err: err}
 	}
 	return fs, nil
 }
@@ -144,6 +150,10 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 		setFL(p[1], fp.Peer.Flags)
 	case SrcListen:
 		return fs.openSocket(fp)
+	case SrcTCP:
+		return fs.openTCP(fp, top)
+	case SrcTCPClosed:
+		return fs.openTCPClosed(fp)
 	case SrcEventfd:
 		flags := unix.EFD_CLOEXEC
 		if fp.Flags&unix.O_NONBLOCK != 0 {

@@ -44,6 +44,12 @@ type Options struct {
 	// session instead, so that it can have the caller's terminal.
 	Foreground bool
 
+	// TCPClose restores every connected TCP socket as a connection reset
+	// by its peer, instead of rebuilding established ones with
+	// TCP_REPAIR: the program reads ECONNRESET and reconnects, and no
+	// peer outside the image is needed.
+	TCPClose bool
+
 	// Log receives a line per restore phase with its duration; nil is
 	// silent.
 	Log io.Writer

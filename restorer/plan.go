@@ -48,13 +48,15 @@ const (
 	SrcNull                         // /dev/null: the recorded stdio is gone
 	SrcLone                         // a pipe end whose peer is outside the image: the caller's fd of that number if open, else a pipe with the other end closed
 	SrcInotify                      // a new inotify instance with the recorded watches at their numbers
+	SrcTCP                          // a TCP connection rebuilt with TCP_REPAIR
+	SrcTCPClosed                    // a TCP socket whose connection was reset (--tcp-close)
 )
 
 var sourceNames = map[Source]string{
 	SrcPath: "open", SrcInherit: "inherit", SrcTTY: "tty", SrcPipe: "pipe", SrcSocketpair: "socketpair",
 	SrcListen: "listen", SrcEventfd: "eventfd", SrcTimerfd: "timerfd", SrcSignalfd: "signalfd",
 	SrcContents: "contents", SrcEpoll: "epoll", SrcNull: "null", SrcLone: "lone-end",
-	SrcInotify: "inotify",
+	SrcInotify: "inotify", SrcTCP: "tcp-repair", SrcTCPClosed: "tcp-reset",
 }
 
 func (s Source) String() string {

@@ -157,6 +157,8 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 		switch {
 		case s.State == format.SocketListening:
 			fp.Source, fp.Note = SrcListen, "listening socket bound again to "+s.Local
+		case f.Type == format.FileInet && s.TCP != nil:
+			pl.planTCP(fp, opts)
 		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerIno != 0:
 			fp.Source = SrcSocketpair
 			socks[s.Ino] = fp
