@@ -32,7 +32,7 @@ func (r *restore) giveAdvice(lp *liveProc) error {
 		if adv.Lock != LockNone {
 			flags := uintptr(0)
 			if adv.Lock == LockOnFault {
-				flags = unix.MLOCK_ONFAULT
+				flags = mlockOnFault
 			}
 			if _, err := lp.call("mlock2", lp.pid, unix.SYS_MLOCK2, start, size, flags); err != nil {
 				warn(ap, "mlock", err)
@@ -49,3 +49,7 @@ func (r *restore) giveAdvice(lp *liveProc) error {
 	}
 	return nil
 }
+
+// mlockOnFault is mlock2's MLOCK_ONFAULT (linux/mman.h), which the
+// golang.org/x/sys releases go.mod allows do not all define.
+const mlockOnFault = 1

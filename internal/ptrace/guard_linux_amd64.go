@@ -219,7 +219,7 @@ func (t *Tracee) arm(th *thread) error {
 		return sysErr("ptrace(PTRACE_GETSIGMASK)", err)
 	}
 	xs := make([]byte, maxXStateSize)
-	n, err := getRegSet(tid, unix.NT_X86_XSTATE, xs)
+	n, err := getRegSet(tid, ntX86XState, xs)
 	if err != nil {
 		return sysErr("ptrace(PTRACE_GETREGSET)", err)
 	}

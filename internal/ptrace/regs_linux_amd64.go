@@ -13,6 +13,10 @@ const (
 	errRestartRestartBlock = 516
 )
 
+// ntX86XState is the regset of the XSAVE area (elf.h NT_X86_XSTATE), which
+// the golang.org/x/sys releases go.mod allows do not all define.
+const ntX86XState = 0x202
+
 // maxXStateSize bounds the XSAVE area buffer; the kernel reports the real
 // size (2,432 bytes with AVX-512, about 11 KiB with AMX).
 const maxXStateSize = 64 << 10
@@ -61,7 +65,7 @@ func (t *Tracee) GetXState(tid int) ([]byte, error) {
 	var out []byte
 	err := t.do("get xstate", tid, func(*thread) error {
 		buf := make([]byte, maxXStateSize)
-		n, err := getRegSet(tid, unix.NT_X86_XSTATE, buf)
+		n, err := getRegSet(tid, ntX86XState, buf)
 		if err != nil {
 			return sysErr("ptrace(PTRACE_GETREGSET)", err)
 		}
@@ -77,7 +81,7 @@ func (t *Tracee) SetXState(tid int, xstate []byte) error {
 		if len(xstate) == 0 {
 			return unix.EINVAL
 		}
-		return sysErr("ptrace(PTRACE_SETREGSET)", setRegSet(tid, unix.NT_X86_XSTATE, xstate))
+		return sysErr("ptrace(PTRACE_SETREGSET)", setRegSet(tid, ntX86XState, xstate))
 	})
 }
 
