@@ -226,6 +226,9 @@ func (c *capturer) freeze(root int) error {
 			if pid != root && errors.Is(err, unix.ESRCH) {
 				continue // a child that exited meanwhile
 			}
+			if errors.Is(err, unix.EPERM) {
+				err = fmt.Errorf("%w (%s)", err, whyNotTraceable(pr.fs))
+			}
 			return &Error{Op: "seize", PID: pid, FD: -1, Err: err}
 		}
 		pr.tr = tr

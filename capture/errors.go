@@ -3,6 +3,7 @@ package capture
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -50,7 +51,7 @@ func (e *Error) Error() string {
 	b.WriteString(e.Err.Error())
 	if e.TargetGone() {
 		switch {
-		case errors.Is(e.Err, unix.EPERM):
+		case errors.Is(e.Err, unix.EPERM) && e.Op != "seize":
 			b.WriteString(" (not permitted: the process is not ours to trace, or another tracer holds it)")
 		case e.Gone || errors.Is(e.Err, unix.ESRCH):
 			b.WriteString(" (the process exited)")
@@ -108,4 +109,24 @@ func markGone(err error) error {
 		ce.Gone = true
 	}
 	return err
+}
+
+// whyNotTraceable says why ptrace refused a process (EPERM): another
+// tracer holds it, Yama's ptrace_scope forbids it, or it is not ours.
+func whyNotTraceable(p procfs.Proc) string {
+	if st, err := p.Status(); err == nil && st.TracerPid != 0 {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.TracerPid))
+		return fmt.Sprintf("process %d (%s) is already tracing it: a debugger or another capture; detach it first", st.TracerPid, strings.TrimSpace(string(comm)))
+	}
+	if os.Geteuid() != 0 {
+		if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
+			switch scope := strings.TrimSpace(string(b)); scope {
+			case "1":
+				return "kernel.yama.ptrace_scope is 1: only descendants may be traced; run it as root, start it with `ckptimg capture -- CMD`, or set the sysctl to 0"
+			case "2", "3":
+				return "kernel.yama.ptrace_scope is " + scope + ": only root (CAP_SYS_PTRACE) may trace"
+			}
+		}
+	}
+	return "not permitted: the process is not ours to trace (another user's, or setuid); run as root"
 }

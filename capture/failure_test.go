@@ -17,6 +17,7 @@ import (
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -146,3 +147,31 @@ func TestUnprivilegedCaptureOfOwnProcess(t *testing.T) {
 }
 
 var _ = time.Second
+
+// TestCaptureOfTracedProcess captures a process another tracer holds (as a
+// debugger would): the error names that tracer, and the target runs on
+// once that tracer lets it go.
+func TestCaptureOfTracedProcess(t *testing.T) {
+	p := testprog.Start(t, testprog.Build(t, "counter"), filepath.Join(t.TempDir(), "out"), "20", "4")
+	ex := ptrace.NewExecutor()
+	defer ex.Close()
+	tr, err := ex.Seize(p.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := format.NewWriter(&bytes.Buffer{})
+	_, err = Capture(context.Background(), p.PID, w, Options{})
+	if derr := tr.Detach(); derr != nil {
+		t.Fatal(derr)
+	}
+	var ce *Error
+	if !errors.As(err, &ce) || ce.ExitCode() != exitTargetGone {
+		t.Fatalf("error %v, want exit code 4", err)
+	}
+	want := fmt.Sprintf("process %d (", ex.ThreadID())
+	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "already tracing it") {
+		t.Errorf("error %q does not name the tracer %d", err, ex.ThreadID())
+	}
+	n := p.WaitCount(t, 0)
+	p.WaitCount(t, n+2)
+}
