@@ -53,6 +53,8 @@ type capturer struct {
 	released bool
 	stats    Result
 	ph       phases
+	// unixDiags are the unix sockets sock_diag lists, by inode.
+	unixDiags map[uint64]unixDiag
 }
 
 // Capture records process pid (and with Options.Tree its descendants) into

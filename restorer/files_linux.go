@@ -123,15 +123,7 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 	case SrcPipe:
 		return fs.openPipe(fp, pl, top, done)
 	case SrcSocketpair:
-		p, err := unix.Socketpair(unix.AF_UNIX, int(f.Socket.Type)|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return os.NewSyscallError("socketpair", err)
-		}
-		fs.keep(fp, p[0])
-		fs.keep(fp.Peer, p[1])
-		done[fp.Peer] = true
-		setFL(p[0], fp.Flags)
-		setFL(p[1], fp.Peer.Flags)
+		return fs.openSocketpair(fp, pl, top, done)
 	case SrcListen:
 		return fs.openSocket(fp)
 	case SrcEventfd:

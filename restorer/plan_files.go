@@ -63,7 +63,7 @@ func (pl *Plan) planFiles(opts *Options) {
 				fp.Peer, peer.Peer = peer, fp
 			} else {
 				fp.Source = 0
-				pl.loneEnd(fp, "connected unix socket")
+				pl.loneEnd(fp, unixPeerText(fp.File.Socket))
 			}
 		}
 	}
@@ -159,12 +159,22 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 			unsupported("a socket without socket details")
 			return
 		}
+		if f.Type == format.FileUnix {
+			if why := pl.unixSocketProblem(fp); why != "" {
+				unsupported(why)
+				return
+			}
+		}
 		switch {
 		case s.State == format.SocketListening:
 			fp.Source, fp.Note = SrcListen, "listening socket bound again to "+s.Local
+		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerClosed:
+			fp.Source, fp.Note = SrcSocketpair, "socket pair made anew and its other end closed, as it was"
 		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerIno != 0:
 			fp.Source = SrcSocketpair
 			socks[s.Ino] = fp
+		case f.Type == format.FileUnix && s.State == format.SocketUnconnected && s.Local != "" && s.Peer == "":
+			fp.Source, fp.Note = SrcListen, "unix socket bound again to "+s.Local
 		case s.State == format.SocketUnconnected && s.Local == "" && s.Peer == "":
 			fp.Source, fp.Note = SrcListen, "unbound socket made anew"
 		default:

@@ -1,0 +1,191 @@
+// unixpairs DIR holds unix socket pairs of every type with data queued in
+// both directions, pairs whose other end was closed and a pair shut down
+// one way. It prints "count N" every 100 ms until DIR/go exists, then
+// reads every queue, checks what it reads and how the sockets behave
+// (end of file, EPIPE), prints "ok WHAT" or "FAIL WHAT: ..." for each and
+// "checks done", and exits.
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BIG 100000
+
+static int failed;
+
+static void fail(const char *what, const char *detail) {
+	printf("FAIL %s: %s\n", what, detail);
+	failed = 1;
+}
+
+static void pair(int type, int sv[2]) {
+	if (socketpair(AF_UNIX, type, 0, sv) < 0) {
+		perror("socketpair");
+		exit(1);
+	}
+}
+
+static void sendall(int fd, const char *b, size_t n) {
+	while (n > 0) {
+		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+		if (w <= 0) {
+			perror("send");
+			exit(1);
+		}
+		b += w;
+		n -= w;
+	}
+}
+
+static char big[BIG];
+
+// checkStream reads want's n bytes from fd.
+static void checkStream(const char *what, int fd, const char *want, size_t n) {
+	static char buf[BIG + 1];
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = recv(fd, buf + got, sizeof buf - got, MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	if (got != n || memcmp(buf, want, n) != 0) {
+		char d[64];
+		snprintf(d, sizeof d, "read %zu bytes, want %zu", got, n);
+		fail(what, d);
+		return;
+	}
+	printf("ok %s\n", what);
+}
+
+// checkMsgs reads the messages of want (NULL-terminated) from fd, one
+// each, and nothing more.
+static void checkMsgs(const char *what, int fd, const char **want) {
+	char buf[256];
+	for (int i = 0; want[i]; i++) {
+		ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (got != (ssize_t)strlen(want[i]) || memcmp(buf, want[i], got) != 0) {
+			char d[64];
+			snprintf(d, sizeof d, "message %d is %zd bytes, want \"%s\"", i, got, want[i]);
+			fail(what, d);
+			return;
+		}
+	}
+	printf("ok %s\n", what);
+}
+
+// checkEOF checks that fd reads end of file.
+static void checkEOF(const char *what, int fd) {
+	char c;
+	ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+	if (r != 0) {
+		char d[64];
+		snprintf(d, sizeof d, "read %zd (%s), want end of file", r, r < 0 ? strerror(errno) : "data");
+		fail(what, d);
+		return;
+	}
+	printf("ok %s\n", what);
+}
+
+// checkEmpty checks that fd has nothing queued and is not at end of file.
+static void checkEmpty(const char *what, int fd) {
+	char c;
+	if (recv(fd, &c, 1, MSG_DONTWAIT) >= 0 || errno != EAGAIN) {
+		fail(what, "not empty");
+		return;
+	}
+	printf("ok %s\n", what);
+}
+
+// checkSendErr checks that sending on fd fails with errno want.
+static void checkSendErr(const char *what, int fd, int want) {
+	if (send(fd, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0 || errno != want) {
+		char d[64];
+		snprintf(d, sizeof d, "send: %s, want %s", strerror(errno), strerror(want));
+		fail(what, d);
+		return;
+	}
+	printf("ok %s\n", what);
+}
+
+int main(int argc, char **argv) {
+	int st[2], dg[2], sq[2], hs[2], hq[2], hd[2], sh[2];
+	const char *dgTo1[] = {"d1", "dd2", "ddd3", NULL}, *dgTo0[] = {"x", "yy", NULL};
+	const char *sqTo1[] = {"s1", "ss2", NULL}, *sqTo0[] = {"q", NULL};
+	int i;
+	for (i = 0; i < BIG; i++)
+		big[i] = 'a' + i % 26;
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	pair(SOCK_STREAM, st); // 100000 bytes one way (a blob), a line the other
+	sendall(st[0], big, BIG);
+	sendall(st[1], "hello from 1", 12);
+	pair(SOCK_DGRAM, dg);
+	for (i = 0; dgTo1[i]; i++)
+		sendall(dg[0], dgTo1[i], strlen(dgTo1[i]));
+	for (i = 0; dgTo0[i]; i++)
+		sendall(dg[1], dgTo0[i], strlen(dgTo0[i]));
+	pair(SOCK_SEQPACKET, sq);
+	for (i = 0; sqTo1[i]; i++)
+		sendall(sq[0], sqTo1[i], strlen(sqTo1[i]));
+	for (i = 0; sqTo0[i]; i++)
+		sendall(sq[1], sqTo0[i], strlen(sqTo0[i]));
+	// Pairs whose other end is closed, with data left in the survivor.
+	pair(SOCK_STREAM, hs);
+	sendall(hs[0], "tail", 4);
+	close(hs[0]);
+	pair(SOCK_SEQPACKET, hq);
+	sendall(hq[0], "last", 4);
+	close(hq[0]);
+	pair(SOCK_DGRAM, hd);
+	sendall(hd[0], "gone", 4);
+	close(hd[0]);
+	// A pair shut down for writing on one side after a last message.
+	pair(SOCK_STREAM, sh);
+	sendall(sh[0], "bye", 3);
+	shutdown(sh[0], SHUT_WR);
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: unixpairs DIR\n");
+		return 2;
+	}
+	char gofile[4096];
+	snprintf(gofile, sizeof gofile, "%s/go", argv[1]);
+	printf("ready\n");
+	for (long n = 0; access(gofile, F_OK) != 0; n++) {
+		printf("count %ld\n", n);
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	checkStream("stream 0->1", st[1], big, BIG);
+	checkEmpty("stream 0->1 drained", st[1]);
+	checkStream("stream 1->0", st[0], "hello from 1", 12);
+	checkMsgs("dgram 0->1", dg[1], dgTo1);
+	checkEmpty("dgram 0->1 drained", dg[1]);
+	checkMsgs("dgram 1->0", dg[0], dgTo0);
+	checkMsgs("seqpacket 0->1", sq[1], sqTo1);
+	checkEmpty("seqpacket 0->1 drained", sq[1]);
+	checkMsgs("seqpacket 1->0", sq[0], sqTo0);
+	checkStream("closed stream data", hs[1], "tail", 4);
+	checkEOF("closed stream eof", hs[1]);
+	checkSendErr("closed stream epipe", hs[1], EPIPE);
+	checkMsgs("closed seqpacket data", hq[1], (const char *[]){"last", NULL});
+	checkEOF("closed seqpacket eof", hq[1]);
+	checkSendErr("closed seqpacket epipe", hq[1], EPIPE);
+	checkMsgs("closed dgram data", hd[1], (const char *[]){"gone", NULL});
+	checkStream("shut down data", sh[1], "bye", 3);
+	checkEOF("shut down eof", sh[1]);
+	checkSendErr("shut down epipe", sh[0], EPIPE);
+	// The pairs still carry data both ways.
+	sendall(st[0], "more", 4);
+	checkStream("stream after restore", st[1], "more", 4);
+	sendall(dg[1], "again", 5);
+	checkMsgs("dgram after restore", dg[0], (const char *[]){"again", NULL});
+	printf("checks done\n");
+	return failed;
+}

@@ -1,0 +1,114 @@
+package restorer
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// openSocketpair makes a unix socket pair for fp and its peer, or for fp
+// alone when its other end was closed: each end's queue is sent again
+// from the other end, message by message, then the other end of a lone
+// socket is closed (a stream or seqpacket socket sees it as shut down both
+// ways, as it did) and each end is shut down as it was.
+func (fs *fileSet) openSocketpair(fp *FilePlan, pl *Plan, top *format.Reader, done map[*FilePlan]bool) error {
+	p, err := unix.Socketpair(unix.AF_UNIX, int(fp.File.Socket.Type)|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	fs.keep(fp, p[0])
+	if fp.Peer == nil {
+		err := refillSocket(fp.File.Socket, p[1], pl, top)
+		unix.Close(p[1])
+		if err != nil {
+			return err
+		}
+	} else {
+		fs.keep(fp.Peer, p[1])
+		done[fp.Peer] = true
+		if err := refillSocket(fp.File.Socket, p[1], pl, top); err != nil {
+			return err
+		}
+		if err := refillSocket(fp.Peer.File.Socket, p[0], pl, top); err != nil {
+			return err
+		}
+	}
+	for i, end := range []*FilePlan{fp, fp.Peer} {
+		if end == nil {
+			continue
+		}
+		if err := shutdownAsRecorded(p[i], end.File.Socket.Shutdown); err != nil {
+			return err
+		}
+		setFL(p[i], end.Flags)
+	}
+	return nil
+}
+
+// refillSocket sends the bytes queued at s in the image from from, its
+// new peer, keeping datagram and seqpacket message boundaries.
+func refillSocket(s *format.SocketInfo, from int, pl *Plan, top *format.Reader) error {
+	data := s.Queued
+	if b := s.QueuedBlob; b != 0 {
+		br, err := top.OpenBlob(int(b - 1))
+		if err != nil {
+			return err
+		}
+		// The plan bounded the size (maxSocketQueue).
+		blob, err := io.ReadAll(io.LimitReader(br, maxSocketQueue))
+		if err != nil {
+			return fmt.Errorf("reading the socket queue: %w", err)
+		}
+		data = append(append([]byte(nil), data...), blob...)
+	}
+	if n, ok := pl.socketQueueLen(s); !ok || n != len(data) {
+		return fmt.Errorf("the socket queue holds %d bytes, not the %d the image says", len(data), n)
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	// The queue fitted the original sender's buffer; a larger queue than
+	// the new socket's default buffer needs a larger buffer.
+	if buf, _ := unix.GetsockoptInt(from, unix.SOL_SOCKET, unix.SO_SNDBUF); buf < 2*len(data)+64<<10 {
+		if err := unix.SetsockoptInt(from, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 2*len(data)+64<<10); err != nil {
+			return fmt.Errorf("%d queued bytes do not fit the socket: %w", len(data), os.NewSyscallError("setsockopt(SO_SNDBUFFORCE)", err))
+		}
+	}
+	msgs := s.Messages
+	if len(msgs) == 0 {
+		msgs = []uint32{uint32(len(data))}
+	}
+	for _, m := range msgs {
+		msg := data[:m]
+		data = data[m:]
+		for first := true; first || s.Type == sockStream && len(msg) > 0; first = false {
+			n, err := unix.SendmsgN(from, msg, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+			if err != nil {
+				return fmt.Errorf("refilling the socket queue: %w", os.NewSyscallError("sendmsg", err))
+			}
+			msg = msg[n:]
+		}
+	}
+	return nil
+}
+
+// shutdownAsRecorded shuts fd down as the kernel's shutdown bits say: bit
+// 0 receiving, bit 1 sending.
+func shutdownAsRecorded(fd int, bits uint32) error {
+	for _, sd := range []struct {
+		bit uint32
+		how int
+	}{{1, unix.SHUT_RD}, {2, unix.SHUT_WR}} {
+		if bits&sd.bit == 0 {
+			continue
+		}
+		if err := unix.Shutdown(fd, sd.how); err != nil {
+			return os.NewSyscallError("shutdown", err)
+		}
+	}
+	return nil
+}
