@@ -370,6 +370,9 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 func sockaddrString(sa unix.Sockaddr) string {
 	switch a := sa.(type) {
 	case *unix.SockaddrUnix:
+		if a.Name == "@" {
+			return "" // unnamed: x/sys writes an empty name as an abstract one
+		}
 		return a.Name
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()

@@ -92,6 +92,12 @@ type SocketJSON struct {
 	Backlog  uint32 `json:"backlog"`
 	Ino      uint64 `json:"ino"`
 	PeerIno  uint64 `json:"peer_ino"`
+	// For unix sockets, present when set.
+	PeerClosed     bool   `json:"peer_closed,omitempty"`
+	Shutdown       string `json:"shutdown,omitempty"`
+	QueuedBytes    uint64 `json:"queued_bytes,omitempty"`
+	QueuedMessages int    `json:"queued_messages,omitempty"`
+	Pending        uint32 `json:"pending,omitempty"`
 }
 
 // TTYJSON is the state of a terminal.
@@ -216,6 +222,7 @@ func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
 		if s.State == format.SocketListening {
 			line += fmt.Sprintf(" backlog %d", s.Backlog)
 		}
+		line += unixSocketDetail(fi.Socket, s, m)
 		d = append(d, line)
 	}
 	if t := f.TTY; t != nil {
@@ -283,4 +290,34 @@ func maskSignals(mask uint64) []string {
 		}
 	}
 	return out
+}
+
+// unixSocketDetail fills in the unix socket state of js from s and says
+// it for the detail line: nothing for what is not set.
+func unixSocketDetail(js *SocketJSON, s *format.SocketInfo, m *format.Meta) string {
+	js.PeerClosed = s.PeerClosed
+	js.Shutdown = [4]string{"", "rd", "wr", "rdwr"}[s.Shutdown&3]
+	js.QueuedBytes = uint64(len(s.Queued))
+	if s.QueuedBlob != 0 {
+		js.QueuedBytes += m.Blobs[s.QueuedBlob-1].Size
+	}
+	js.QueuedMessages = len(s.Messages)
+	js.Pending = s.Pending
+	var line string
+	if s.PeerClosed {
+		line += " peer closed"
+	}
+	if js.Shutdown != "" {
+		line += " shut down " + js.Shutdown
+	}
+	if js.QueuedBytes != 0 {
+		line += fmt.Sprintf(" %d bytes queued", js.QueuedBytes)
+		if js.QueuedMessages != 0 {
+			line += fmt.Sprintf(" in %d messages", js.QueuedMessages)
+		}
+	}
+	if s.Pending != 0 {
+		line += fmt.Sprintf(" %d pending connections", s.Pending)
+	}
+	return line
 }

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,5 +46,114 @@ func TestRestoreUnixPairs(t *testing.T) {
 	}
 	if r2.err != nil {
 		t.Errorf("ckpt-restart: %v", r2.err)
+	}
+}
+
+// freePort is a loopback TCP port free when it returns.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// httpGet fetches url on a connection of its own, closed after the
+// answer, so that no connection is open at the next capture.
+func httpGet(url string) (string, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: testprog.Timeout}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), err
+}
+
+// children lists the child processes of pid.
+func children(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(f)
+		out = append(out, n)
+	}
+	return out
+}
+
+// TestRestoreNginx restores nginx, a master and two workers joined by
+// socket pairs, twice in a chain; it serves a file after each restore.
+func TestRestoreNginx(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("nginx"); err != nil {
+		t.Fatal("nginx not found: install nginx-light")
+	}
+	dir := testDir(t)
+	port := freePort(t)
+	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const page = "served by a restored nginx\n"
+	if err := os.WriteFile(filepath.Join(dir, "www", "index.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 2;
+user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	server { listen 127.0.0.1:%[2]d; root %[1]s/www; }
+}
+`, dir, port)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := testprog.StartNoWait(t, "nginx", "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	serves := func(what string) {
+		t.Helper()
+		testprog.Eventually(t, testprog.Timeout, func() error {
+			if n := len(children(p.PID)); n != 2 {
+				return fmt.Errorf("%s: nginx master %d has %d workers, want 2", what, p.PID, n)
+			}
+			got, err := httpGet(url)
+			if err != nil {
+				return fmt.Errorf("%s: %v", what, err)
+			}
+			if got != page {
+				return fmt.Errorf("%s: got %q, want %q", what, got, page)
+			}
+			return nil
+		})
+	}
+	serves("before capture")
+	treeRound := func(img string, drain func()) *restarted {
+		pids := captureKill(t, p.PID, img, true)
+		if len(pids) != 3 {
+			t.Fatalf("captured %d processes, want the master and 2 workers", len(pids))
+		}
+		drain()
+		return startRestart(t, pids, img)
+	}
+	r1 := treeRound(filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	serves("after the first restore")
+	treeRound(filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	serves("after the second restore")
+	if b, _ := os.ReadFile(filepath.Join(dir, "error.log")); strings.Contains(string(b), "[alert]") || strings.Contains(string(b), "[crit]") {
+		t.Errorf("nginx error log:\n%s", b)
 	}
 }
