@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
@@ -156,4 +158,163 @@ http {
 	if b, _ := os.ReadFile(filepath.Join(dir, "error.log")); strings.Contains(string(b), "[alert]") || strings.Contains(string(b), "[crit]") {
 		t.Errorf("nginx error log:\n%s", b)
 	}
+}
+
+// asyncioSrc counts from a timer callback of its event loop and answers
+// "ping" with "pong N" on a unix and a TCP listening socket; its loop
+// wakes through the self-pipe socket pair asyncio makes.
+const asyncioSrc = `
+import asyncio, socket, sys
+
+async def main(path, port):
+    loop = asyncio.get_running_loop()
+    n = 0
+    def tick():
+        nonlocal n
+        print("count", n, flush=True)
+        n += 1
+        loop.call_later(0.1, tick)
+    async def answer(reader, writer):
+        if (await reader.readline()).strip() == b"ping":
+            writer.write(b"pong %d\n" % n)
+            await writer.drain()
+        writer.close()
+    await asyncio.start_unix_server(answer, path)
+    await asyncio.start_server(answer, "127.0.0.1", port)
+    print("ready", flush=True)
+    tick()
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+`
+
+// TestRestoreAsyncio restores a python asyncio program twice in a chain:
+// its timer callback keeps counting and its servers answer new clients.
+func TestRestoreAsyncio(t *testing.T) {
+	needRoot(t)
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 not found: install python3")
+	}
+	dir := testDir(t)
+	script := filepath.Join(dir, "server.py")
+	if err := os.WriteFile(script, []byte(asyncioSrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock, port := filepath.Join(dir, "sock"), freePort(t)
+	p := testprog.Start(t, python, script, sock, strconv.Itoa(port))
+	p.WaitCount(t, 3)
+	ask := func(network, addr string) {
+		t.Helper()
+		c, err := net.DialTimeout(network, addr, testprog.Timeout)
+		if err != nil {
+			t.Fatalf("connecting to %s: %v", addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(testprog.Timeout))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "pong ") {
+			t.Fatalf("%s answered %q, %v", addr, line, err)
+		}
+	}
+	r1 := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 3)
+	ask("unix", sock)
+	ask("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	r2 := round(t, p.PID, filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 3)
+	ask("unix", sock)
+	ask("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	r2.checkContinues(t, c[len(c)-1]+1, 6)
+}
+
+// javaSrc counts from a thread and answers "ping" with "pong N" on a TCP
+// server socket, closing each accepted connection after its answer: the
+// JVM's close keeps a socket pair with one end closed (its pre-close fd).
+const javaSrc = `
+import java.io.*;
+import java.net.*;
+
+public class Pong {
+    static volatile long n;
+
+    public static void main(String[] args) throws Exception {
+        ServerSocket server = new ServerSocket(Integer.parseInt(args[0]), 50, InetAddress.getLoopbackAddress());
+        Thread counter = new Thread(() -> {
+            try {
+                for (;; n++) {
+                    System.out.println("count " + n);
+                    Thread.sleep(100);
+                }
+            } catch (InterruptedException e) {
+                return;
+            }
+        });
+        counter.setDaemon(true);
+        System.out.println("ready");
+        counter.start();
+        for (;;) {
+            try (Socket c = server.accept()) {
+                BufferedReader in = new BufferedReader(new InputStreamReader(c.getInputStream()));
+                if ("ping".equals(in.readLine())) {
+                    OutputStream out = c.getOutputStream();
+                    out.write(("pong " + n + "\n").getBytes());
+                    out.flush();
+                }
+            }
+        }
+    }
+}
+`
+
+// TestRestoreJVM restores a JVM that has accepted and closed connections
+// on a TCP server socket, twice in a chain: it answers new ones.
+func TestRestoreJVM(t *testing.T) {
+	needRoot(t)
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Fatal("java not found: install default-jre-headless")
+	}
+	dir := testDir(t)
+	src := filepath.Join(dir, "Pong.java")
+	if err := os.WriteFile(src, []byte(javaSrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := testprog.Start(t, java, "-XX:-UsePerfData", "-XX:+UseSerialGC", "-Xmx64m", src, strconv.Itoa(port))
+	p.WaitCount(t, 3)
+	ask := func() {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, testprog.Timeout)
+		if err != nil {
+			t.Fatalf("connecting to %s: %v", addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(testprog.Timeout))
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "pong ") {
+			t.Fatalf("%s answered %q, %v", addr, line, err)
+		}
+		// Read to the end: the JVM has closed its side, and this side's
+		// socket is gone before the next capture.
+		io.Copy(io.Discard, c)
+	}
+	ask()
+	r1 := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 3)
+	ask()
+	r2 := round(t, p.PID, filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 3)
+	ask()
 }
