@@ -126,6 +126,8 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 		return fs.openSocketpair(fp, pl, top, done)
 	case SrcListen:
 		return fs.openSocket(fp)
+	case SrcConnect:
+		return fs.connectUnix(fp)
 	case SrcEventfd:
 		flags := unix.EFD_CLOEXEC
 		if fp.Flags&unix.O_NONBLOCK != 0 {

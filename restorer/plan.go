@@ -48,13 +48,14 @@ const (
 	SrcNull                         // /dev/null: the recorded stdio is gone
 	SrcLone                         // a pipe end whose peer is outside the image: the caller's fd of that number if open, else a pipe with the other end closed
 	SrcInotify                      // a new inotify instance with the recorded watches at their numbers
+	SrcConnect                      // a new unix socket connected to the recorded peer address
 )
 
 var sourceNames = map[Source]string{
 	SrcPath: "open", SrcInherit: "inherit", SrcTTY: "tty", SrcPipe: "pipe", SrcSocketpair: "socketpair",
 	SrcListen: "listen", SrcEventfd: "eventfd", SrcTimerfd: "timerfd", SrcSignalfd: "signalfd",
 	SrcContents: "contents", SrcEpoll: "epoll", SrcNull: "null", SrcLone: "lone-end",
-	SrcInotify: "inotify",
+	SrcInotify: "inotify", SrcConnect: "connect",
 }
 
 func (s Source) String() string {

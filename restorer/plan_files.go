@@ -63,7 +63,7 @@ func (pl *Plan) planFiles(opts *Options) {
 				fp.Peer, peer.Peer = peer, fp
 			} else {
 				fp.Source = 0
-				pl.loneEnd(fp, unixPeerText(fp.File.Socket))
+				pl.externalUnixPeer(fp, opts)
 			}
 		}
 	}

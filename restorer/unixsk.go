@@ -65,11 +65,53 @@ func (pl *Plan) socketQueueLen(s *format.SocketInfo) (int, bool) {
 	return int(n), true
 }
 
-// unixPeerText names a connected unix socket whose other end is outside
-// the image, for the problem loneEnd reports.
-func unixPeerText(s *format.SocketInfo) string {
-	if s.Peer != "" {
-		return "unix socket connected to " + s.Peer
+// externalUnixPeer plans a connected unix socket whose peer is outside
+// the image: reconnected to the peer's address when it has one (a stream
+// or seqpacket socket only with Options.ExtUnixSk), else the caller's fd
+// at stdio, else refused.
+func (pl *Plan) externalUnixPeer(fp *FilePlan, opts *Options) {
+	s := fp.File.Socket
+	for i := range pl.Meta.Files {
+		if f := &pl.Meta.Files[i]; f.Socket != nil && f.Socket.Ino == s.PeerIno && f != fp.File {
+			pl.problem(Problem{Subject: fileSubject(fp.File), Unsupported: true,
+				What:   fmt.Sprintf("a unix socket whose other end %s cannot be restored", format.FileIDString(f.ID)),
+				Remedy: fmt.Sprintf("substitute both: --subst %s,FD --subst %s,FD", format.FileIDString(fp.File.ID), format.FileIDString(f.ID))})
+			return
+		}
 	}
-	return "connected unix socket"
+	if s.Peer == "" {
+		pl.loneEnd(fp, "connected unix socket")
+		return
+	}
+	if n, ok := stdioHolder(fp); ok {
+		fp.Source, fp.FD = SrcInherit, n
+		fp.Note = fmt.Sprintf("unix socket connected to %s outside the image, at stdio: the caller's fd %d", s.Peer, n)
+		return
+	}
+	subj, id := fileSubject(fp.File), format.FileIDString(fp.File.ID)
+	if n, _ := pl.socketQueueLen(s); n > 0 {
+		pl.problem(Problem{Subject: subj, Unsupported: true,
+			What:   fmt.Sprintf("a unix socket connected to %s outside the image, with %d bytes queued from it, which a new connection cannot carry", s.Peer, n),
+			Remedy: fmt.Sprintf("capture again once the program has read them, or substitute it: --subst %s,FD", id)})
+		return
+	}
+	if s.Type != sockDgram && !opts.ExtUnixSk {
+		pl.problem(Problem{Subject: subj, Unsupported: true,
+			What:   fmt.Sprintf("a unix %s socket connected to %s outside the image", sockTypeText(s.Type), s.Peer),
+			Remedy: fmt.Sprintf("reconnect it to %s with ckpt-restart --ext-unix-sk (the peer sees a new connection), or substitute it: --subst %s,FD", s.Peer, id)})
+		return
+	}
+	fp.Source, fp.Note = SrcConnect, "unix socket connected again to "+s.Peer+" outside the image"
+}
+
+func sockTypeText(t uint32) string {
+	switch t {
+	case sockStream:
+		return "stream"
+	case sockSeqpacket:
+		return "seqpacket"
+	case sockDgram:
+		return "datagram"
+	}
+	return fmt.Sprintf("type %d", t)
 }

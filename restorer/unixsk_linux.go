@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -110,5 +111,28 @@ func shutdownAsRecorded(fd int, bits uint32) error {
 			return os.NewSyscallError("shutdown", err)
 		}
 	}
+	return nil
+}
+
+// connectUnix makes a unix socket connected to the recorded peer address,
+// outside the image, shut down as it was.
+func (fs *fileSet) connectUnix(fp *FilePlan) error {
+	s := fp.File.Socket
+	fd, err := unix.Socket(unix.AF_UNIX, int(s.Type)|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	fs.keep(fp, fd)
+	name := s.Peer
+	if strings.HasPrefix(name, "@") {
+		name = "\x00" + name[1:]
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+		return fmt.Errorf("connecting to %s: %w", s.Peer, os.NewSyscallError("connect", err))
+	}
+	if err := shutdownAsRecorded(fd, s.Shutdown); err != nil {
+		return err
+	}
+	setFL(fd, fp.Flags)
 	return nil
 }

@@ -318,3 +318,79 @@ func TestRestoreJVM(t *testing.T) {
 	r2.checkContinues(t, c[len(c)-1]+1, 3)
 	ask()
 }
+
+// TestRestoreUnixExternalPeer restores sockets connected to servers
+// outside the tree: refused without --ext-unix-sk, reconnected with it.
+func TestRestoreUnixExternalPeer(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "unixext")
+	dir := testDir(t)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "srv"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lg, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "log"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	p := testprog.Start(t, bin, dir, "peer")
+	ln.SetDeadline(time.Now().Add(testprog.Timeout))
+	first, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	p.WaitCount(t, 3)
+	img := filepath.Join(dir, "1.ckpt")
+	pids := captureKill(t, p.PID, img, false)
+	p.Wait(t, testprog.Timeout)
+	out, errOut, code := runRestartCmd(t, "--check", img)
+	if code == 0 || !strings.Contains(out+errOut, "--ext-unix-sk") || !strings.Contains(out+errOut, filepath.Join(dir, "srv")) {
+		t.Fatalf("ckpt-restart --check: exit %d, want the stream socket to %s refused with --ext-unix-sk as remedy:\n%s%s", code, filepath.Join(dir, "srv"), out, errOut)
+	}
+	r := startRestart(t, pids, "--ext-unix-sk", img)
+	second, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("no new connection from the restored program: %v", err)
+	}
+	defer second.Close()
+	r.waitFor(t, "a count", func(l []string) bool { return len(counts(l)) > 0 })
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second.SetDeadline(time.Now().Add(testprog.Timeout))
+	line, err := bufio.NewReader(second).ReadString('\n')
+	if err != nil || line != "hello\n" {
+		t.Errorf("the reconnected stream socket sent %q, %v", line, err)
+	}
+	lg.SetDeadline(time.Now().Add(testprog.Timeout))
+	buf := make([]byte, 64)
+	n, err := lg.Read(buf)
+	if err != nil || string(buf[:n]) != "dgram" {
+		t.Errorf("the reconnected datagram socket sent %q, %v", buf[:n], err)
+	}
+	lines := r.waitFor(t, "checks done", func(l []string) bool { _, ok := lastLine(l, "checks done"); return ok })
+	checkNoFailures(t, lines)
+}
+
+// TestCheckUnixRefused: what capture cannot record of unix sockets (a
+// queued file descriptor, a connection not accepted yet) is refused by
+// name.
+func TestCheckUnixRefused(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "unixext")
+	dir := testDir(t)
+	p := testprog.Start(t, bin, dir, "refuse")
+	p.WaitCount(t, 1)
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	p.Wait(t, testprog.Timeout)
+	out, errOut, code := runRestartCmd(t, "--check", img)
+	for _, want := range []string{"SCM_RIGHTS", "1 connections not accepted yet", "had not accepted the connection yet", "whose other end f"} {
+		if code == 0 || !strings.Contains(out+errOut, want) {
+			t.Errorf("ckpt-restart --check: exit %d, want %q named:\n%s%s", code, want, out, errOut)
+		}
+	}
+}
