@@ -142,7 +142,12 @@ func (c *capturer) describeUnix(si *format.SocketInfo, dfd int) (string, error) 
 		// shut down both ways when it closes.
 		si.State, si.PeerClosed = format.SocketConnected, true
 	case d.HasPeer:
-		return "connected to a listener that had not accepted the connection yet", nil
+		// A connection its listener has not accepted: what was sent on
+		// it waits in a socket no fd reaches.
+		si.State, si.Unaccepted = format.SocketConnected, true
+		if n, _ := unix.IoctlGetInt(dfd, unix.SIOCOUTQ); n > 0 {
+			return "it sent data on a connection its listener had not accepted yet, which cannot be read", nil
+		}
 	}
 	if d.RQueue == 0 {
 		return "", nil

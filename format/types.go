@@ -309,6 +309,10 @@ type SocketInfo struct {
 	// Pending is the number of connections a listening unix socket had
 	// not accepted yet.
 	Pending uint32 `ckpt:"15"`
+	// Unaccepted says a connected unix socket's listener had not
+	// accepted its connection yet: PeerIno is then 0 and Peer the
+	// listener's address.
+	Unaccepted bool `ckpt:"16"`
 }
 
 // TTYInfo describes a terminal.

@@ -98,6 +98,7 @@ type SocketJSON struct {
 	QueuedBytes    uint64 `json:"queued_bytes,omitempty"`
 	QueuedMessages int    `json:"queued_messages,omitempty"`
 	Pending        uint32 `json:"pending,omitempty"`
+	Unaccepted     bool   `json:"unaccepted,omitempty"`
 }
 
 // TTYJSON is the state of a terminal.
@@ -303,9 +304,13 @@ func unixSocketDetail(js *SocketJSON, s *format.SocketInfo, m *format.Meta) stri
 	}
 	js.QueuedMessages = len(s.Messages)
 	js.Pending = s.Pending
+	js.Unaccepted = s.Unaccepted
 	var line string
 	if s.PeerClosed {
 		line += " peer closed"
+	}
+	if s.Unaccepted {
+		line += " not accepted yet"
 	}
 	if js.Shutdown != "" {
 		line += " shut down " + js.Shutdown

@@ -127,7 +127,7 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 	case SrcListen:
 		return fs.openSocket(fp)
 	case SrcConnect:
-		return fs.connectUnix(fp)
+		return fs.connectUnix(fp, pl, top, opts, done)
 	case SrcEventfd:
 		flags := unix.EFD_CLOEXEC
 		if fp.Flags&unix.O_NONBLOCK != 0 {

@@ -57,6 +57,7 @@ func (pl *Plan) planFiles(opts *Options) {
 			pl.loneEnd(fp, "pipe")
 		}
 	}
+	pl.planUnaccepted(socks, opts)
 	for _, fp := range socks {
 		if fp.Source == SrcSocketpair && fp.Peer == nil {
 			if peer := socks[fp.File.Socket.PeerIno]; peer != nil && peer != fp {
@@ -168,6 +169,9 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 		switch {
 		case s.State == format.SocketListening:
 			fp.Source, fp.Note = SrcListen, "listening socket bound again to "+s.Local
+		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.Unaccepted:
+			fp.Source = SrcConnect
+			socks[s.Ino] = fp
 		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerClosed:
 			fp.Source, fp.Note = SrcSocketpair, "socket pair made anew and its other end closed, as it was"
 		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerIno != 0:

@@ -25,9 +25,6 @@ const (
 // "".
 func (pl *Plan) unixSocketProblem(fp *FilePlan) string {
 	s := fp.File.Socket
-	if s.Pending > 0 {
-		return fmt.Sprintf("a listening unix socket %s with %d connections not accepted yet, which are not restored; capture again once the program has accepted them", s.Local, s.Pending)
-	}
 	n, ok := pl.socketQueueLen(s)
 	if !ok {
 		return fmt.Sprintf("a unix socket whose queue is larger than %d bytes or whose message lengths do not add up", maxSocketQueue)
@@ -63,6 +60,41 @@ func (pl *Plan) socketQueueLen(s *format.SocketInfo) (int, bool) {
 		}
 	}
 	return int(n), true
+}
+
+// planUnaccepted plans the connections listeners of the image had not
+// accepted yet: a client in the image connects again to its listener,
+// opened first, and the connection waits to be accepted as it did; one
+// from outside the image is lost, so its listener is refused.
+func (pl *Plan) planUnaccepted(socks map[uint64]*FilePlan, opts *Options) {
+	clients := map[*FilePlan]uint32{}
+	for _, fp := range socks {
+		s := fp.File.Socket
+		if !s.Unaccepted {
+			continue
+		}
+		for _, l := range pl.Files {
+			if ls := l.File.Socket; l.File.Type == format.FileUnix && ls != nil && ls.State == format.SocketListening && ls.Local == s.Peer && ls.Pending > 0 {
+				fp.Peer = l
+				clients[l]++
+				fp.Note = fmt.Sprintf("connected again to listener %s, which had not accepted it yet", format.FileIDString(l.File.ID))
+				break
+			}
+		}
+		if fp.Peer == nil {
+			fp.Source = 0
+			pl.externalUnixPeer(fp, opts)
+		}
+	}
+	for _, l := range pl.Files {
+		ls := l.File.Socket
+		if l.File.Type != format.FileUnix || ls == nil || ls.State != format.SocketListening || ls.Pending == clients[l] {
+			continue
+		}
+		pl.problem(Problem{Subject: fileSubject(l.File), Unsupported: true,
+			What:   fmt.Sprintf("a listening unix socket %s with %d connections not accepted yet from outside the image, which are lost with the kill", ls.Local, ls.Pending-clients[l]),
+			Remedy: fmt.Sprintf("capture again once the program has accepted them, or substitute it: --subst %s,FD", format.FileIDString(l.File.ID))})
+	}
 }
 
 // externalUnixPeer plans a connected unix socket whose peer is outside

@@ -116,8 +116,15 @@ func shutdownAsRecorded(fd int, bits uint32) error {
 
 // connectUnix makes a unix socket connected to the recorded peer address,
 // outside the image, shut down as it was.
-func (fs *fileSet) connectUnix(fp *FilePlan) error {
+func (fs *fileSet) connectUnix(fp *FilePlan, pl *Plan, top *format.Reader, opts *Options, done map[*FilePlan]bool) error {
 	s := fp.File.Socket
+	if l := fp.Peer; l != nil && !done[l] {
+		// Its listener, in the image, listens first.
+		done[l] = true
+		if err := fs.open(l, pl, top, opts, done); err != nil {
+			return fmt.Errorf("%s: %w", fileSubject(l.File), err)
+		}
+	}
 	fd, err := unix.Socket(unix.AF_UNIX, int(s.Type)|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)

@@ -376,8 +376,8 @@ func TestRestoreUnixExternalPeer(t *testing.T) {
 }
 
 // TestCheckUnixRefused: what capture cannot record of unix sockets (a
-// queued file descriptor, a connection not accepted yet) is refused by
-// name.
+// queued file descriptor, data sent on a connection not accepted yet) is
+// refused by name.
 func TestCheckUnixRefused(t *testing.T) {
 	needRoot(t)
 	bin := testprog.Build(t, "unixext")
@@ -388,9 +388,34 @@ func TestCheckUnixRefused(t *testing.T) {
 	captureKill(t, p.PID, img, false)
 	p.Wait(t, testprog.Timeout)
 	out, errOut, code := runRestartCmd(t, "--check", img)
-	for _, want := range []string{"SCM_RIGHTS", "1 connections not accepted yet", "had not accepted the connection yet", "whose other end f"} {
+	for _, want := range []string{"SCM_RIGHTS", "it sent data on a connection its listener had not accepted yet", "whose other end f"} {
 		if code == 0 || !strings.Contains(out+errOut, want) {
 			t.Errorf("ckpt-restart --check: exit %d, want %q named:\n%s%s", code, want, out, errOut)
 		}
+	}
+}
+
+// TestRestoreUnixBacklog restores a listener with a connection of the
+// same program it has not accepted yet, twice in a chain: it accepts it
+// afterwards.
+func TestRestoreUnixBacklog(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "unixext")
+	dir := testDir(t)
+	p := testprog.Start(t, bin, dir, "backlog")
+	p.WaitCount(t, 3)
+	r1 := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 3)
+	r2 := round(t, p.PID, filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 3)
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := r2.waitFor(t, "checks done", func(l []string) bool { _, ok := lastLine(l, "checks done"); return ok })
+	checkNoFailures(t, lines)
+	if !slices.Contains(lines, "ok accepted") {
+		t.Errorf("no \"ok accepted\" line:\n%s", strings.Join(lines, "\n"))
 	}
 }
