@@ -19,7 +19,9 @@ import (
 )
 
 // Restores of unix sockets: socket pairs of every type with their queues,
-// pairs with one end closed, shutdown state; real servers that hold them.
+// pairs with one end closed, shutdown state, accepted connections, path
+// and abstract names, sockets connected outside the tree; real servers
+// that hold them.
 
 func TestRestoreUnixPairs(t *testing.T) {
 	needRoot(t)
@@ -41,7 +43,8 @@ func TestRestoreUnixPairs(t *testing.T) {
 	checkNoFailures(t, lines)
 	for _, want := range []string{"stream 0->1", "stream 1->0", "dgram 0->1", "dgram 1->0", "seqpacket 0->1",
 		"seqpacket 1->0", "closed stream eof", "closed stream epipe", "closed seqpacket eof", "closed dgram data",
-		"shut down eof", "shut down epipe", "stream after restore", "dgram after restore"} {
+		"shut down eof", "shut down epipe", "accepted data", "client data", "accepted after restore",
+		"listener after restore", "abstract listener", "bound dgram", "stream after restore", "dgram after restore"} {
 		if !slices.Contains(lines, "ok "+want) {
 			t.Errorf("no \"ok %s\" line:\n%s", want, strings.Join(lines, "\n"))
 		}

@@ -1,15 +1,19 @@
 // unixpairs DIR holds unix socket pairs of every type with data queued in
-// both directions, pairs whose other end was closed and a pair shut down
-// one way. It prints "count N" every 100 ms until DIR/go exists, then
+// both directions, pairs whose other end was closed, a pair shut down one
+// way, a connection accepted from a listener on DIR/acc with data queued
+// both ways, a listener on an abstract name and a datagram socket bound to
+// DIR/dg. It prints "count N" every 100 ms until DIR/go exists, then
 // reads every queue, checks what it reads and how the sockets behave
 // (end of file, EPIPE), prints "ok WHAT" or "FAIL WHAT: ..." for each and
 // "checks done", and exits.
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +46,39 @@ static void sendall(int fd, const char *b, size_t n) {
 }
 
 static char big[BIG];
+
+static socklen_t unixAddr(struct sockaddr_un *a, const char *dir, const char *name) {
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	if (dir == NULL) { // abstract
+		snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "%s", name);
+		return offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name);
+	}
+	snprintf(a->sun_path, sizeof a->sun_path, "%s/%s", dir, name);
+	return sizeof *a;
+}
+
+static int bound(int type, const char *dir, const char *name, int listening) {
+	struct sockaddr_un a;
+	socklen_t n = unixAddr(&a, dir, name);
+	int fd = socket(AF_UNIX, type, 0);
+	if (fd < 0 || bind(fd, (void *)&a, n) < 0 || (listening && listen(fd, 8) < 0)) {
+		perror("bind");
+		exit(1);
+	}
+	return fd;
+}
+
+static int connected(int type, const char *dir, const char *name) {
+	struct sockaddr_un a;
+	socklen_t n = unixAddr(&a, dir, name);
+	int fd = socket(AF_UNIX, type, 0);
+	if (fd < 0 || connect(fd, (void *)&a, n) < 0) {
+		perror("connect");
+		return -1;
+	}
+	return fd;
+}
 
 // checkStream reads want's n bytes from fd.
 static void checkStream(const char *what, int fd, const char *want, size_t n) {
@@ -156,6 +193,16 @@ int main(int argc, char **argv) {
 	}
 	char gofile[4096];
 	snprintf(gofile, sizeof gofile, "%s/go", argv[1]);
+	// An accepted connection and its client, both here.
+	int lis = bound(SOCK_STREAM, argv[1], "acc", 1);
+	int cl = connected(SOCK_STREAM, argv[1], "acc");
+	int ac = accept(lis, NULL, NULL);
+	sendall(cl, "to server", 9);
+	sendall(ac, "to client", 9);
+	char abstract[64];
+	snprintf(abstract, sizeof abstract, "ckpt-unixpairs-%d", getpid());
+	int alis = bound(SOCK_STREAM, NULL, abstract, 1);
+	int dgb = bound(SOCK_DGRAM, argv[1], "dg", 0);
 	printf("ready\n");
 	for (long n = 0; access(gofile, F_OK) != 0; n++) {
 		printf("count %ld\n", n);
@@ -181,6 +228,27 @@ int main(int argc, char **argv) {
 	checkStream("shut down data", sh[1], "bye", 3);
 	checkEOF("shut down eof", sh[1]);
 	checkSendErr("shut down epipe", sh[0], EPIPE);
+	checkStream("accepted data", ac, "to server", 9);
+	checkStream("client data", cl, "to client", 9);
+	sendall(ac, "more", 4);
+	checkStream("accepted after restore", cl, "more", 4);
+	int c2 = connected(SOCK_STREAM, argv[1], "acc");
+	if (c2 < 0 || accept(lis, NULL, NULL) < 0)
+		fail("listener after restore", strerror(errno));
+	else
+		printf("ok listener after restore\n");
+	int c3 = connected(SOCK_STREAM, NULL, abstract);
+	if (c3 < 0 || accept(alis, NULL, NULL) < 0)
+		fail("abstract listener", strerror(errno));
+	else
+		printf("ok abstract listener\n");
+	int c4 = connected(SOCK_DGRAM, argv[1], "dg");
+	if (c4 < 0)
+		fail("bound dgram", strerror(errno));
+	else {
+		sendall(c4, "dg", 2);
+		checkMsgs("bound dgram", dgb, (const char *[]){"dg", NULL});
+	}
 	// The pairs still carry data both ways.
 	sendall(st[0], "more", 4);
 	checkStream("stream after restore", st[1], "more", 4);
