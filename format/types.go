@@ -298,10 +298,10 @@ type SocketInfo struct {
 	// PeerClosed says a connected unix socket's other end was closed (a
 	// socket pair with one end gone): PeerIno is then 0.
 	PeerClosed bool `ckpt:"11"`
-	// Queued holds the bytes in a unix socket's receive queue at capture;
-	// QueuedBlob is the index+1 in Meta.Blobs when they were too many to
-	// inline.
-	Queued     []byte `ckpt:"12"`
+	// Queued holds the bytes in a unix socket's receive queue at capture.
+	Queued []byte `ckpt:"12"`
+	// QueuedBlob is the index+1 in Meta.Blobs of the queued bytes when
+	// they were too many to inline.
 	QueuedBlob uint32 `ckpt:"13"`
 	// Messages are the lengths of the queued datagrams or seqpacket
 	// records, in order, summing to the queued bytes; empty for a stream.
