@@ -116,7 +116,8 @@ func binaries(t *testing.T) (ckptimg, restart string) {
 
 // tickerSrc holds what argv[1] names ("shm", "shm-second": a System V
 // segment attached, the second one created in its IPC namespace;
-// "socketpair"; "none") and writes "tick N" to stdout every 10 ms.
+// "scm-rights": a socket pair with one end queued in itself as SCM_RIGHTS;
+// "none") and writes "tick N" to stdout every 10 ms.
 const tickerSrc = `#define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -138,9 +139,18 @@ int main(int argc, char **argv) {
 		shmctl(id, IPC_RMID, 0); /* gone once detached: nothing left behind */
 		memset(p, 7, 1 << 20);
 		printf("shmid %d\n", id);
-	} else if (!strcmp(what, "socketpair")) {
+	} else if (!strcmp(what, "scm-rights")) {
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) { perror("socketpair"); return 1; }
+		char c = 'x', buf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = {&c, 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof buf};
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &sv[0], sizeof(int));
+		if (sendmsg(sv[0], &m, 0) != 1) { perror("sendmsg"); return 1; }
 	}
 	for (unsigned long i = 0;; i++) { printf("tick %lu\n", i); usleep(10000); }
 }
@@ -235,7 +245,7 @@ func TestCaptureKillRefusesUnrestorable(t *testing.T) {
 		name, what, want string
 		freshIPC         bool
 	}{
-		{name: "socketpair", what: "socketpair", want: "unix socket"},
+		{name: "scm-rights", what: "scm-rights", want: "SCM_RIGHTS"},
 		// A fresh IPC namespace numbers segments from 0; the second has
 		// another id. Both must be named, whatever the ids.
 		{name: "sysv-shm-id0", what: "shm", want: "System V shared memory", freshIPC: true},
