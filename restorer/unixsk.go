@@ -103,13 +103,22 @@ func (pl *Plan) planUnaccepted(socks map[uint64]*FilePlan, opts *Options) {
 // at stdio, else refused.
 func (pl *Plan) externalUnixPeer(fp *FilePlan, opts *Options) {
 	s := fp.File.Socket
-	for i := range pl.Meta.Files {
-		if f := &pl.Meta.Files[i]; f.Socket != nil && f.Socket.Ino == s.PeerIno && f != fp.File {
-			pl.problem(Problem{Subject: fileSubject(fp.File), Unsupported: true,
-				What:   fmt.Sprintf("a unix socket whose other end %s cannot be restored", format.FileIDString(f.ID)),
-				Remedy: fmt.Sprintf("substitute both: --subst %s,FD --subst %s,FD", format.FileIDString(fp.File.ID), format.FileIDString(f.ID))})
+	for _, l := range pl.Files {
+		ls := l.File.Socket
+		if ls == nil || ls.Ino != s.PeerIno || l == fp {
+			continue
+		}
+		if n, _ := pl.socketQueueLen(s); s.Type == sockDgram && l.Source == SrcListen && ls.Local != "" && n == 0 {
+			// A datagram socket connected to a bound one of the image
+			// (a log server's clients): connected again once it is bound.
+			fp.Source, fp.Peer = SrcConnect, l
+			fp.Note = fmt.Sprintf("datagram socket connected again to %s (%s)", ls.Local, format.FileIDString(l.File.ID))
 			return
 		}
+		pl.problem(Problem{Subject: fileSubject(fp.File), Unsupported: true,
+			What:   fmt.Sprintf("a unix socket whose other end %s cannot be restored with it", format.FileIDString(l.File.ID)),
+			Remedy: fmt.Sprintf("substitute both: --subst %s,FD --subst %s,FD", format.FileIDString(fp.File.ID), format.FileIDString(l.File.ID))})
+		return
 	}
 	if s.Peer == "" {
 		pl.loneEnd(fp, "connected unix socket")

@@ -66,8 +66,10 @@ func TestPlanUnixSockets(t *testing.T) {
 			Options{}, []Source{SrcListen}, ""},
 		{"bound dgram with queue", []format.SocketInfo{{Family: 1, Type: dgram, Ino: 1, Local: "/run/dg", Queued: []byte("x"), Messages: []uint32{1}}},
 			Options{}, []Source{0}, "unconnected unix socket with 1 queued bytes"},
+		{"dgram client of a bound socket", []format.SocketInfo{{Family: 1, Type: dgram, State: conn, Ino: 1, PeerIno: 2, Peer: "/run/log"}, {Family: 1, Type: dgram, Ino: 2, Local: "/run/log"}},
+			Options{}, []Source{SrcConnect, SrcListen}, ""},
 		{"peer unsupported", []format.SocketInfo{{Family: 1, Type: stream, State: conn, Ino: 1, PeerIno: 2}, {Family: 1, Type: 3, State: conn, Ino: 2, PeerIno: 1}},
-			Options{}, []Source{0, 0}, "whose other end f9 cannot be restored"},
+			Options{}, []Source{0, 0}, "whose other end f9 cannot be restored with it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

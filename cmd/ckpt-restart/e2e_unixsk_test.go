@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +43,7 @@ func TestRestoreUnixPairs(t *testing.T) {
 	for _, want := range []string{"stream 0->1", "stream 1->0", "dgram 0->1", "dgram 1->0", "seqpacket 0->1",
 		"seqpacket 1->0", "closed stream eof", "closed stream epipe", "closed seqpacket eof", "closed dgram data",
 		"shut down eof", "shut down epipe", "accepted data", "client data", "accepted after restore",
-		"listener after restore", "abstract listener", "bound dgram", "stream after restore", "dgram after restore"} {
+		"listener after restore", "abstract listener", "dgram client", "bound dgram", "stream after restore", "dgram after restore"} {
 		if !slices.Contains(lines, "ok "+want) {
 			t.Errorf("no \"ok %s\" line:\n%s", want, strings.Join(lines, "\n"))
 		}
@@ -65,20 +64,29 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// httpGet fetches url on a connection of its own, closed after the
-// answer, so that no connection is open at the next capture.
-func httpGet(url string) (string, error) {
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: testprog.Timeout}
-	resp, err := c.Get(url)
+// httpGet fetches / from addr with HTTP/1.0 and reads to the end of the
+// connection: the server has closed its socket when it returns, so none is
+// left for the next capture.
+func httpGet(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, testprog.Timeout)
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testprog.Timeout))
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return "", err
 	}
-	return string(b), err
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	head, body, _ := strings.Cut(string(b), "\r\n\r\n")
+	if !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		status, _, _ := strings.Cut(head, "\r\n")
+		return "", fmt.Errorf("%s: %s", addr, status)
+	}
+	return body, nil
 }
 
 // children lists the child processes of pid.
@@ -117,6 +125,7 @@ error_log %[1]s/error.log;
 events { worker_connections 64; }
 http {
 	access_log off;
+	lingering_close off;
 	client_body_temp_path %[1]s/body;
 	proxy_temp_path %[1]s/proxy;
 	fastcgi_temp_path %[1]s/fastcgi;
@@ -128,14 +137,14 @@ http {
 		t.Fatal(err)
 	}
 	p := testprog.StartNoWait(t, "nginx", "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	serves := func(what string) {
 		t.Helper()
 		testprog.Eventually(t, testprog.Timeout, func() error {
 			if n := len(children(p.PID)); n != 2 {
 				return fmt.Errorf("%s: nginx master %d has %d workers, want 2", what, p.PID, n)
 			}
-			got, err := httpGet(url)
+			got, err := httpGet(addr)
 			if err != nil {
 				return fmt.Errorf("%s: %v", what, err)
 			}
@@ -218,10 +227,14 @@ func TestRestoreAsyncio(t *testing.T) {
 		if _, err := c.Write([]byte("ping\n")); err != nil {
 			t.Fatal(err)
 		}
-		line, err := bufio.NewReader(c).ReadString('\n')
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
 		if err != nil || !strings.HasPrefix(line, "pong ") {
 			t.Fatalf("%s answered %q, %v", addr, line, err)
 		}
+		// To the end: the server has closed its socket, none is left
+		// for the next capture.
+		io.Copy(io.Discard, br)
 	}
 	r1 := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
 	r1.checkContinues(t, lastCount(p)+1, 3)
@@ -261,7 +274,7 @@ public class Pong {
         counter.setDaemon(true);
         System.out.println("ready");
         counter.start();
-        for (;;) {
+        for (int closed = 1;; closed++) {
             try (Socket c = server.accept()) {
                 BufferedReader in = new BufferedReader(new InputStreamReader(c.getInputStream()));
                 if ("ping".equals(in.readLine())) {
@@ -270,6 +283,7 @@ public class Pong {
                     out.flush();
                 }
             }
+            System.out.println("closed " + closed);
         }
     }
 }
@@ -291,9 +305,15 @@ func TestRestoreJVM(t *testing.T) {
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p := testprog.Start(t, java, "-XX:-UsePerfData", "-XX:+UseSerialGC", "-Xmx64m", src, strconv.Itoa(port))
+	asked := 0
 	p.WaitCount(t, 3)
-	ask := func() {
+	// ask connects, checks the answer, and returns once the JVM has
+	// closed its side (waitClosed sees its "closed N" line): no TCP
+	// connection is left for the next capture.
+	ask := func(waitClosed func(string)) {
 		t.Helper()
+		defer waitClosed(fmt.Sprintf("closed %d", asked+1))
+		asked++
 		c, err := net.DialTimeout("tcp", addr, testprog.Timeout)
 		if err != nil {
 			t.Fatalf("connecting to %s: %v", addr, err)
@@ -307,19 +327,27 @@ func TestRestoreJVM(t *testing.T) {
 		if err != nil || !strings.HasPrefix(line, "pong ") {
 			t.Fatalf("%s answered %q, %v", addr, line, err)
 		}
-		// Read to the end: the JVM has closed its side, and this side's
-		// socket is gone before the next capture.
 		io.Copy(io.Discard, c)
 	}
-	ask()
+	onLine := func(lines func() []string) func(string) {
+		return func(want string) {
+			testprog.Eventually(t, testprog.Timeout, func() error {
+				if slices.Contains(lines(), want) {
+					return nil
+				}
+				return fmt.Errorf("the JVM did not print %q", want)
+			})
+		}
+	}
+	ask(onLine(p.Lines))
 	r1 := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
 	r1.checkContinues(t, lastCount(p)+1, 3)
-	ask()
+	ask(onLine(func() []string { l, _ := r1.snapshot(); return l }))
 	r2 := round(t, p.PID, filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
 	l1, _ := r1.snapshot()
 	c := counts(l1)
 	r2.checkContinues(t, c[len(c)-1]+1, 3)
-	ask()
+	ask(onLine(func() []string { l, _ := r2.snapshot(); return l }))
 }
 
 // TestRestoreUnixExternalPeer restores sockets connected to servers

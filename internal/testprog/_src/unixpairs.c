@@ -2,7 +2,7 @@
 // both directions, pairs whose other end was closed, a pair shut down one
 // way, a connection accepted from a listener on DIR/acc with data queued
 // both ways, a listener on an abstract name and a datagram socket bound to
-// DIR/dg. It prints "count N" every 100 ms until DIR/go exists, then
+// DIR/dg with a client connected to it. It prints "count N" every 100 ms until DIR/go exists, then
 // reads every queue, checks what it reads and how the sockets behave
 // (end of file, EPIPE), prints "ok WHAT" or "FAIL WHAT: ..." for each and
 // "checks done", and exits.
@@ -203,6 +203,7 @@ int main(int argc, char **argv) {
 	snprintf(abstract, sizeof abstract, "ckpt-unixpairs-%d", getpid());
 	int alis = bound(SOCK_STREAM, NULL, abstract, 1);
 	int dgb = bound(SOCK_DGRAM, argv[1], "dg", 0);
+	int dgc = connected(SOCK_DGRAM, argv[1], "dg");
 	printf("ready\n");
 	for (long n = 0; access(gofile, F_OK) != 0; n++) {
 		printf("count %ld\n", n);
@@ -242,6 +243,8 @@ int main(int argc, char **argv) {
 		fail("abstract listener", strerror(errno));
 	else
 		printf("ok abstract listener\n");
+	sendall(dgc, "client", 6);
+	checkMsgs("dgram client", dgb, (const char *[]){"client", NULL});
 	int c4 = connected(SOCK_DGRAM, argv[1], "dg");
 	if (c4 < 0)
 		fail("bound dgram", strerror(errno));
