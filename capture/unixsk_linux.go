@@ -129,6 +129,8 @@ func (c *capturer) describeUnix(si *format.SocketInfo, dfd int) (string, error) 
 		return "", nil // another network namespace: described as before
 	}
 	si.Shutdown = uint32(d.Shutdown)
+	cred, _ := unix.GetsockoptInt(dfd, unix.SOL_SOCKET, unix.SO_PASSCRED)
+	si.PassCred = cred != 0
 	switch {
 	case d.State == tcpListen:
 		si.State = format.SocketListening
@@ -152,7 +154,7 @@ func (c *capturer) describeUnix(si *format.SocketInfo, dfd int) (string, error) 
 	if d.RQueue == 0 {
 		return "", nil
 	}
-	if cred, _ := unix.GetsockoptInt(dfd, unix.SOL_SOCKET, unix.SO_PASSCRED); cred != 0 {
+	if si.PassCred {
 		return "its queued data carries the senders' credentials (SO_PASSCRED), which a restore cannot reproduce", nil
 	}
 	data, msgs, why := peekQueue(dfd, int(si.Type), int(d.RQueue))

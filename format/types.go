@@ -313,6 +313,9 @@ type SocketInfo struct {
 	// accepted its connection yet: PeerIno is then 0 and Peer the
 	// listener's address.
 	Unaccepted bool `ckpt:"16"`
+	// PassCred says SO_PASSCRED was set on a unix socket: its reads
+	// carry the senders' credentials.
+	PassCred bool `ckpt:"17"`
 }
 
 // TTYInfo describes a terminal.

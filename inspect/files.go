@@ -99,6 +99,7 @@ type SocketJSON struct {
 	QueuedMessages int    `json:"queued_messages,omitempty"`
 	Pending        uint32 `json:"pending,omitempty"`
 	Unaccepted     bool   `json:"unaccepted,omitempty"`
+	PassCred       bool   `json:"passcred,omitempty"`
 }
 
 // TTYJSON is the state of a terminal.
@@ -305,6 +306,7 @@ func unixSocketDetail(js *SocketJSON, s *format.SocketInfo, m *format.Meta) stri
 	js.QueuedMessages = len(s.Messages)
 	js.Pending = s.Pending
 	js.Unaccepted = s.Unaccepted
+	js.PassCred = s.PassCred
 	var line string
 	if s.PeerClosed {
 		line += " peer closed"
@@ -323,6 +325,9 @@ func unixSocketDetail(js *SocketJSON, s *format.SocketInfo, m *format.Meta) stri
 	}
 	if s.Pending != 0 {
 		line += fmt.Sprintf(" %d pending connections", s.Pending)
+	}
+	if s.PassCred {
+		line += " passcred"
 	}
 	return line
 }

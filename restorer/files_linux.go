@@ -371,6 +371,11 @@ func (fs *fileSet) openSocket(fp *FilePlan) error {
 	}
 	fs.keep(fp, fd)
 	setFL(fd, fp.Flags)
+	if s.Family == unix.AF_UNIX {
+		if err := setUnixOptions(fd, s); err != nil {
+			return err
+		}
+	}
 	if s.State != format.SocketListening && s.Local == "" {
 		return nil
 	}

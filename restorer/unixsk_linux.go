@@ -42,7 +42,7 @@ func (fs *fileSet) openSocketpair(fp *FilePlan, pl *Plan, top *format.Reader, do
 		if end == nil {
 			continue
 		}
-		if err := shutdownAsRecorded(p[i], end.File.Socket.Shutdown); err != nil {
+		if err := setUnixOptions(p[i], end.File.Socket); err != nil {
 			return err
 		}
 		setFL(p[i], end.Flags)
@@ -137,9 +137,20 @@ func (fs *fileSet) connectUnix(fp *FilePlan, pl *Plan, top *format.Reader, opts 
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: name}); err != nil {
 		return fmt.Errorf("connecting to %s: %w", s.Peer, os.NewSyscallError("connect", err))
 	}
-	if err := shutdownAsRecorded(fd, s.Shutdown); err != nil {
+	if err := setUnixOptions(fd, s); err != nil {
 		return err
 	}
 	setFL(fd, fp.Flags)
 	return nil
+}
+
+// setUnixOptions sets what capture recorded of a unix socket besides its
+// connection: its shutdown state and SO_PASSCRED.
+func setUnixOptions(fd int, s *format.SocketInfo) error {
+	if s.PassCred {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+			return os.NewSyscallError("setsockopt(SO_PASSCRED)", err)
+		}
+	}
+	return shutdownAsRecorded(fd, s.Shutdown)
 }

@@ -2,7 +2,8 @@
 // both directions, pairs whose other end was closed, a pair shut down one
 // way, a connection accepted from a listener on DIR/acc with data queued
 // both ways, a listener on an abstract name and a datagram socket bound to
-// DIR/dg with a client connected to it. It prints "count N" every 100 ms until DIR/go exists, then
+// DIR/dg with a client connected to it, and a pair with SO_PASSCRED set on
+// one end. It prints "count N" every 100 ms until DIR/go exists, then
 // reads every queue, checks what it reads and how the sockets behave
 // (end of file, EPIPE), prints "ok WHAT" or "FAIL WHAT: ..." for each and
 // "checks done", and exits.
@@ -204,6 +205,9 @@ int main(int argc, char **argv) {
 	int alis = bound(SOCK_STREAM, NULL, abstract, 1);
 	int dgb = bound(SOCK_DGRAM, argv[1], "dg", 0);
 	int dgc = connected(SOCK_DGRAM, argv[1], "dg");
+	int pc[2], one = 1;
+	pair(SOCK_STREAM, pc); // SO_PASSCRED on one end
+	setsockopt(pc[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
 	printf("ready\n");
 	for (long n = 0; access(gofile, F_OK) != 0; n++) {
 		printf("count %ld\n", n);
@@ -243,6 +247,13 @@ int main(int argc, char **argv) {
 		fail("abstract listener", strerror(errno));
 	else
 		printf("ok abstract listener\n");
+	int cred = 0;
+	socklen_t credLen = sizeof cred;
+	getsockopt(pc[1], SOL_SOCKET, SO_PASSCRED, &cred, &credLen);
+	if (cred != 1)
+		fail("passcred", "SO_PASSCRED is off");
+	else
+		printf("ok passcred\n");
 	sendall(dgc, "client", 6);
 	checkMsgs("dgram client", dgb, (const char *[]){"client", NULL});
 	int c4 = connected(SOCK_DGRAM, argv[1], "dg");
