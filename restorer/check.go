@@ -188,7 +188,7 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 				}
 			}
 		case SrcConnect:
-			if p := f.Socket.Peer; fp.Peer == nil && host.Stat != nil && !strings.HasPrefix(p, "@") {
+			if p := f.Socket.Peer; fp.Listener == nil && host.Stat != nil && !strings.HasPrefix(p, "@") {
 				if st, err := host.Stat(p); err != nil || st.Mode&sIFMT != sIFSOCK {
 					add(Problem{Subject: subj, What: fmt.Sprintf("its peer %s is not a socket now", p),
 						Remedy: fmt.Sprintf("start what listens on %s, or substitute the socket: --subst %s,FD", p, format.FileIDString(f.ID))})

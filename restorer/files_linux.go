@@ -123,7 +123,7 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 	case SrcPipe:
 		return fs.openPipe(fp, pl, top, done)
 	case SrcSocketpair:
-		return fs.openSocketpair(fp, pl, top, done)
+		return fs.openSocketpair(fp, pl, top, opts, done)
 	case SrcListen:
 		return fs.openSocket(fp)
 	case SrcConnect:

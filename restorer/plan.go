@@ -167,6 +167,10 @@ type FilePlan struct {
 	FD int
 	// Peer is the other end of a pipe or socket pair created together.
 	Peer *FilePlan
+	// Listener is the listening unix socket of the image a connection
+	// is made through again: an accepted one and its client, or one not
+	// accepted yet.
+	Listener *FilePlan
 	// Readonly: the file is open for reading only (an input).
 	Readonly bool
 	// Subst: the path is a substitute the user named (--subst ID,PATH),

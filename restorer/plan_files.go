@@ -68,6 +68,7 @@ func (pl *Plan) planFiles(opts *Options) {
 			}
 		}
 	}
+	pl.planAccepted()
 }
 
 // loneEnd handles a pipe or connected socket whose other end is outside the

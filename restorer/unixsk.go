@@ -74,27 +74,58 @@ func (pl *Plan) planUnaccepted(socks map[uint64]*FilePlan, opts *Options) {
 			continue
 		}
 		for _, l := range pl.Files {
-			if ls := l.File.Socket; l.File.Type == format.FileUnix && ls != nil && ls.State == format.SocketListening && ls.Local == s.Peer && ls.Pending > 0 {
-				fp.Peer = l
+			if ls := l.File.Socket; isUnixListener(l) && ls.Local == s.Peer && ls.Pending > 0 {
+				fp.Listener = l
 				clients[l]++
 				fp.Note = fmt.Sprintf("connected again to listener %s, which had not accepted it yet", format.FileIDString(l.File.ID))
 				break
 			}
 		}
-		if fp.Peer == nil {
+		if fp.Listener == nil {
 			fp.Source = 0
 			pl.externalUnixPeer(fp, opts)
 		}
 	}
 	for _, l := range pl.Files {
 		ls := l.File.Socket
-		if l.File.Type != format.FileUnix || ls == nil || ls.State != format.SocketListening || ls.Pending == clients[l] {
+		if !isUnixListener(l) || ls.Pending == clients[l] {
 			continue
 		}
 		pl.problem(Problem{Subject: fileSubject(l.File), Unsupported: true,
 			What:   fmt.Sprintf("a listening unix socket %s with %d connections not accepted yet from outside the image, which are lost with the kill", ls.Local, ls.Pending-clients[l]),
 			Remedy: fmt.Sprintf("capture again once the program has accepted them, or substitute it: --subst %s,FD", format.FileIDString(l.File.ID))})
 	}
+}
+
+// planAccepted finds the socket pairs that are a connection a listener of
+// the image accepted and its client: they are connected through the
+// listener again, so that their addresses are the listener's as before.
+func (pl *Plan) planAccepted() {
+	for _, fp := range pl.Files {
+		if fp.Source != SrcSocketpair || fp.Peer == nil || fp.Listener != nil || fp.File.Socket.Type == sockDgram {
+			continue
+		}
+		for _, ends := range [][2]*FilePlan{{fp, fp.Peer}, {fp.Peer, fp}} {
+			acc, cl := ends[0].File.Socket, ends[1].File.Socket
+			if acc.Local == "" || cl.Peer != acc.Local || cl.Local != "" {
+				continue
+			}
+			for _, l := range pl.Files {
+				if isUnixListener(l) && l.File.Socket.Local == acc.Local && l.File.Socket.Type == acc.Type {
+					fp.Listener, fp.Peer.Listener = l, l
+					ends[0].Note = fmt.Sprintf("accepted again from listener %s, as it was", format.FileIDString(l.File.ID))
+					ends[1].Note = fmt.Sprintf("connected again to listener %s and accepted, as it was", format.FileIDString(l.File.ID))
+					break
+				}
+			}
+			break
+		}
+	}
+}
+
+func isUnixListener(fp *FilePlan) bool {
+	s := fp.File.Socket
+	return fp.File.Type == format.FileUnix && s != nil && s.State == format.SocketListening && fp.Source == SrcListen
 }
 
 // externalUnixPeer plans a connected unix socket whose peer is outside
@@ -111,7 +142,7 @@ func (pl *Plan) externalUnixPeer(fp *FilePlan, opts *Options) {
 		if n, _ := pl.socketQueueLen(s); s.Type == sockDgram && l.Source == SrcListen && ls.Local != "" && n == 0 {
 			// A datagram socket connected to a bound one of the image
 			// (a log server's clients): connected again once it is bound.
-			fp.Source, fp.Peer = SrcConnect, l
+			fp.Source, fp.Listener = SrcConnect, l
 			fp.Note = fmt.Sprintf("datagram socket connected again to %s (%s)", ls.Local, format.FileIDString(l.File.ID))
 			return
 		}

@@ -15,11 +15,20 @@ import (
 // alone when its other end was closed: each end's queue is sent again
 // from the other end, message by message, then the other end of a lone
 // socket is closed (a stream or seqpacket socket sees it as shut down both
-// ways, as it did) and each end is shut down as it was.
-func (fs *fileSet) openSocketpair(fp *FilePlan, pl *Plan, top *format.Reader, done map[*FilePlan]bool) error {
-	p, err := unix.Socketpair(unix.AF_UNIX, int(fp.File.Socket.Type)|unix.SOCK_CLOEXEC, 0)
+// ways, as it did) and each end is shut down as it was. A connection a
+// listener of the image had accepted is connected and accepted through
+// that listener again.
+func (fs *fileSet) openSocketpair(fp *FilePlan, pl *Plan, top *format.Reader, opts *Options, done map[*FilePlan]bool) error {
+	var p [2]int
+	var err error
+	if fp.Listener != nil {
+		p, err = fs.acceptAgain(fp, pl, top, opts, done)
+	} else {
+		p, err = unix.Socketpair(unix.AF_UNIX, int(fp.File.Socket.Type)|unix.SOCK_CLOEXEC, 0)
+		err = os.NewSyscallError("socketpair", err)
+	}
 	if err != nil {
-		return os.NewSyscallError("socketpair", err)
+		return err
 	}
 	fs.keep(fp, p[0])
 	if fp.Peer == nil {
@@ -48,6 +57,54 @@ func (fs *fileSet) openSocketpair(fp *FilePlan, pl *Plan, top *format.Reader, do
 		setFL(p[i], end.Flags)
 	}
 	return nil
+}
+
+// acceptAgain connects a new socket to fp's listener and accepts the
+// connection there: the ends for fp and its peer, in that order.
+func (fs *fileSet) acceptAgain(fp *FilePlan, pl *Plan, top *format.Reader, opts *Options, done map[*FilePlan]bool) ([2]int, error) {
+	l := fp.Listener
+	if err := fs.openListener(l, pl, top, opts, done); err != nil {
+		return [2]int{}, err
+	}
+	s := l.File.Socket
+	cl, err := unix.Socket(unix.AF_UNIX, int(s.Type)|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return [2]int{}, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Connect(cl, unixSockaddr(s.Local)); err != nil {
+		unix.Close(cl)
+		return [2]int{}, fmt.Errorf("connecting to %s: %w", s.Local, os.NewSyscallError("connect", err))
+	}
+	// The connection is queued once connect returns; the listener has no
+	// other yet (connections not accepted come after, connectUnix).
+	acc, _, err := unix.Accept4(fs.fd[l], unix.SOCK_CLOEXEC)
+	if err != nil {
+		unix.Close(cl)
+		return [2]int{}, fmt.Errorf("accepting on %s: %w", s.Local, os.NewSyscallError("accept4", err))
+	}
+	if fp.File.Socket.Local == s.Local {
+		return [2]int{acc, cl}, nil
+	}
+	return [2]int{cl, acc}, nil
+}
+
+// openListener opens listener l if it is not yet.
+func (fs *fileSet) openListener(l *FilePlan, pl *Plan, top *format.Reader, opts *Options, done map[*FilePlan]bool) error {
+	if done[l] {
+		return nil
+	}
+	done[l] = true
+	if err := fs.open(l, pl, top, opts, done); err != nil {
+		return fmt.Errorf("%s: %w", fileSubject(l.File), err)
+	}
+	return nil
+}
+
+func unixSockaddr(name string) *unix.SockaddrUnix {
+	if strings.HasPrefix(name, "@") {
+		name = "\x00" + name[1:]
+	}
+	return &unix.SockaddrUnix{Name: name}
 }
 
 // refillSocket sends the bytes queued at s in the image from from, its
@@ -118,11 +175,19 @@ func shutdownAsRecorded(fd int, bits uint32) error {
 // outside the image, shut down as it was.
 func (fs *fileSet) connectUnix(fp *FilePlan, pl *Plan, top *format.Reader, opts *Options, done map[*FilePlan]bool) error {
 	s := fp.File.Socket
-	if l := fp.Peer; l != nil && !done[l] {
-		// Its listener, in the image, listens first.
-		done[l] = true
-		if err := fs.open(l, pl, top, opts, done); err != nil {
-			return fmt.Errorf("%s: %w", fileSubject(l.File), err)
+	if l := fp.Listener; l != nil {
+		// Its listener, in the image, listens first, and has accepted
+		// again what it had accepted before this one waits.
+		if err := fs.openListener(l, pl, top, opts, done); err != nil {
+			return err
+		}
+		for _, p := range pl.Files {
+			if p.Source == SrcSocketpair && p.Listener == l && !done[p] {
+				done[p] = true
+				if err := fs.open(p, pl, top, opts, done); err != nil {
+					return fmt.Errorf("%s: %w", fileSubject(p.File), err)
+				}
+			}
 		}
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, int(s.Type)|unix.SOCK_CLOEXEC, 0)
@@ -130,11 +195,7 @@ func (fs *fileSet) connectUnix(fp *FilePlan, pl *Plan, top *format.Reader, opts 
 		return os.NewSyscallError("socket", err)
 	}
 	fs.keep(fp, fd)
-	name := s.Peer
-	if strings.HasPrefix(name, "@") {
-		name = "\x00" + name[1:]
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+	if err := unix.Connect(fd, unixSockaddr(s.Peer)); err != nil {
 		return fmt.Errorf("connecting to %s: %w", s.Peer, os.NewSyscallError("connect", err))
 	}
 	if err := setUnixOptions(fd, s); err != nil {

@@ -71,6 +71,14 @@ func TestPlanUnixSockets(t *testing.T) {
 		{"peer unsupported", []format.SocketInfo{{Family: 1, Type: stream, State: conn, Ino: 1, PeerIno: 2}, {Family: 1, Type: 3, State: conn, Ino: 2, PeerIno: 1}},
 			Options{}, []Source{0, 0}, "whose other end f9 cannot be restored with it"},
 	}
+	// An accepted connection and its client go through their listener.
+	_, pl := testSession(t, unixMeta(
+		format.SocketInfo{Family: 1, Type: stream, State: format.SocketListening, Ino: 1, Local: "/run/l"},
+		format.SocketInfo{Family: 1, Type: stream, State: conn, Ino: 2, PeerIno: 3, Local: "/run/l"},
+		format.SocketInfo{Family: 1, Type: stream, State: conn, Ino: 3, PeerIno: 2, Peer: "/run/l"}), Options{})
+	if l, acc, cl := pl.fileByID[8], pl.fileByID[9], pl.fileByID[10]; acc.Listener != l || cl.Listener != l || acc.Peer != cl {
+		t.Errorf("accepted pair not planned through its listener: %+v %+v", acc, cl)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, pl := testSession(t, unixMeta(tt.socks...), tt.opts)

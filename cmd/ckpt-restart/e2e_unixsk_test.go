@@ -42,7 +42,7 @@ func TestRestoreUnixPairs(t *testing.T) {
 	checkNoFailures(t, lines)
 	for _, want := range []string{"stream 0->1", "stream 1->0", "dgram 0->1", "dgram 1->0", "seqpacket 0->1",
 		"seqpacket 1->0", "closed stream eof", "closed stream epipe", "closed seqpacket eof", "closed dgram data",
-		"shut down eof", "shut down epipe", "accepted data", "client data", "accepted after restore",
+		"shut down eof", "shut down epipe", "accepted name", "client peer name", "accepted data", "client data", "accepted after restore",
 		"listener after restore", "abstract listener", "passcred", "dgram client", "bound dgram", "stream after restore", "dgram after restore"} {
 		if !slices.Contains(lines, "ok "+want) {
 			t.Errorf("no \"ok %s\" line:\n%s", want, strings.Join(lines, "\n"))

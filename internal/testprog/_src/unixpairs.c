@@ -233,6 +233,18 @@ int main(int argc, char **argv) {
 	checkStream("shut down data", sh[1], "bye", 3);
 	checkEOF("shut down eof", sh[1]);
 	checkSendErr("shut down epipe", sh[0], EPIPE);
+	struct sockaddr_un want, got;
+	socklen_t gotLen = sizeof got;
+	unixAddr(&want, argv[1], "acc");
+	if (getsockname(ac, (void *)&got, &gotLen) < 0 || strcmp(got.sun_path, want.sun_path) != 0)
+		fail("accepted name", "getsockname is not the listener's path");
+	else
+		printf("ok accepted name\n");
+	gotLen = sizeof got;
+	if (getpeername(cl, (void *)&got, &gotLen) < 0 || strcmp(got.sun_path, want.sun_path) != 0)
+		fail("client peer name", "getpeername is not the listener's path");
+	else
+		printf("ok client peer name\n");
 	checkStream("accepted data", ac, "to server", 9);
 	checkStream("client data", cl, "to client", 9);
 	sendall(ac, "more", 4);
