@@ -60,6 +60,8 @@ type capturer struct {
 	tcpHeld []int
 	// tcpLocked are the connections under the network lock.
 	tcpLocked [][2]netip.AddrPort
+	// unixDiags are the unix sockets sock_diag lists, by inode.
+	unixDiags map[uint64]unixDiag
 }
 
 // Capture records process pid (and with Options.Tree its descendants) into

@@ -184,7 +184,9 @@ func (c *capturer) describe(pr *proc, pidfd int, fd procfs.FD, info *procfs.FDIn
 		f.Type = format.FilePipe
 		f.Pipe = &format.PipeInfo{Ino: ino}
 	case procfs.FDSocket:
-		c.describeSocket(&f, pr, pidfd, fd.Num, ino)
+		if err := c.describeSocket(&f, pr, pidfd, fd.Num, ino); err != nil {
+			return f, err
+		}
 	case procfs.FDAnonInode:
 		f.Ident.Ino = info.Ino
 		switch anon {
@@ -310,18 +312,18 @@ func describeTTY(pidfd, num int, rdev uint64) *format.TTYInfo {
 
 // describeSocket fills in a socket from a duplicate of its description
 // (pidfd_getfd), and the /proc/net tables for TCP state and backlog.
-func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino uint64) {
+func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino uint64) error {
 	f.Type = format.FileSocket
 	si := &format.SocketInfo{Ino: ino}
 	f.Socket = si
 	if pidfd < 0 {
 		f.Unsupported = "socket could not be inspected: pidfd_open failed"
-		return
+		return nil
 	}
 	dfd, err := unix.PidfdGetfd(pidfd, num, 0)
 	if err != nil {
 		f.Unsupported = "socket could not be inspected: pidfd_getfd: " + err.Error()
-		return
+		return nil
 	}
 	defer unix.Close(dfd)
 	dom, _ := unix.GetsockoptInt(dfd, unix.SOL_SOCKET, unix.SO_DOMAIN)
@@ -345,9 +347,11 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 	switch dom {
 	case unix.AF_UNIX:
 		f.Type = format.FileUnix
-		if u, ok := c.unixSocket(pr, ino); ok && si.State == format.SocketUnconnected && u.State == 3 {
-			si.State = format.SocketConnected // a socketpair end: connected, no address
+		why, err := c.describeUnix(si, dfd)
+		if err != nil {
+			return err
 		}
+		f.Unsupported = why
 	case unix.AF_INET, unix.AF_INET6:
 		f.Type = format.FileInet
 		if typ == unix.SOCK_STREAM {
@@ -366,11 +370,15 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 	default:
 		f.Unsupported = fmt.Sprintf("socket family %d is not described by the format", dom)
 	}
+	return nil
 }
 
 func sockaddrString(sa unix.Sockaddr) string {
 	switch a := sa.(type) {
 	case *unix.SockaddrUnix:
+		if a.Name == "@" {
+			return "" // unnamed: x/sys writes an empty name as an abstract one
+		}
 		return a.Name
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
@@ -378,19 +386,6 @@ func sockaddrString(sa unix.Sockaddr) string {
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
 	}
 	return ""
-}
-
-func (c *capturer) unixSocket(pr *proc, ino uint64) (procfs.UnixSocket, bool) {
-	socks, err := pr.fs.NetUnix()
-	if err != nil {
-		return procfs.UnixSocket{}, false
-	}
-	for _, s := range socks {
-		if s.Inode == ino {
-			return s, true
-		}
-	}
-	return procfs.UnixSocket{}, false
 }
 
 func (c *capturer) tcpSocket(pr *proc, ino uint64) (procfs.TCPSocket, bool) {

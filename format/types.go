@@ -297,6 +297,30 @@ type SocketInfo struct {
 	Ino     uint64 `ckpt:"8"` // socket inode
 	// PeerIno identifies the other end of a connected unix socket.
 	PeerIno uint64 `ckpt:"9"`
+	// Shutdown is a unix socket's shutdown state as the kernel keeps it:
+	// bit 0 receiving shut down, bit 1 sending shut down.
+	Shutdown uint32 `ckpt:"10"`
+	// PeerClosed says a connected unix socket's other end was closed (a
+	// socket pair with one end gone): PeerIno is then 0.
+	PeerClosed bool `ckpt:"11"`
+	// Queued holds the bytes in a unix socket's receive queue at capture.
+	Queued []byte `ckpt:"12"`
+	// QueuedBlob is the index+1 in Meta.Blobs of the queued bytes when
+	// they were too many to inline.
+	QueuedBlob uint32 `ckpt:"13"`
+	// Messages are the lengths of the queued datagrams or seqpacket
+	// records, in order, summing to the queued bytes; empty for a stream.
+	Messages []uint32 `ckpt:"14"`
+	// Pending is the number of connections a listening unix socket had
+	// not accepted yet.
+	Pending uint32 `ckpt:"15"`
+	// Unaccepted says a connected unix socket's listener had not
+	// accepted its connection yet: PeerIno is then 0 and Peer the
+	// listener's address.
+	Unaccepted bool `ckpt:"16"`
+	// PassCred says SO_PASSCRED was set on a unix socket: its reads
+	// carry the senders' credentials.
+	PassCred bool `ckpt:"17"`
 	// TCP is the repair state of a connected TCP socket.
 	TCP *TCPInfo `ckpt:"20"`
 }

@@ -32,6 +32,9 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 		if t := tcpOf(f); t != nil && (t.SendQueueBlob > uint32(len(m.Blobs)) || t.RecvQueueBlob > uint32(len(m.Blobs))) {
 			return bad(path(), "tcp queue blob %d/%d of %d", t.SendQueueBlob, t.RecvQueueBlob, len(m.Blobs))
 		}
+		if f.Socket != nil && f.Socket.QueuedBlob > uint32(len(m.Blobs)) {
+			return bad(path(), "socket queue blob %d of %d", f.Socket.QueuedBlob, len(m.Blobs))
+		}
 		if f.Pipe != nil && f.Pipe.BufferedBlob > uint32(len(m.Blobs)) {
 			return bad(path(), "pipe buffer blob %d of %d", f.Pipe.BufferedBlob, len(m.Blobs))
 		}

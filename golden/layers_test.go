@@ -82,6 +82,8 @@ var externalRules = []externalRule{
 	}},
 	// nftables (the TCP network lock) only behind internal/tcprepair.
 	{"github.com/google/nftables", func(pkg, _ string, test bool) bool { return pkg == "internal/tcprepair" || test }},
+	// Netlink (sock_diag) is how capture asks the kernel about sockets.
+	{"github.com/mdlayher/netlink", func(pkg, _ string, _ bool) bool { return pkg == "capture" }},
 	// Compression is the format's business.
 	{"github.com/klauspost/compress/", func(pkg, _ string, test bool) bool { return pkg == "format" || test }},
 	// Hashing of pages: the format, and the live layers that compute hashes.

@@ -96,6 +96,14 @@ type SocketJSON struct {
 	PeerIno  uint64 `json:"peer_ino"`
 	// TCP is set for a connected TCP socket.
 	TCP *TCPJSON `json:"tcp,omitempty"`
+	// For unix sockets, present when set.
+	PeerClosed     bool   `json:"peer_closed,omitempty"`
+	Shutdown       string `json:"shutdown,omitempty"`
+	QueuedBytes    uint64 `json:"queued_bytes,omitempty"`
+	QueuedMessages int    `json:"queued_messages,omitempty"`
+	Pending        uint32 `json:"pending,omitempty"`
+	Unaccepted     bool   `json:"unaccepted,omitempty"`
+	PassCred       bool   `json:"passcred,omitempty"`
 }
 
 // TTYJSON is the state of a terminal.
@@ -227,6 +235,7 @@ func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
 			fi.Socket.TCP, words = tcpJSON(m, s.TCP)
 			line += words
 		}
+		line += unixSocketDetail(fi.Socket, s, m)
 		d = append(d, line)
 	}
 	if t := f.TTY; t != nil {
@@ -294,4 +303,42 @@ func maskSignals(mask uint64) []string {
 		}
 	}
 	return out
+}
+
+// unixSocketDetail fills in the unix socket state of js from s and says
+// it for the detail line: nothing for what is not set.
+func unixSocketDetail(js *SocketJSON, s *format.SocketInfo, m *format.Meta) string {
+	js.PeerClosed = s.PeerClosed
+	js.Shutdown = [4]string{"", "rd", "wr", "rdwr"}[s.Shutdown&3]
+	js.QueuedBytes = uint64(len(s.Queued))
+	if s.QueuedBlob != 0 {
+		js.QueuedBytes += m.Blobs[s.QueuedBlob-1].Size
+	}
+	js.QueuedMessages = len(s.Messages)
+	js.Pending = s.Pending
+	js.Unaccepted = s.Unaccepted
+	js.PassCred = s.PassCred
+	var line string
+	if s.PeerClosed {
+		line += " peer closed"
+	}
+	if s.Unaccepted {
+		line += " not accepted yet"
+	}
+	if js.Shutdown != "" {
+		line += " shut down " + js.Shutdown
+	}
+	if js.QueuedBytes != 0 {
+		line += fmt.Sprintf(" %d bytes queued", js.QueuedBytes)
+		if js.QueuedMessages != 0 {
+			line += fmt.Sprintf(" in %d messages", js.QueuedMessages)
+		}
+	}
+	if s.Pending != 0 {
+		line += fmt.Sprintf(" %d pending connections", s.Pending)
+	}
+	if s.PassCred {
+		line += " passcred"
+	}
+	return line
 }

@@ -194,6 +194,13 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 						Remedy: fmt.Sprintf("create it, point the image elsewhere with --prefix OLD=NEW, or substitute the instance: --subst %s,FD", format.FileIDString(f.ID))})
 				}
 			}
+		case SrcConnect:
+			if p := f.Socket.Peer; fp.Listener == nil && host.Stat != nil && !strings.HasPrefix(p, "@") {
+				if st, err := host.Stat(p); err != nil || st.Mode&sIFMT != sIFSOCK {
+					add(Problem{Subject: subj, What: fmt.Sprintf("its peer %s is not a socket now", p),
+						Remedy: fmt.Sprintf("start what listens on %s, or substitute the socket: --subst %s,FD", p, format.FileIDString(f.ID))})
+				}
+			}
 		case SrcListen:
 			if host.Bind == nil || f.Socket.Local == "" {
 				continue

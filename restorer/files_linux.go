@@ -139,21 +139,15 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 	case SrcPipe:
 		return fs.openPipe(fp, pl, top, done)
 	case SrcSocketpair:
-		p, err := unix.Socketpair(unix.AF_UNIX, int(f.Socket.Type)|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return os.NewSyscallError("socketpair", err)
-		}
-		fs.keep(fp, p[0])
-		fs.keep(fp.Peer, p[1])
-		done[fp.Peer] = true
-		setFL(p[0], fp.Flags)
-		setFL(p[1], fp.Peer.Flags)
+		return fs.openSocketpair(fp, pl, top, opts, done)
 	case SrcListen:
 		return fs.openSocket(fp)
 	case SrcTCP:
 		return fs.openTCP(fp, top)
 	case SrcTCPClosed:
 		return fs.openTCPClosed(fp)
+	case SrcConnect:
+		return fs.connectUnix(fp, pl, top, opts, done)
 	case SrcEventfd:
 		flags := unix.EFD_CLOEXEC
 		if fp.Flags&unix.O_NONBLOCK != 0 {
@@ -397,6 +391,11 @@ func (fs *fileSet) openSocket(fp *FilePlan) error {
 	}
 	fs.keep(fp, fd)
 	setFL(fd, fp.Flags)
+	if s.Family == unix.AF_UNIX {
+		if err := setUnixOptions(fd, s); err != nil {
+			return err
+		}
+	}
 	if s.State != format.SocketListening && s.Local == "" {
 		return nil
 	}

@@ -37,6 +37,13 @@ type Options struct {
 	// terminal; they must then be substituted (Subst) or the check fails.
 	NoTTY bool
 
+	// ExtUnixSk reconnects a unix stream or seqpacket socket connected to
+	// a socket outside the image to that socket's address, as CRIU's
+	// --ext-unix-sk does: the peer sees a new connection, so whatever it
+	// kept of the old one is gone. Without it such a socket is refused;
+	// datagram sockets are reconnected either way.
+	ExtUnixSk bool
+
 	// Foreground says the caller will make the restored root's process
 	// group the foreground group of its terminal, as a shell does for a
 	// job it runs (ckpt-restart does it in BeforeRun): a root that led

@@ -50,13 +50,14 @@ const (
 	SrcInotify                      // a new inotify instance with the recorded watches at their numbers
 	SrcTCP                          // a TCP connection rebuilt with TCP_REPAIR
 	SrcTCPClosed                    // a TCP socket whose connection was reset (--tcp-close)
+	SrcConnect                      // a new unix socket connected to the recorded peer address
 )
 
 var sourceNames = map[Source]string{
 	SrcPath: "open", SrcInherit: "inherit", SrcTTY: "tty", SrcPipe: "pipe", SrcSocketpair: "socketpair",
 	SrcListen: "listen", SrcEventfd: "eventfd", SrcTimerfd: "timerfd", SrcSignalfd: "signalfd",
 	SrcContents: "contents", SrcEpoll: "epoll", SrcNull: "null", SrcLone: "lone-end",
-	SrcInotify: "inotify", SrcTCP: "tcp-repair", SrcTCPClosed: "tcp-reset",
+	SrcInotify: "inotify", SrcTCP: "tcp-repair", SrcTCPClosed: "tcp-reset", SrcConnect: "connect",
 }
 
 func (s Source) String() string {
@@ -168,6 +169,10 @@ type FilePlan struct {
 	FD int
 	// Peer is the other end of a pipe or socket pair created together.
 	Peer *FilePlan
+	// Listener is the listening unix socket of the image a connection
+	// is made through again: an accepted one and its client, or one not
+	// accepted yet.
+	Listener *FilePlan
 	// Readonly: the file is open for reading only (an input).
 	Readonly bool
 	// Subst: the path is a substitute the user named (--subst ID,PATH),

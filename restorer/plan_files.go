@@ -57,16 +57,18 @@ func (pl *Plan) planFiles(opts *Options) {
 			pl.loneEnd(fp, "pipe")
 		}
 	}
+	pl.planUnaccepted(socks, opts)
 	for _, fp := range socks {
 		if fp.Source == SrcSocketpair && fp.Peer == nil {
 			if peer := socks[fp.File.Socket.PeerIno]; peer != nil && peer != fp {
 				fp.Peer, peer.Peer = peer, fp
 			} else {
 				fp.Source = 0
-				pl.loneEnd(fp, "connected unix socket")
+				pl.externalUnixPeer(fp, opts)
 			}
 		}
 	}
+	pl.planAccepted()
 }
 
 // loneEnd handles a pipe or connected socket whose other end is outside the
@@ -154,14 +156,27 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 			unsupported("a socket without socket details")
 			return
 		}
+		if f.Type == format.FileUnix {
+			if why := pl.unixSocketProblem(fp); why != "" {
+				unsupported(why)
+				return
+			}
+		}
 		switch {
 		case s.State == format.SocketListening:
 			fp.Source, fp.Note = SrcListen, "listening socket bound again to "+s.Local
 		case f.Type == format.FileInet && s.TCP != nil:
 			pl.planTCP(fp, opts)
+		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.Unaccepted:
+			fp.Source = SrcConnect
+			socks[s.Ino] = fp
+		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerClosed:
+			fp.Source, fp.Note = SrcSocketpair, "socket pair made anew and its other end closed, as it was"
 		case f.Type == format.FileUnix && s.State == format.SocketConnected && s.PeerIno != 0:
 			fp.Source = SrcSocketpair
 			socks[s.Ino] = fp
+		case f.Type == format.FileUnix && s.State == format.SocketUnconnected && s.Local != "" && s.Peer == "":
+			fp.Source, fp.Note = SrcListen, "unix socket bound again to "+s.Local
 		case s.State == format.SocketUnconnected && s.Local == "" && s.Peer == "":
 			fp.Source, fp.Note = SrcListen, "unbound socket made anew"
 		default:

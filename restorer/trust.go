@@ -46,9 +46,10 @@ func (f ImageFile) String() string {
 }
 
 const (
-	sIFMT  = 0o170000
-	sIFREG = 0o100000
-	sIFDIR = 0o040000
+	sIFMT   = 0o170000
+	sIFREG  = 0o100000
+	sIFDIR  = 0o040000
+	sIFSOCK = 0o140000
 )
 
 // privileged reports whether creds can take ids or capabilities other than

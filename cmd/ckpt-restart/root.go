@@ -27,6 +27,7 @@ type restartOptions struct {
 	anyPID       bool
 	noTTY        bool
 	tcpClose     bool
+	extUnixSk    bool
 	verbose      bool
 	parents      []string
 	prefixes     []string
@@ -76,6 +77,7 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
 	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
 	f.BoolVar(&opts.tcpClose, "tcp-close", false, "restore TCP connections as reset by their peer (the program reads ECONNRESET and reconnects) instead of rebuilding established ones with TCP_REPAIR")
+	f.BoolVar(&opts.extUnixSk, "ext-unix-sk", false, "reconnect unix stream sockets connected outside the image to their peer's address (the peer sees a new connection)")
 	f.BoolVarP(&opts.verbose, "verbose", "v", false, "print each restore phase with its duration on stderr")
 	f.StringArrayVar(&opts.parents, "parent", nil, "a directory to look for the parents of a delta image in (repeatable)")
 	f.StringArrayVar(&opts.prefixes, "prefix", nil, "rewrite paths starting with OLD to start with NEW, as `OLD=NEW` (repeatable; the rules of ckptimg rewrite)")
@@ -87,7 +89,7 @@ See docs/restore.md.`,
 }
 
 func (o *restartOptions) restorerOptions() (restorer.Options, error) {
-	ro := restorer.Options{AnyPID: o.anyPID, NoTTY: o.noTTY, TCPClose: o.tcpClose}
+	ro := restorer.Options{AnyPID: o.anyPID, NoTTY: o.noTTY, TCPClose: o.tcpClose, ExtUnixSk: o.extUnixSk}
 	switch o.grownOutput {
 	case "keep":
 		ro.GrownOutput = restorer.OutputKeep

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,13 +117,15 @@ func binaries(t *testing.T) (ckptimg, restart string) {
 
 // tickerSrc holds what argv[1] names ("shm", "shm-second": a System V
 // segment attached, the second one created in its IPC namespace;
-// "socketpair"; "none") and writes "tick N" to stdout every 10 ms.
+// "scm-rights": a socket pair with one end queued in itself as SCM_RIGHTS;
+// "unix-peer PATH": a stream socket connected to PATH; "none") and writes "tick N" to stdout every 10 ms.
 const tickerSrc = `#define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
 	const char *what = argc > 1 ? argv[1] : "none";
@@ -138,9 +141,23 @@ int main(int argc, char **argv) {
 		shmctl(id, IPC_RMID, 0); /* gone once detached: nothing left behind */
 		memset(p, 7, 1 << 20);
 		printf("shmid %d\n", id);
-	} else if (!strcmp(what, "socketpair")) {
+	} else if (!strcmp(what, "unix-peer") && argc > 2) {
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 1; }
+	} else if (!strcmp(what, "scm-rights")) {
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) { perror("socketpair"); return 1; }
+		char c = 'x', buf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = {&c, 1};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof buf};
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &sv[0], sizeof(int));
+		if (sendmsg(sv[0], &m, 0) != 1) { perror("sendmsg"); return 1; }
 	}
 	for (unsigned long i = 0;; i++) { printf("tick %lu\n", i); usleep(10000); }
 }
@@ -235,7 +252,7 @@ func TestCaptureKillRefusesUnrestorable(t *testing.T) {
 		name, what, want string
 		freshIPC         bool
 	}{
-		{name: "socketpair", what: "socketpair", want: "unix socket"},
+		{name: "scm-rights", what: "scm-rights", want: "SCM_RIGHTS"},
 		// A fresh IPC namespace numbers segments from 0; the second has
 		// another id. Both must be named, whatever the ids.
 		{name: "sysv-shm-id0", what: "shm", want: "System V shared memory", freshIPC: true},
@@ -577,5 +594,42 @@ func TestCaptureKillUnprivileged(t *testing.T) {
 				t.Errorf("left traced by %d", st.TracerPid)
 			}
 		})
+	}
+}
+
+// TestCaptureKillExtUnixSk: --kill of a program connected to a unix
+// stream server outside it is refused naming --ext-unix-sk, and done with
+// it.
+func TestCaptureKillExtUnixSk(t *testing.T) {
+	ckptimg, _ := binaries(t)
+	fixture := testprog.BuildC(t, "ticker", tickerSrc)
+	dir := t.TempDir()
+	srv := filepath.Join(dir, "srv")
+	ln, err := net.Listen("unix", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	outPath := filepath.Join(dir, "out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := startGroup(t, out, nil, fixture, "unix-peer", srv)
+	pid := p.Process.Pid
+	waitTicking(t, outPath, 3)
+	img := filepath.Join(dir, "x.ckpt")
+	msg, code := run(t, ckptimg, "capture", strconv.Itoa(pid), "-o", img, "--kill")
+	if code != cli.ExitUnsupported || !strings.Contains(msg, srv) || !strings.Contains(msg, "--ext-unix-sk") {
+		t.Fatalf("capture --kill: exit %d, want %d naming %s and --ext-unix-sk:\n%s", code, cli.ExitUnsupported, srv, msg)
+	}
+	msg, code = run(t, ckptimg, "capture", strconv.Itoa(pid), "-o", img, "--kill", "--ext-unix-sk")
+	if code != 0 {
+		t.Fatalf("capture --kill --ext-unix-sk: exit %d\n%s", code, msg)
+	}
+	err = p.Wait()
+	if ws, ok := p.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("after --kill --ext-unix-sk: %v, want killed by SIGKILL", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/restorer"
 )
 
 // captureOptions are the flags of `ckptimg capture`.
@@ -28,6 +29,7 @@ type captureOptions struct {
 	tree         bool
 	kill         bool
 	force        bool
+	extUnixSk    bool
 	leaveRunning bool
 	parent       string
 	compression  int
@@ -106,6 +108,7 @@ are then read from that copy-on-write snapshot while the target runs on.`,
 	f.BoolVar(&o.tree, "tree", false, "also capture every descendant process")
 	f.BoolVar(&o.kill, "kill", false, "end the target after the image is complete and synced")
 	f.BoolVar(&o.force, "force", false, "with --kill: kill even when the image would not restore")
+	f.BoolVar(&o.extUnixSk, "ext-unix-sk", false, "with --kill: judge the image as ckpt-restart --ext-unix-sk restores it")
 	f.BoolVar(&o.leaveRunning, "leave-running", false, "keep the pause short: read memory from a copy-on-write snapshot while the target runs")
 	f.StringVar(&o.parent, "parent", "", "write a delta against this image")
 	f.IntVar(&o.compression, "compression", format.CompressionFastest, "compression level, 0 (none) to 4 (best)")
@@ -148,6 +151,9 @@ func (o *captureOptions) parse(cmd *cobra.Command, args []string) error {
 	}
 	if o.force && !o.kill {
 		return cli.Usagef("--force goes with --kill")
+	}
+	if o.extUnixSk && !o.kill {
+		return cli.Usagef("--ext-unix-sk goes with --kill")
 	}
 	if o.kill && o.track {
 		return cli.Usagef("--track keeps tracking for a later delta; with --kill there is none")
@@ -196,7 +202,7 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 	}
 	opts.Commit = func(format.ImageID) error { return out.Commit() }
 	if o.kill {
-		opts.CheckKill = killCheck(pid, output, o.force, stderr)
+		opts.CheckKill = killCheck(pid, output, o.force, restorer.Options{ExtUnixSk: o.extUnixSk}, stderr)
 	}
 	res, err := capture.Capture(ctx, pid, w, opts)
 	if err != nil {

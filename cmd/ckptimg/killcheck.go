@@ -18,10 +18,11 @@ import (
 // killCheck returns capture.Options.CheckKill for --kill: it applies the
 // rules ckpt-restart would, run by the same user on this machine, to the
 // finished image while the tree is still frozen, and refuses the kill when
-// the image would not restore. With force it only warns.
-func killCheck(pid int, output string, force bool, stderr io.Writer) func(*format.Meta) error {
+// the image would not restore. With force it only warns. ro holds the
+// restore options the user will give ckpt-restart.
+func killCheck(pid int, output string, force bool, ro restorer.Options, stderr io.Writer) func(*format.Meta) error {
 	return func(meta *format.Meta) error {
-		probs, notes, err := restoreProblems(meta, output)
+		probs, notes, err := restoreProblems(meta, output, ro)
 		if err != nil {
 			probs = append(probs, restorer.Problem{Subject: "image", What: "it cannot be planned: " + err.Error()})
 		}
@@ -44,7 +45,7 @@ func killCheck(pid int, output string, force bool, stderr io.Writer) func(*forma
 // checks it against this host, leaving out what only the restoring
 // invocation decides (its own fds and terminal) and the target's own pids,
 // which the kill frees.
-func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem, notes []string, err error) {
+func restoreProblems(meta *format.Meta, output string, ro restorer.Options) (probs []restorer.Problem, notes []string, err error) {
 	host, err := restorer.LiveHost(nil, &format.Chain{})
 	if err != nil {
 		return nil, nil, err
@@ -53,7 +54,8 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 	// frozen tree still holds its own listening ports, which the kill frees.
 	host.Images = []restorer.ImageFile{{Name: output, UID: uint32(os.Geteuid()), Mode: unix.S_IFREG | 0o600}}
 	host.Bind = nil
-	opts := restorer.Options{AnyPID: !host.CanSetPIDs}
+	opts := ro
+	opts.AnyPID = !host.CanSetPIDs
 	// Where pages are stored does not change the problems: a delta's
 	// parent runs are counted as zero runs so that no parent image is
 	// needed.
