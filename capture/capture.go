@@ -92,6 +92,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err := c.collect(); err != nil {
 		return nil, err
 	}
+	if err := c.collectShm(); err != nil {
+		return nil, err
+	}
 	if err := c.scanTrackers(); err != nil {
 		return nil, err
 	}
@@ -175,6 +178,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		done = c.ph.start("wait for the end")
 		c.stats.Killed = c.waitKilled()
 		done()
+		if err := c.removeShm(); err != nil {
+			return nil, err
+		}
 	}
 	c.stats.ID = id
 	c.stats.Meta = &c.meta

@@ -50,6 +50,9 @@ type Host struct {
 	// Open opens path with flags and the file-system credentials of c,
 	// as the restore will, and closes it again.
 	Open func(c *format.Creds, path string, flags int) error
+	// ShmKeyUser describes the System V shared memory segment that holds
+	// key on this host, "" when the key is free.
+	ShmKeyUser func(key int32) string
 }
 
 // CheckHost runs every check of the plan against host and returns all
@@ -84,6 +87,7 @@ func (pl *Plan) check(host *Host, opts *Options) (probs []Problem, warnings []st
 	pl.checkPIDs(host, opts, add)
 	pl.checkFiles(host, opts, add, warn)
 	pl.checkCreds(host, add)
+	pl.checkShm(host, add)
 	return probs, warnings
 }
 

@@ -11,6 +11,10 @@ import (
 // filter). Such errors make ckpt-restart exit with code 5.
 var ErrUnsupported = errors.New("restorer: not supported")
 
+// ErrShmKeyTaken is matched by errors about a System V shared memory key
+// of the image that a segment on the restoring host already holds.
+var ErrShmKeyTaken = errors.New("restorer: System V shm key taken")
+
 // exitUnsupported is cli.ExitUnsupported; restorer cannot import cmd.
 const exitUnsupported = 5
 

@@ -255,6 +255,11 @@ func (r *restore) mapAreas(lp *liveProc) error {
 				openFD, openPath = int(n), ap.Path
 			}
 			fd, off = uintptr(openFD), uintptr(a.Offset)
+		case AreaSysV:
+			if err := r.attachShm(lp, ap); err != nil {
+				return err
+			}
+			continue
 		case AreaFD:
 			n, err := r.takeFile(lp, ap.File)
 			if err != nil {

@@ -73,6 +73,9 @@ type Plan struct {
 	Procs []*ProcPlan
 	// Files are the open file descriptions in file-table order.
 	Files []*FilePlan
+	// Shm are the System V shared memory segments to recreate, in
+	// Meta.IPC.Shm order.
+	Shm []*ShmPlan
 	// Problems found from the image alone (unsupported resources); the
 	// checks add those that depend on the host.
 	Problems []Problem
@@ -110,6 +113,7 @@ const (
 	AreaShared                     // anonymous shared (shmem)
 	AreaFile                       // mapped from a file by path
 	AreaFD                         // mapped from a file of the file table (memfd, deleted file)
+	AreaSysV                       // a System V shared memory segment, attached with shmat
 )
 
 func (k AreaKind) String() string {
@@ -122,6 +126,8 @@ func (k AreaKind) String() string {
 		return "file"
 	case AreaFD:
 		return "file-table"
+	case AreaSysV:
+		return "sysv-shm"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -145,6 +151,8 @@ type AreaPlan struct {
 	DataPages, ZeroPages uint64
 	// Advice is given back once the pages are written (from VmFlags).
 	Advice Advice
+	// Shm is the attach an AreaSysV area belongs to (plan_sysv.go).
+	Shm *shmAttach
 }
 
 // FDPlan is one fd of a process.
@@ -201,6 +209,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		return nil, err
 	}
 	pl.planFiles(opts)
+	pl.planShm()
 	for _, pp := range pl.Procs {
 		for _, fd := range pp.Proc.FDs {
 			pp.FDs = append(pp.FDs, FDPlan{Num: fd.Num, File: pl.fileByID[fd.FileID], CloseOnExec: fd.CloseOnExec})
@@ -209,6 +218,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		if err := pl.planMemory(chain, pp); err != nil {
 			return nil, err
 		}
+		pl.planShmAreas(pp)
 		pl.planProcState(pp)
 	}
 	if root := pl.Procs[0]; opts.Foreground && root.NewSession {
@@ -342,8 +352,7 @@ func (pl *Plan) planMemory(chain *format.Chain, pp *ProcPlan) error {
 		subj := fmt.Sprintf("process %d area %#x-%#x %s", p.PID, a.Start, a.End, a.Name)
 		switch {
 		case a.Flags&format.MapSysVShm != 0:
-			pl.problem(Problem{Subject: subj, Unsupported: true, What: "System V shared memory is not restored",
-				Remedy: "capture the program while it has the segment detached (shmdt), or use POSIX shared memory or a shared file mapping, which are restored"})
+			ap.Kind = AreaSysV // its pages are the segment's contents
 		case a.Flags&(format.MapMemfd|format.MapDeleted) != 0 && a.Flags&format.MapFile != 0:
 			if f := pl.fileByIdent(a.File); f != nil && f.Source == SrcContents {
 				ap.Kind, ap.File = AreaFD, f

@@ -52,6 +52,7 @@ type restore struct {
 	stub  *ptrace.Tracee
 	cmd   *exec.Cmd
 	files *fileSet
+	shm   *shmSet
 	procs []*liveProc
 	self  int
 	res   *Restored
@@ -158,6 +159,14 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	r.res.Warnings = append(r.res.Warnings, r.files.warnings...)
 	r.phase("open files")
+	var shmWarnings []string
+	if r.shm, shmWarnings, err = createShm(r.plan, chain.Top()); err != nil {
+		return nil, &Error{Step: "create shm segments", Err: err}
+	}
+	r.res.Warnings = append(r.res.Warnings, shmWarnings...)
+	if len(r.plan.Shm) > 0 {
+		r.phase("create shm segments")
+	}
 
 	// The root is forked from the stub with CLONE_PARENT, so its parent is
 	// ckpt-restart itself: it can wait for it and pass its status on.
@@ -182,6 +191,9 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	if err := r.ctx.Err(); err != nil {
 		return nil, &Error{Step: "restore", Err: err}
+	}
+	if err := r.shm.markRemoved(); err != nil {
+		return nil, &Error{Step: "mark shm segments removed", Err: err}
 	}
 	r.res.PID = r.procs[0].pid
 	r.res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
@@ -242,6 +254,7 @@ func (r *restore) abort() {
 	if r.files != nil {
 		r.files.close()
 	}
+	r.shm.remove()
 }
 
 // call runs an injected syscall in thread tid and names it in errors.

@@ -54,6 +54,10 @@ func (s *Session) Simulate(w io.Writer) error {
 				src = fmt.Sprintf(" from %s @%#x", ap.Path, a.Offset)
 			case AreaFD:
 				src = fmt.Sprintf(" from %s", format.FileIDString(ap.File.File.ID))
+			case AreaSysV:
+				if ap.Shm != nil {
+					src = fmt.Sprintf(" attach %s at %#x", ap.Shm.Shm.Subject, ap.Shm.Base)
+				}
 			}
 			ew.printf("  map %#014x-%#014x %s %-7s %-10s%s; write %d pages", a.Start, a.End, a.Prot, mapShare(a.Flags), ap.Kind, src, ap.DataPages)
 			if ap.ZeroPages > 0 {

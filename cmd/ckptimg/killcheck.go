@@ -76,6 +76,21 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 		return pidUser(pid)
 	}
 	host.FDOpen = nil
+	// The tree's own System V segments hold their keys until the kill,
+	// after which capture removes them.
+	if meta.IPC != nil {
+		ownKeys := map[int32]bool{}
+		for _, s := range meta.IPC.Shm {
+			ownKeys[s.Perm.Key] = s.Outside == 0
+		}
+		shmKeyUser := host.ShmKeyUser
+		host.ShmKeyUser = func(key int32) string {
+			if ownKeys[key] {
+				return ""
+			}
+			return shmKeyUser(key)
+		}
+	}
 	host.HaveTTY = true
 	probs, _ = s.CheckHost(host)
 	if opts.AnyPID {

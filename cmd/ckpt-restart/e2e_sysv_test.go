@@ -1,0 +1,174 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/testprog"
+)
+
+// System V shared memory: a parent and its forked child share a keyed
+// segment and a private one marked for removal; each round of counting
+// needs the child's echo through both, so a restore that gave them
+// separate segments fails at once.
+
+const shmSrc = `
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+struct s { volatile long parent, child; char tag[32]; };
+
+int main(int argc, char **argv) {
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	key_t key = (key_t)strtoul(argv[1], NULL, 0);
+	int kid = shmget(key, 3 * 4096 + 100, IPC_CREAT | IPC_EXCL | 0640);
+	int pid = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	if (kid < 0 || pid < 0) { perror("shmget"); return 1; }
+	struct s *a = shmat(kid, NULL, 0), *b = shmat(pid, NULL, 0);
+	if (a == (void *)-1 || b == (void *)-1) { perror("shmat"); return 1; }
+	strcpy(a->tag, "keyed");
+	strcpy(b->tag, "private");
+	if (fork() == 0) {
+		while (getppid() != 1) {
+			a->child = a->parent;
+			b->child = b->parent;
+			usleep(1000);
+		}
+		return 0;
+	}
+	shmctl(pid, IPC_RMID, NULL); /* marked: gone at the last detach */
+	printf("ready\n");
+	for (long i = 0;; i++) {
+		a->parent = i;
+		b->parent = i;
+		for (int n = 0; (a->child != i || b->child != i) && n < 60000; n++)
+			usleep(1000);
+		if (a->child != i || b->child != i || strcmp(a->tag, "keyed") || strcmp(b->tag, "private"))
+			printf("FAIL round %ld: the child echoed %ld and %ld\n", i, a->child, b->child);
+		else
+			printf("count %ld\n", i);
+		usleep(20000);
+	}
+}
+`
+
+// testShmKey is a key no other test run uses at the same time.
+func testShmKey() int32 { return int32(0x5e000000 | (os.Getpid()&0xffff)<<8) }
+
+func shmKeyFree(key int32) bool {
+	_, err := unix.SysvShmGet(int(key), 0, 0)
+	return err == unix.ENOENT
+}
+
+func TestRestoreSysVShm(t *testing.T) {
+	needRoot(t)
+	bin := testprog.BuildC(t, "shm", shmSrc)
+	dir := testDir(t)
+	key := testShmKey()
+	p := testprog.Start(t, bin, fmt.Sprint(key))
+	p.WaitCount(t, 3)
+	treeRound := func(img string, drain func()) *restarted {
+		pids := captureKill(t, p.PID, img, true)
+		drain()
+		if !shmKeyFree(key) {
+			t.Fatalf("key %#x still taken after capture --kill", key)
+		}
+		return startRestart(t, pids, img)
+	}
+	img1 := filepath.Join(dir, "1.ckpt")
+	r1 := treeRound(img1, func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 5)
+	checkShmImage(t, img1, key)
+
+	r2 := treeRound(filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 5)
+	if shmKeyFree(key) {
+		t.Errorf("key %#x is free while the restored program runs", key)
+	}
+}
+
+// checkShmImage checks the image records both segments once, with their
+// removal marks, and every attaching area points at one.
+func checkShmImage(t *testing.T, img string, key int32) {
+	t.Helper()
+	r, err := format.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := r.Meta()
+	if m.IPC == nil || len(m.IPC.Shm) != 2 {
+		t.Fatalf("image IPC table %+v, want two segments", m.IPC)
+	}
+	var keyed, private int
+	for _, s := range m.IPC.Shm {
+		switch {
+		case s.Perm.Key == key && !s.Removed && s.Size == 3*4096+100 && s.Perm.Mode == 0o640:
+			keyed++
+		case s.Perm.Key == 0 && s.Removed && s.Size == 4096:
+			private++
+		default:
+			t.Errorf("unexpected segment %+v", s)
+		}
+		if s.Attaches != 2 || s.Outside != 0 {
+			t.Errorf("segment %d: %d attaches, %d outside; want 2 in the tree", s.Perm.ID, s.Attaches, s.Outside)
+		}
+	}
+	areas := 0
+	for _, p := range m.Processes {
+		for _, a := range p.Areas {
+			if a.Flags&format.MapSysVShm != 0 {
+				areas++
+				if a.Shm == 0 || len(a.Runs) != 0 {
+					t.Errorf("process %d area %#x: shm %d, %d runs; want a segment and no pages of its own", p.PID, a.Start, a.Shm, len(a.Runs))
+				}
+			}
+		}
+	}
+	if keyed != 1 || private != 1 || areas != 4 {
+		t.Errorf("%d keyed, %d private segments, %d attaching areas; want 1, 1, 4", keyed, private, areas)
+	}
+}
+
+// TestRestoreSysVShmKeyTaken: a segment holding the image's key on the
+// restoring host refuses the restore by name, with the remedy, and is
+// left alone.
+func TestRestoreSysVShmKeyTaken(t *testing.T) {
+	needRoot(t)
+	bin := testprog.BuildC(t, "shm", shmSrc)
+	dir := testDir(t)
+	key := testShmKey() + 1
+	p := testprog.Start(t, bin, fmt.Sprint(key))
+	p.WaitCount(t, 1)
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, true)
+	p.Wait(t, testprog.Timeout)
+	id, err := unix.SysvShmGet(int(key), 4096, unix.IPC_CREAT|unix.IPC_EXCL|0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	for _, args := range [][]string{{"--check", img}, {img}} {
+		_, stderr, code := runRestartCmd(t, args...)
+		t.Logf("ckpt-restart %v: exit %d\n%s", args, code, stderr)
+		if code == 0 || !strings.Contains(stderr, "is taken on this host") || !strings.Contains(stderr, "unshare --ipc") {
+			t.Errorf("ckpt-restart %v: exit %d, stderr:\n%s\nwant a refusal naming the taken key and the remedy", args, code, stderr)
+		}
+	}
+	var d unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &d); err != nil || d.Nattch != 0 {
+		t.Errorf("the host's segment: %v, %d attached; want it untouched", err, d.Nattch)
+	}
+}

@@ -1,0 +1,61 @@
+package format
+
+import "fmt"
+
+// This file holds the System V IPC records (Meta.IPC): the shared memory
+// segments attached in the captured tree, with their contents stored once
+// as a blob however many processes attach them.
+
+// IPCInfo lists the System V IPC objects the image recreates.
+type IPCInfo struct {
+	// Shm are the shared memory segments attached by processes of the
+	// tree; an Area's Shm field points here.
+	Shm []ShmSegment `ckpt:"1"`
+}
+
+// IPCPerm is the kernel's struct ipc_perm of one object.
+type IPCPerm struct {
+	// Key is the key it was created with; 0 (IPC_PRIVATE) for a private
+	// object and for one marked for removal (the kernel clears its key).
+	Key  int32  `ckpt:"1"`
+	ID   int32  `ckpt:"2"` // the id at capture (shmid)
+	Mode uint32 `ckpt:"3"` // permission bits (the low 9 bits of ipc_perm.mode)
+	UID  uint32 `ckpt:"4"` // owner
+	GID  uint32 `ckpt:"5"` // owner's group
+	CUID uint32 `ckpt:"6"` // creator
+	CGID uint32 `ckpt:"7"` // creator's group
+}
+
+// ShmSegment is one System V shared memory segment.
+type ShmSegment struct {
+	Perm IPCPerm `ckpt:"1"`
+	Size uint64  `ckpt:"2"` // shm_segsz in bytes, as given to shmget
+	// Removed: the segment was marked for removal (IPC_RMID, SHM_DEST):
+	// it goes away at the last detach.
+	Removed bool `ckpt:"3"`
+	// Contents is the index+1 in Meta.Blobs of the segment's bytes
+	// (Size of them), stored once for every process that attaches it.
+	Contents uint32 `ckpt:"4"`
+	// Attaches is how many attachments (shm_nattch) the segment had;
+	// Outside how many of them were not in the tree (a restore cannot
+	// give those back).
+	Attaches uint32 `ckpt:"5"`
+	Outside  uint32 `ckpt:"6"`
+	CPID     int32  `ckpt:"7"` // creator pid (shm_cpid)
+}
+
+// validateIPC checks the IPC table's references to blobs.
+func validateIPC(m *Meta, bad func(path, format string, args ...any) error) error {
+	if m.IPC == nil {
+		return nil
+	}
+	for i, s := range m.IPC.Shm {
+		if s.Contents > uint32(len(m.Blobs)) {
+			return bad(fmt.Sprintf("ipc.shm[%d]", i), "contents blob %d of %d", s.Contents, len(m.Blobs))
+		}
+		if s.Contents != 0 && m.Blobs[s.Contents-1].Size != s.Size {
+			return bad(fmt.Sprintf("ipc.shm[%d]", i), "contents blob of %d bytes for a segment of %d", m.Blobs[s.Contents-1].Size, s.Size)
+		}
+	}
+	return nil
+}

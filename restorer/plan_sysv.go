@@ -1,0 +1,150 @@
+package restorer
+
+import (
+	"fmt"
+
+	"github.com/ckptimg/ckptimg/format"
+)
+
+// This file plans the System V shared memory segments of an image (pure):
+// each is created once by the restorer with its key and contents, then
+// attached by every process at the address it had, the removal mark given
+// back once all have attached (sysv_linux.go).
+
+// ShmPlan is one segment to recreate.
+type ShmPlan struct {
+	Seg *format.ShmSegment
+	// Subject names it in problems and warnings.
+	Subject string
+}
+
+// shmAttach is one shmat of a segment in a process: the areas it covers,
+// from Base (the address shmat returned) on.
+type shmAttach struct {
+	Shm  *ShmPlan
+	Base uint64
+	// ReadOnly: attached with SHM_RDONLY (no area may ever be written,
+	// smaps' "mw" is missing); Exec: with SHM_EXEC.
+	ReadOnly, Exec bool
+}
+
+// shmProt is the protection an attach maps with.
+func (at *shmAttach) prot() format.Prot {
+	p := format.ProtRead
+	if !at.ReadOnly {
+		p |= format.ProtWrite
+	}
+	if at.Exec {
+		p |= format.ProtExec
+	}
+	return p
+}
+
+func shmSubject(s *format.ShmSegment) string {
+	if s.Perm.Key == 0 {
+		return fmt.Sprintf("shm segment id %d (private)", s.Perm.ID)
+	}
+	return fmt.Sprintf("shm segment key %#08x id %d", uint32(s.Perm.Key), s.Perm.ID)
+}
+
+// planShm lists the image's segments and names those that cannot be
+// recreated.
+func (pl *Plan) planShm() {
+	if pl.Meta.IPC == nil {
+		return
+	}
+	for i := range pl.Meta.IPC.Shm {
+		s := &pl.Meta.IPC.Shm[i]
+		sp := &ShmPlan{Seg: s, Subject: shmSubject(s)}
+		pl.Shm = append(pl.Shm, sp)
+		if s.Outside > 0 {
+			pl.problem(Problem{Subject: sp.Subject, Unsupported: true,
+				What:   fmt.Sprintf("%d of its %d attachments were by processes outside the captured tree, which a restore cannot give back", s.Outside, s.Attaches),
+				Remedy: "capture the tree that holds every process attaching it (ipcs -m -p shows the creator and last pids), with --tree"})
+		}
+		if s.Contents == 0 {
+			pl.problem(Problem{Subject: sp.Subject, What: "the image holds no contents for it", Remedy: "capture it again"})
+		}
+	}
+}
+
+// planShmAreas gives each SysV area of pp its segment and groups the areas
+// of one attach; an attach whose areas do not cover the whole segment (a
+// part unmapped after shmat) is refused, since shmat maps all of it.
+func (pl *Plan) planShmAreas(pp *ProcPlan) {
+	type key struct {
+		shm  uint32
+		base uint64
+	}
+	attaches := map[key]*shmAttach{}
+	covered := map[key]uint64{}
+	var order []key
+	for _, ap := range pp.Areas {
+		a := ap.Area
+		if ap.Kind != AreaSysV {
+			continue
+		}
+		subj := fmt.Sprintf("process %d area %#x-%#x %s", pp.Proc.PID, a.Start, a.End, a.Name)
+		if a.Shm == 0 || int(a.Shm) > len(pl.Shm) || a.Offset > a.Start {
+			pl.problem(Problem{Subject: subj, What: "it is System V shared memory, but the image does not say which segment", Remedy: "capture it again"})
+			continue
+		}
+		k := key{a.Shm, a.Start - a.Offset}
+		at := attaches[k]
+		if at == nil {
+			at = &shmAttach{Shm: pl.Shm[a.Shm-1], Base: k.base, ReadOnly: true}
+			attaches[k] = at
+			order = append(order, k)
+		}
+		if hasVMFlag(a.VMFlags, "mw") {
+			at.ReadOnly = false
+		}
+		if a.Prot&format.ProtExec != 0 {
+			at.Exec = true
+		}
+		covered[k] += a.End - a.Start
+		ap.Shm = at
+	}
+	for _, k := range order {
+		at := attaches[k]
+		size := (at.Shm.Seg.Size + pl.PageSize - 1) / pl.PageSize * pl.PageSize
+		if covered[k] != size {
+			pl.problem(Problem{Subject: fmt.Sprintf("process %d %s at %#x", pp.Proc.PID, at.Shm.Subject, at.Base), Unsupported: true,
+				What:   fmt.Sprintf("%d of its %d bytes are mapped (part of the attachment was unmapped), and shmat maps it whole", covered[k], size),
+				Remedy: "capture the program with the segment attached whole, or detached"})
+		}
+	}
+	for _, ap := range pp.Areas {
+		if ap.Shm != nil {
+			ap.MapProt = ap.Shm.prot()
+		}
+	}
+}
+
+// hasVMFlag reports whether smaps' VmFlags (two-letter words) holds f.
+func hasVMFlag(flags, f string) bool {
+	for i := 0; i+2 <= len(flags); i += 3 {
+		if flags[i:i+2] == f {
+			return true
+		}
+	}
+	return false
+}
+
+// checkShm refuses a segment whose key is taken on the host: attaching
+// the segment found there would share someone else's memory.
+func (pl *Plan) checkShm(host *Host, add func(Problem)) {
+	if host.ShmKeyUser == nil {
+		return
+	}
+	for _, sp := range pl.Shm {
+		if sp.Seg.Perm.Key == 0 {
+			continue
+		}
+		if user := host.ShmKeyUser(sp.Seg.Perm.Key); user != "" {
+			add(Problem{Subject: sp.Subject,
+				What:   fmt.Sprintf("its key %#08x is taken on this host, by %s; the restore never attaches another's segment", uint32(sp.Seg.Perm.Key), user),
+				Remedy: fmt.Sprintf("restore in a fresh IPC namespace (unshare --ipc ckpt-restart ...), or remove that segment if it is a leftover of the captured program (ipcrm -M %#08x)", uint32(sp.Seg.Perm.Key))})
+		}
+	}
+}
