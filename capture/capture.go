@@ -95,6 +95,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err := c.collectShm(); err != nil {
 		return nil, err
 	}
+	if err := c.collectShmem(); err != nil {
+		return nil, err
+	}
 	if err := c.scanTrackers(); err != nil {
 		return nil, err
 	}

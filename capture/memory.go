@@ -27,8 +27,8 @@ func areaPages(a *format.Area) pageKind {
 	switch {
 	case a.Flags&format.MapSpecial != 0:
 		return pagesNone
-	case a.Flags&format.MapSysVShm != 0:
-		return pagesNone // the segment's contents are one blob (sysv_linux.go)
+	case a.Shm != 0 || a.Shmem != 0:
+		return pagesNone // the segment's or object's contents are one blob (sysv_linux.go, shmem_linux.go)
 	case a.Flags&(format.MapDeleted|format.MapMemfd) != 0:
 		// The file may be gone at restore: keep what is in memory.
 		return pagesPresent

@@ -224,6 +224,10 @@ type Area struct {
 	// MapSysVShm area attaches (0 when none); its pages are in the
 	// segment's contents, not in Runs.
 	Shm uint32 `ckpt:"10"`
+	// Shmem is the index+1 in Meta.IPC.Shmem of the shared anonymous
+	// memory object a shared anonymous area maps at Offset (0 when its
+	// pages are in Runs, as images before it had them).
+	Shmem uint32 `ckpt:"11"`
 }
 
 // Pages returns the area's size in pages of pageSize bytes.

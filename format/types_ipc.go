@@ -2,15 +2,20 @@ package format
 
 import "fmt"
 
-// This file holds the System V IPC records (Meta.IPC): the shared memory
-// segments attached in the captured tree, with their contents stored once
-// as a blob however many processes attach them.
+// This file holds the records of memory shared between processes
+// (Meta.IPC): the System V shared memory segments attached in the
+// captured tree, and the shared anonymous memory objects (MAP_SHARED |
+// MAP_ANONYMOUS, inherited across fork), each with its contents stored
+// once as a blob however many processes map it.
 
 // IPCInfo lists the System V IPC objects the image recreates.
 type IPCInfo struct {
 	// Shm are the shared memory segments attached by processes of the
 	// tree; an Area's Shm field points here.
 	Shm []ShmSegment `ckpt:"1"`
+	// Shmem are the shared anonymous memory objects of the tree; an
+	// Area's Shmem field points here.
+	Shmem []ShmemObject `ckpt:"2"`
 }
 
 // IPCPerm is the kernel's struct ipc_perm of one object.
@@ -44,6 +49,16 @@ type ShmSegment struct {
 	CPID     int32  `ckpt:"7"` // creator pid (shm_cpid)
 }
 
+// ShmemObject is one shared anonymous memory object (the kernel's
+// unnamed shmem file, "/dev/zero (deleted)" in maps): every area that maps
+// it, in any process, shares its pages.
+type ShmemObject struct {
+	Ino  uint64 `ckpt:"1"` // its inode at capture, for information
+	Size uint64 `ckpt:"2"` // its size in bytes
+	// Contents is the index+1 in Meta.Blobs of its bytes (Size of them).
+	Contents uint32 `ckpt:"3"`
+}
+
 // validateIPC checks the IPC table's references to blobs.
 func validateIPC(m *Meta, bad func(path, format string, args ...any) error) error {
 	if m.IPC == nil {
@@ -55,6 +70,11 @@ func validateIPC(m *Meta, bad func(path, format string, args ...any) error) erro
 		}
 		if s.Contents != 0 && m.Blobs[s.Contents-1].Size != s.Size {
 			return bad(fmt.Sprintf("ipc.shm[%d]", i), "contents blob of %d bytes for a segment of %d", m.Blobs[s.Contents-1].Size, s.Size)
+		}
+	}
+	for i, s := range m.IPC.Shmem {
+		if s.Contents == 0 || s.Contents > uint32(len(m.Blobs)) || m.Blobs[s.Contents-1].Size != s.Size {
+			return bad(fmt.Sprintf("ipc.shmem[%d]", i), "contents blob %d of %d is missing or not %d bytes", s.Contents, len(m.Blobs), s.Size)
 		}
 	}
 	return nil

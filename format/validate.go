@@ -113,6 +113,9 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 			if a.Shm != 0 && (m.IPC == nil || int(a.Shm) > len(m.IPC.Shm)) {
 				return bad(apath(), "shm segment %d is not in the IPC table", a.Shm)
 			}
+			if a.Shmem != 0 && (m.IPC == nil || int(a.Shmem) > len(m.IPC.Shmem)) {
+				return bad(apath(), "shmem object %d is not in the IPC table", a.Shmem)
+			}
 			if a.Prot&^(ProtRead|ProtWrite|ProtExec) != 0 {
 				return bad(apath(), "protection %#x", uint32(a.Prot))
 			}

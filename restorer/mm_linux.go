@@ -233,7 +233,18 @@ func (r *restore) mapAreas(lp *liveProc) error {
 		fd, off := ^uintptr(0), uintptr(0)
 		tmpFD := -1
 		switch ap.Kind {
-		case AreaAnon, AreaShared:
+		case AreaShared:
+			if ap.Shmem == nil {
+				flags |= unix.MAP_ANONYMOUS
+				break
+			}
+			n, err := r.shmemFD(lp, ap)
+			if err != nil {
+				return err
+			}
+			tmpFD = n
+			fd, off = uintptr(n), uintptr(a.Offset)
+		case AreaAnon:
 			flags |= unix.MAP_ANONYMOUS
 		case AreaFile:
 			if ap.Path != openPath {

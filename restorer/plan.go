@@ -76,6 +76,9 @@ type Plan struct {
 	// Shm are the System V shared memory segments to recreate, in
 	// Meta.IPC.Shm order.
 	Shm []*ShmPlan
+	// Shmem are the shared anonymous memory objects to recreate, in
+	// Meta.IPC.Shmem order.
+	Shmem []*ShmemPlan
 	// Problems found from the image alone (unsupported resources); the
 	// checks add those that depend on the host.
 	Problems []Problem
@@ -153,6 +156,9 @@ type AreaPlan struct {
 	Advice Advice
 	// Shm is the attach an AreaSysV area belongs to (plan_sysv.go).
 	Shm *shmAttach
+	// Shmem is the object an AreaShared area maps, nil when its pages are
+	// its own (an image without the object).
+	Shmem *ShmemPlan
 }
 
 // FDPlan is one fd of a process.
@@ -210,6 +216,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 	}
 	pl.planFiles(opts)
 	pl.planShm()
+	pl.planShmem()
 	for _, pp := range pl.Procs {
 		for _, fd := range pp.Proc.FDs {
 			pp.FDs = append(pp.FDs, FDPlan{Num: fd.Num, File: pl.fileByID[fd.FileID], CloseOnExec: fd.CloseOnExec})
@@ -219,6 +226,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 			return nil, err
 		}
 		pl.planShmAreas(pp)
+		pl.planShmemAreas(pp)
 		pl.planProcState(pp)
 	}
 	if root := pl.Procs[0]; opts.Foreground && root.NewSession {

@@ -53,6 +53,7 @@ type restore struct {
 	cmd   *exec.Cmd
 	files *fileSet
 	shm   *shmSet
+	shmem *shmemSet
 	procs []*liveProc
 	self  int
 	res   *Restored
@@ -164,8 +165,11 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 		return nil, &Error{Step: "create shm segments", Err: err}
 	}
 	r.res.Warnings = append(r.res.Warnings, shmWarnings...)
-	if len(r.plan.Shm) > 0 {
-		r.phase("create shm segments")
+	if r.shmem, err = createShmem(r.plan, chain.Top()); err != nil {
+		return nil, &Error{Step: "create shared memory", Err: err}
+	}
+	if len(r.plan.Shm)+len(r.plan.Shmem) > 0 {
+		r.phase("create shared memory")
 	}
 
 	// The root is forked from the stub with CLONE_PARENT, so its parent is
@@ -207,6 +211,7 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	r.phase("detach")
 	r.files.close()
+	r.shmem.close()
 	if r.opts.AnyPID {
 		for _, lp := range r.procs {
 			if int32(lp.pid) != lp.pp.Proc.PID {
@@ -255,6 +260,7 @@ func (r *restore) abort() {
 		r.files.close()
 	}
 	r.shm.remove()
+	r.shmem.close()
 }
 
 // call runs an injected syscall in thread tid and names it in errors.

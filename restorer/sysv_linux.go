@@ -3,7 +3,6 @@ package restorer
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 
@@ -81,36 +80,14 @@ func createShm(pl *Plan, img *format.Reader) (set *shmSet, warnings []string, er
 	return set, warnings, nil
 }
 
-// fillShm copies blob i into segment id, skipping blocks of zeros so that
-// untouched memory stays unallocated.
+// fillShm copies blob i into segment id.
 func fillShm(id int, img *format.Reader, i int) error {
 	mem, err := unix.SysvShmAttach(id, 0, 0)
 	if err != nil {
 		return os.NewSyscallError("shmat", err)
 	}
 	defer unix.SysvShmDetach(mem)
-	br, err := img.OpenBlob(i)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 64<<10)
-	for off := 0; off < len(mem); {
-		n, err := io.ReadFull(br, buf[:min(len(buf), len(mem)-off)])
-		if n > 0 && !isZero(buf[:n]) {
-			copy(mem[off:], buf[:n])
-		}
-		off += n
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			if off != len(mem) {
-				return fmt.Errorf("the blob holds %d bytes, the segment %d", off, len(mem))
-			}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return fillBlob(mem, img, i)
 }
 
 // attachShm attaches an area's segment in the process, once per attach:

@@ -13,10 +13,13 @@ import (
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
-// System V shared memory: a parent and its forked child share a keyed
-// segment and a private one marked for removal; each round of counting
-// needs the child's echo through both, so a restore that gave them
-// separate segments fails at once.
+// Shared memory between processes: a parent and its forked child share a
+// keyed System V segment, a private one marked for removal, and a shared
+// anonymous mapping made before the fork; each round of counting needs
+// the child's echo through all three, so a restore that gave them
+// separate memory fails at once. A page of the shared anonymous mapping
+// that only the child wrote is read by the parent on SIGUSR1: it must
+// survive captures that see it present in the child only.
 
 const shmSrc = `
 #include <stdio.h>
@@ -25,8 +28,13 @@ const shmSrc = `
 #include <unistd.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <sys/mman.h>
+#include <signal.h>
 
 struct s { volatile long parent, child; char tag[32]; };
+
+static volatile sig_atomic_t check;
+static void on_usr1(int sig) { check = 1; }
 
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -36,12 +44,19 @@ int main(int argc, char **argv) {
 	if (kid < 0 || pid < 0) { perror("shmget"); return 1; }
 	struct s *a = shmat(kid, NULL, 0), *b = shmat(pid, NULL, 0);
 	if (a == (void *)-1 || b == (void *)-1) { perror("shmat"); return 1; }
+	struct s *c = mmap(NULL, 64 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (c == MAP_FAILED) { perror("mmap"); return 1; }
+	char *only_child = (char *)c + 40 * 4096;
 	strcpy(a->tag, "keyed");
 	strcpy(b->tag, "private");
+	strcpy(c->tag, "anon");
+	signal(SIGUSR1, on_usr1);
 	if (fork() == 0) {
+		strcpy(only_child, "written by the child");
 		while (getppid() != 1) {
 			a->child = a->parent;
 			b->child = b->parent;
+			c->child = c->parent;
 			usleep(1000);
 		}
 		return 0;
@@ -51,12 +66,17 @@ int main(int argc, char **argv) {
 	for (long i = 0;; i++) {
 		a->parent = i;
 		b->parent = i;
-		for (int n = 0; (a->child != i || b->child != i) && n < 60000; n++)
+		c->parent = i;
+		for (int n = 0; (a->child != i || b->child != i || c->child != i) && n < 60000; n++)
 			usleep(1000);
-		if (a->child != i || b->child != i || strcmp(a->tag, "keyed") || strcmp(b->tag, "private"))
-			printf("FAIL round %ld: the child echoed %ld and %ld\n", i, a->child, b->child);
+		if (a->child != i || b->child != i || c->child != i || strcmp(a->tag, "keyed") || strcmp(b->tag, "private") || strcmp(c->tag, "anon"))
+			printf("FAIL round %ld: the child echoed %ld, %ld and %ld\n", i, a->child, b->child, c->child);
 		else
 			printf("count %ld\n", i);
+		if (check) {
+			check = 0;
+			printf("%s %s\n", strcmp(only_child, "written by the child") ? "FAIL only-child page:" : "only-child page:", only_child);
+		}
 		usleep(20000);
 	}
 }
@@ -70,12 +90,20 @@ func shmKeyFree(key int32) bool {
 	return err == unix.ENOENT
 }
 
+// removeShmKey removes the segment a test's fixture left with key.
+func removeShmKey(key int32) {
+	if id, err := unix.SysvShmGet(int(key), 0, 0); err == nil {
+		unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	}
+}
+
 func TestRestoreSysVShm(t *testing.T) {
 	needRoot(t)
 	bin := testprog.BuildC(t, "shm", shmSrc)
 	dir := testDir(t)
 	key := testShmKey()
 	p := testprog.Start(t, bin, fmt.Sprint(key))
+	t.Cleanup(func() { removeShmKey(key) })
 	p.WaitCount(t, 3)
 	treeRound := func(img string, drain func()) *restarted {
 		pids := captureKill(t, p.PID, img, true)
@@ -94,6 +122,13 @@ func TestRestoreSysVShm(t *testing.T) {
 	l1, _ := r1.snapshot()
 	c := counts(l1)
 	r2.checkContinues(t, c[len(c)-1]+1, 5)
+	if err := unix.Kill(p.PID, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	r2.waitFor(t, "the page only the child wrote", func(l []string) bool {
+		_, ok := lastLine(l, "only-child page: written by the child")
+		return ok
+	})
 	if shmKeyFree(key) {
 		t.Errorf("key %#x is free while the restored program runs", key)
 	}
@@ -126,6 +161,9 @@ func checkShmImage(t *testing.T, img string, key int32) {
 			t.Errorf("segment %d: %d attaches, %d outside; want 2 in the tree", s.Perm.ID, s.Attaches, s.Outside)
 		}
 	}
+	if len(m.IPC.Shmem) != 1 || m.IPC.Shmem[0].Size != 64*4096 {
+		t.Errorf("shared anonymous objects %+v, want one of 64 pages", m.IPC.Shmem)
+	}
 	areas := 0
 	for _, p := range m.Processes {
 		for _, a := range p.Areas {
@@ -152,6 +190,7 @@ func TestRestoreSysVShmKeyTaken(t *testing.T) {
 	key := testShmKey() + 1
 	p := testprog.Start(t, bin, fmt.Sprint(key))
 	p.WaitCount(t, 1)
+	t.Cleanup(func() { removeShmKey(key) })
 	img := filepath.Join(dir, "1.ckpt")
 	captureKill(t, p.PID, img, true)
 	p.Wait(t, testprog.Timeout)

@@ -6,10 +6,12 @@ import (
 	"github.com/ckptimg/ckptimg/format"
 )
 
-// This file plans the System V shared memory segments of an image (pure):
-// each is created once by the restorer with its key and contents, then
-// attached by every process at the address it had, the removal mark given
-// back once all have attached (sysv_linux.go).
+// This file plans the memory an image's processes share (pure). A System
+// V segment is created once by the restorer with its key and contents,
+// then attached by every process at the address it had, the removal mark
+// given back once all have attached (sysv_linux.go). A shared anonymous
+// object is created once and filled, and every area that mapped it maps
+// the same object again (shmem_linux.go).
 
 // ShmPlan is one segment to recreate.
 type ShmPlan struct {
@@ -45,6 +47,39 @@ func shmSubject(s *format.ShmSegment) string {
 		return fmt.Sprintf("shm segment id %d (private)", s.Perm.ID)
 	}
 	return fmt.Sprintf("shm segment key %#08x id %d", uint32(s.Perm.Key), s.Perm.ID)
+}
+
+// ShmemPlan is one shared anonymous memory object to recreate.
+type ShmemPlan struct {
+	Obj *format.ShmemObject
+	// Index is its index in Meta.IPC.Shmem, to name it.
+	Index int
+}
+
+// planShmem lists the image's shared anonymous objects and points each
+// area that maps one at it; an area outside its object is refused.
+func (pl *Plan) planShmem() {
+	if pl.Meta.IPC == nil {
+		return
+	}
+	for i := range pl.Meta.IPC.Shmem {
+		pl.Shmem = append(pl.Shmem, &ShmemPlan{Obj: &pl.Meta.IPC.Shmem[i], Index: i})
+	}
+}
+
+func (pl *Plan) planShmemAreas(pp *ProcPlan) {
+	for _, ap := range pp.Areas {
+		a := ap.Area
+		if a.Shmem == 0 || ap.Kind != AreaShared {
+			continue
+		}
+		if int(a.Shmem) > len(pl.Shmem) || a.Offset > pl.Shmem[a.Shmem-1].Obj.Size || a.End-a.Start > pl.Shmem[a.Shmem-1].Obj.Size-a.Offset {
+			pl.problem(Problem{Subject: fmt.Sprintf("process %d area %#x-%#x %s", pp.Proc.PID, a.Start, a.End, a.Name),
+				What: fmt.Sprintf("it maps shared memory object %d outside the object", a.Shmem), Remedy: "capture it again"})
+			continue
+		}
+		ap.Shmem = pl.Shmem[a.Shmem-1]
+	}
 }
 
 // planShm lists the image's segments and names those that cannot be
