@@ -102,6 +102,10 @@ type Counts struct {
 	FDs       int `json:"fds"`
 	Blobs     int `json:"blobs"`
 	Chunks    int `json:"chunks"`
+	// Shm and Shmem count the System V segments and the shared anonymous
+	// objects (ls --ipc).
+	Shm   int `json:"shm,omitempty"`
+	Shmem int `json:"shmem,omitempty"`
 }
 
 // ByteCounts are the sizes of an image.
@@ -197,6 +201,9 @@ func Summary(r *format.Reader) SummaryInfo {
 	s.Counts.Processes = len(m.Processes)
 	s.Counts.Files = len(m.Files)
 	s.Counts.Blobs = len(m.Blobs)
+	if m.IPC != nil {
+		s.Counts.Shm, s.Counts.Shmem = len(m.IPC.Shm), len(m.IPC.Shmem)
+	}
 	s.Counts.Chunks = len(r.Chunks())
 	s.Bytes.Pages = s.Pages.Data * ps
 	for _, b := range m.Blobs {
