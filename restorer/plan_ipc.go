@@ -70,7 +70,13 @@ func (pl *Plan) planShmem() {
 func (pl *Plan) planShmemAreas(pp *ProcPlan) {
 	for _, ap := range pp.Areas {
 		a := ap.Area
-		if a.Shmem == 0 || ap.Kind != AreaShared {
+		if ap.Kind != AreaShared {
+			continue
+		}
+		if a.Shmem == 0 {
+			if a.Flags&format.MapFile == 0 && len(pl.Meta.Processes) > 1 {
+				pl.Warnings = append(pl.Warnings, fmt.Sprintf("process %d area %#x-%#x: shared anonymous memory whose pages the image holds per process (captured without CAP_SYS_ADMIN) is restored as this process's alone, not shared with the others", pp.Proc.PID, a.Start, a.End))
+			}
 			continue
 		}
 		if int(a.Shmem) > len(pl.Shmem) || a.Offset > pl.Shmem[a.Shmem-1].Obj.Size || a.End-a.Start > pl.Shmem[a.Shmem-1].Obj.Size-a.Offset {
