@@ -98,6 +98,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err := c.collectShmem(); err != nil {
 		return nil, err
 	}
+	if err := c.collectSemMsg(); err != nil {
+		return nil, err
+	}
 	if err := c.scanTrackers(); err != nil {
 		return nil, err
 	}
@@ -182,6 +185,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		c.stats.Killed = c.waitKilled()
 		done()
 		if err := c.removeShm(); err != nil {
+			return nil, err
+		}
+		if err := c.removeSemMsg(); err != nil {
 			return nil, err
 		}
 	}

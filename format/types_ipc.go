@@ -16,6 +16,35 @@ type IPCInfo struct {
 	// Shmem are the shared anonymous memory objects of the tree; an
 	// Area's Shmem field points here.
 	Shmem []ShmemObject `ckpt:"2"`
+	// Sem and Msg are the System V semaphore sets and message queues a
+	// process of the tree was the last to use (capture.md says why).
+	Sem []SemSet   `ckpt:"3"`
+	Msg []MsgQueue `ckpt:"4"`
+}
+
+// SemSet is one System V semaphore set.
+type SemSet struct {
+	Perm IPCPerm `ckpt:"1"`
+	// Values are the semaphores' values (semctl GETALL), one per
+	// semaphore of the set; PIDs the pid of the last operation on each
+	// (GETPID).
+	Values []uint32 `ckpt:"2"`
+	PIDs   []int32  `ckpt:"3"`
+}
+
+// MsgQueue is one System V message queue with the messages it held.
+type MsgQueue struct {
+	Perm IPCPerm `ckpt:"1"`
+	// QBytes is the queue's byte limit (msg_qbytes).
+	QBytes uint64 `ckpt:"2"`
+	// Messages in queue order.
+	Messages []IPCMessage `ckpt:"3"`
+}
+
+// IPCMessage is one message of a queue.
+type IPCMessage struct {
+	Type int64  `ckpt:"1"` // mtype, positive
+	Data []byte `ckpt:"2"` // mtext
 }
 
 // IPCPerm is the kernel's struct ipc_perm of one object.

@@ -50,9 +50,9 @@ type Host struct {
 	// Open opens path with flags and the file-system credentials of c,
 	// as the restore will, and closes it again.
 	Open func(c *format.Creds, path string, flags int) error
-	// ShmKeyUser describes the System V shared memory segment that holds
-	// key on this host, "" when the key is free.
-	ShmKeyUser func(key int32) string
+	// IPCKeyUser describes the System V object of kind "shm", "sem" or
+	// "msg" that holds key on this host, "" when the key is free.
+	IPCKeyUser func(kind string, key int32) string
 }
 
 // CheckHost runs every check of the plan against host and returns all

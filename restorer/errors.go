@@ -11,9 +11,10 @@ import (
 // filter). Such errors make ckpt-restart exit with code 5.
 var ErrUnsupported = errors.New("restorer: not supported")
 
-// ErrShmKeyTaken is matched by errors about a System V shared memory key
-// of the image that a segment on the restoring host already holds.
-var ErrShmKeyTaken = errors.New("restorer: System V shm key taken")
+// ErrIPCKeyTaken is matched by errors about a System V IPC key of the
+// image (a segment's, a semaphore set's, a message queue's) that an object
+// on the restoring host took after the checks.
+var ErrIPCKeyTaken = errors.New("restorer: System V IPC key taken")
 
 // exitUnsupported is cli.ExitUnsupported; restorer cannot import cmd.
 const exitUnsupported = 5

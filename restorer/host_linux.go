@@ -34,7 +34,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 		UserGroups: userGroups,
 		Bind:       bindProbe,
 		Open:       openProbe,
-		ShmKeyUser: shmKeyUser,
+		IPCKeyUser: ipcKeyUser,
 	}
 	if xstate != nil {
 		h.XStateSize, h.XStateFeatures = kabi.XStateInfo(xstate)

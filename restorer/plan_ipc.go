@@ -172,20 +172,37 @@ func hasVMFlag(flags, f string) bool {
 	return false
 }
 
-// checkShm refuses a segment whose key is taken on the host: attaching
-// the segment found there would share someone else's memory.
+// checkShm refuses a System V object whose key is taken on the host:
+// using the object found there would share someone else's.
 func (pl *Plan) checkShm(host *Host, add func(Problem)) {
-	if host.ShmKeyUser == nil {
+	if host.IPCKeyUser == nil || pl.Meta.IPC == nil {
 		return
 	}
-	for _, sp := range pl.Shm {
-		if sp.Seg.Perm.Key == 0 {
-			continue
+	check := func(kind, subject, ipcrm string, key int32) {
+		if key == 0 {
+			return
 		}
-		if user := host.ShmKeyUser(sp.Seg.Perm.Key); user != "" {
-			add(Problem{Subject: sp.Subject,
-				What:   fmt.Sprintf("its key %#08x is taken on this host, by %s; the restore never attaches another's segment", uint32(sp.Seg.Perm.Key), user),
-				Remedy: fmt.Sprintf("restore in a fresh IPC namespace (unshare --ipc ckpt-restart ...), or remove that segment if it is a leftover of the captured program (ipcrm -M %#08x)", uint32(sp.Seg.Perm.Key))})
+		if user := host.IPCKeyUser(kind, key); user != "" {
+			add(Problem{Subject: subject,
+				What:   fmt.Sprintf("its key %#08x is taken on this host, by %s; the restore never uses another's object", uint32(key), user),
+				Remedy: fmt.Sprintf("restore in a fresh IPC namespace (unshare --ipc ckpt-restart ...), or remove that object if it is a leftover of the captured program (ipcrm %s %#08x)", ipcrm, uint32(key))})
 		}
 	}
+	for _, sp := range pl.Shm {
+		check("shm", sp.Subject, "-M", sp.Seg.Perm.Key)
+	}
+	for _, s := range pl.Meta.IPC.Sem {
+		check("sem", semSubject(s.Perm), "-S", s.Perm.Key)
+	}
+	for _, q := range pl.Meta.IPC.Msg {
+		check("msg", msgSubject(q.Perm), "-Q", q.Perm.Key)
+	}
+}
+
+func semSubject(p format.IPCPerm) string {
+	return fmt.Sprintf("semaphore set key %#08x id %d", uint32(p.Key), p.ID)
+}
+
+func msgSubject(p format.IPCPerm) string {
+	return fmt.Sprintf("message queue key %#08x id %d", uint32(p.Key), p.ID)
 }

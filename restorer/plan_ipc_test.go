@@ -58,8 +58,8 @@ func TestPlanShm(t *testing.T) {
 				t.Fatal(err)
 			}
 			host := fakeHost(map[string]format.FileRef{"/bin/prog": {Path: "/bin/prog", Size: 10, MtimeNs: 5}, "/work": {Path: "/work", Mode: 0o40755}}, nil)
-			host.ShmKeyUser = func(key int32) string {
-				if key == 0x1234 {
+			host.IPCKeyUser = func(kind string, key int32) string {
+				if kind == "shm" && key == 0x1234 {
 					return tc.taken
 				}
 				return ""

@@ -54,6 +54,7 @@ type restore struct {
 	files *fileSet
 	shm   *shmSet
 	shmem *shmemSet
+	sems  *semMsgSet
 	procs []*liveProc
 	self  int
 	res   *Restored
@@ -168,6 +169,11 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	if r.shmem, err = createShmem(r.plan, chain.Top()); err != nil {
 		return nil, &Error{Step: "create shared memory", Err: err}
 	}
+	var semWarnings []string
+	if r.sems, semWarnings, err = createSemMsg(r.plan); err != nil {
+		return nil, &Error{Step: "create semaphore sets and message queues", Err: err}
+	}
+	r.res.Warnings = append(r.res.Warnings, semWarnings...)
 	if len(r.plan.Shm)+len(r.plan.Shmem) > 0 {
 		r.phase("create shared memory")
 	}
@@ -261,6 +267,7 @@ func (r *restore) abort() {
 	}
 	r.shm.remove()
 	r.shmem.close()
+	r.sems.remove()
 }
 
 // call runs an injected syscall in thread tid and names it in errors.

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/sysvipc"
 )
 
 // This file recreates the System V shared memory segments planned in
@@ -35,7 +36,7 @@ type shmSet struct {
 }
 
 // createShm creates every segment of the plan and fills it from the top
-// image's blobs. A key taken since the checks is ErrShmKeyTaken: the
+// image's blobs. A key taken since the checks is ErrIPCKeyTaken: the
 // segment there is never used.
 func createShm(pl *Plan, img *format.Reader) (set *shmSet, warnings []string, err error) {
 	set = &shmSet{ids: map[*ShmPlan]int{}}
@@ -59,7 +60,7 @@ func createShm(pl *Plan, img *format.Reader) (set *shmSet, warnings []string, er
 			os.WriteFile(shmNextID, []byte("-1"), 0)
 		}
 		if errors.Is(err, unix.EEXIST) {
-			return set, warnings, fmt.Errorf("%s: %w: a segment was created with key %#08x since the checks; restore in a fresh IPC namespace (unshare --ipc)", sp.Subject, ErrShmKeyTaken, uint32(key))
+			return set, warnings, fmt.Errorf("%s: %w: a segment was created with key %#08x since the checks; restore in a fresh IPC namespace (unshare --ipc)", sp.Subject, ErrIPCKeyTaken, uint32(key))
 		}
 		if err != nil {
 			return set, warnings, fmt.Errorf("%s: %w", sp.Subject, os.NewSyscallError("shmget", err))
@@ -138,9 +139,22 @@ func (s *shmSet) remove() {
 	}
 }
 
-// shmKeyUser describes the segment holding key on this host, "" when the
-// key is free.
-func shmKeyUser(key int32) string {
+// ipcKeyUser describes the System V object of kind ("shm", "sem", "msg")
+// holding key on this host, "" when the key is free.
+func ipcKeyUser(kind string, key int32) string {
+	if kind != "shm" {
+		what, idCol := "semaphore set", "semid"
+		if kind == "msg" {
+			what, idCol = "message queue", "msqid"
+		}
+		rows, _ := sysvipc.ReadTable(kind)
+		for _, r := range rows {
+			if int32(r["key"]) == key {
+				return fmt.Sprintf("%s id %d (owner uid %d)", what, r[idCol], r["uid"])
+			}
+		}
+		return ""
+	}
 	id, err := unix.SysvShmGet(int(key), 0, 0)
 	if errors.Is(err, unix.ENOENT) {
 		return ""

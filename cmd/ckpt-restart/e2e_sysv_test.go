@@ -211,3 +211,131 @@ func TestRestoreSysVShmKeyTaken(t *testing.T) {
 		t.Errorf("the host's segment: %v, %d attached; want it untouched", err, d.Nattch)
 	}
 }
+
+// Semaphores and messages: a parent and its child play ping-pong through
+// a semaphore and two message types of one queue, while three messages of
+// other types and two semaphores set at start stay untouched; on SIGUSR1
+// the parent prints them.
+const semMsgSrc = `
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+
+struct msg { long type; char text[64]; };
+static volatile sig_atomic_t check;
+static void on_usr1(int sig) { check = 1; }
+
+static void op(int sem, int num, int delta) {
+	struct sembuf b = { num, delta, 0 };
+	while (semop(sem, &b, 1) < 0)
+		if (errno != EINTR) { perror("semop"); exit(1); }
+}
+
+static void send(int q, long type, const char *text) {
+	struct msg m = { type };
+	strcpy(m.text, text);
+	while (msgsnd(q, &m, strlen(text) + 1, 0) < 0)
+		if (errno != EINTR) { perror("msgsnd"); exit(1); }
+}
+
+static void recv(int q, long type, struct msg *m, int flags) {
+	while (msgrcv(q, m, sizeof m->text, type, flags) < 0) {
+		if (errno == ENOMSG) { strcpy(m->text, "(none)"); return; }
+		if (errno != EINTR) { perror("msgrcv"); exit(1); }
+	}
+}
+
+int main(int argc, char **argv) {
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	key_t key = (key_t)strtoul(argv[1], NULL, 0);
+	int sem = semget(key, 3, IPC_CREAT | IPC_EXCL | 0640);
+	int q = msgget(key + 1, IPC_CREAT | IPC_EXCL | 0620);
+	if (sem < 0 || q < 0) { perror("get"); return 1; }
+	unsigned short init[3] = { 0, 7, 9 };
+	semctl(sem, 0, SETALL, init);
+	send(q, 3, "third type");
+	send(q, 1, "first type");
+	send(q, 2, "second type");
+	signal(SIGUSR1, on_usr1);
+	if (fork() == 0) {
+		struct msg m;
+		for (;;) {
+			op(sem, 0, -1);
+			recv(q, 5, &m, 0);
+			send(q, 6, m.text);
+		}
+	}
+	printf("ready\n");
+	for (long i = 0;; i++) {
+		char text[32];
+		struct msg m;
+		snprintf(text, sizeof text, "%ld", i);
+		send(q, 5, text);
+		op(sem, 0, 1);
+		recv(q, 6, &m, 0);
+		if (strcmp(m.text, text))
+			printf("FAIL round %ld: the child answered %s\n", i, m.text);
+		else
+			printf("count %ld\n", i);
+		if (check) {
+			struct msg a, b, c;
+			check = 0;
+			recv(q, 2, &a, IPC_NOWAIT);
+			recv(q, 3, &b, IPC_NOWAIT);
+			recv(q, 1, &c, IPC_NOWAIT);
+			printf("kept: %s, %s, %s; sems %d %d\n", a.text, b.text, c.text, semctl(sem, 1, GETVAL), semctl(sem, 2, GETVAL));
+		}
+		usleep(20000);
+	}
+}
+`
+
+func TestRestoreSysVSemMsg(t *testing.T) {
+	needRoot(t)
+	bin := testprog.BuildC(t, "semmsg", semMsgSrc)
+	dir := testDir(t)
+	key := testShmKey() + 0x10
+	t.Cleanup(func() {
+		// What the killed fixture leaves; ipcrm fails harmlessly when gone.
+		testprog.Command(t, "ipcrm", "-S", fmt.Sprintf("%#x", uint32(key)), "-Q", fmt.Sprintf("%#x", uint32(key+1))).Run()
+	})
+	p := testprog.Start(t, bin, fmt.Sprint(key))
+	p.WaitCount(t, 3)
+	treeRound := func(img string, drain func()) *restarted {
+		pids := captureKill(t, p.PID, img, true)
+		drain()
+		return startRestart(t, pids, img)
+	}
+	img1 := filepath.Join(dir, "1.ckpt")
+	r1 := treeRound(img1, func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 5)
+	r, err := format.Open(img1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := r.Meta()
+	r.Close()
+	if m.IPC == nil || len(m.IPC.Sem) != 1 || len(m.IPC.Msg) != 1 || len(m.IPC.Sem[0].Values) != 3 || len(m.IPC.Msg[0].Messages) < 3 {
+		t.Fatalf("image IPC table %+v, want one set of 3 semaphores and one queue with at least 3 messages", m.IPC)
+	}
+	r2 := treeRound(filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 5)
+	if err := unix.Kill(p.PID, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	lines := r2.waitFor(t, "the kept messages and semaphores", func(l []string) bool {
+		_, ok := lastLine(l, "kept: ")
+		return ok
+	})
+	if got, _ := lastLine(lines, "kept: "); got != "kept: second type, third type, first type; sems 7 9" {
+		t.Errorf("after two restores: %q, want the three messages by type and the semaphores 7 and 9", got)
+	}
+}

@@ -341,7 +341,7 @@ func IPCLine(o inspect.IPCInfo) string {
 // ipcOwner is uid:gid of a System V segment; shared anonymous memory has
 // no owner of its own.
 func ipcOwner(o inspect.IPCInfo) string {
-	if o.Kind != "shm" {
+	if o.Kind == "shmem" {
 		return "-"
 	}
 	return fmt.Sprintf("%d:%d", o.UID, o.GID)
@@ -349,8 +349,13 @@ func ipcOwner(o inspect.IPCInfo) string {
 
 func ipcState(o inspect.IPCInfo) string {
 	s := "-"
-	if o.Removed {
+	switch {
+	case o.Removed:
 		s = "removed"
+	case o.Kind == "sem":
+		s = fmt.Sprintf("values=%s", strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.Values)), ","), "[]"))
+	case o.Kind == "msg":
+		s = fmt.Sprintf("messages=%d", o.Messages)
 	}
 	if o.Outside > 0 {
 		s += fmt.Sprintf(",outside=%d", o.Outside)

@@ -76,19 +76,25 @@ func restoreProblems(meta *format.Meta, output string) (probs []restorer.Problem
 		return pidUser(pid)
 	}
 	host.FDOpen = nil
-	// The tree's own System V segments hold their keys until the kill,
+	// The tree's own System V objects hold their keys until the kill,
 	// after which capture removes them.
 	if meta.IPC != nil {
-		ownKeys := map[int32]bool{}
+		own := map[string]bool{}
 		for _, s := range meta.IPC.Shm {
-			ownKeys[s.Perm.Key] = s.Outside == 0
+			own[fmt.Sprint("shm", s.Perm.Key)] = s.Outside == 0
 		}
-		shmKeyUser := host.ShmKeyUser
-		host.ShmKeyUser = func(key int32) string {
-			if ownKeys[key] {
+		for _, s := range meta.IPC.Sem {
+			own[fmt.Sprint("sem", s.Perm.Key)] = true
+		}
+		for _, q := range meta.IPC.Msg {
+			own[fmt.Sprint("msg", q.Perm.Key)] = true
+		}
+		keyUser := host.IPCKeyUser
+		host.IPCKeyUser = func(kind string, key int32) string {
+			if own[fmt.Sprint(kind, key)] {
 				return ""
 			}
-			return shmKeyUser(key)
+			return keyUser(kind, key)
 		}
 	}
 	host.HaveTTY = true
