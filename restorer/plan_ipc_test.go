@@ -12,7 +12,8 @@ import (
 func shmMeta(seg format.ShmSegment, areas ...format.Area) *format.Meta {
 	m := testMeta()
 	m.Files, m.Processes[0].FDs = nil, nil
-	m.IPC = &format.IPCInfo{Shm: []format.ShmSegment{seg}, Shmem: []format.ShmemObject{{Size: 0x4000, Contents: 2}}}
+	m.IPC = &format.IPCInfo{Shm: []format.ShmSegment{seg}, Shmem: []format.ShmemObject{{Size: 0x4000, Contents: 2}},
+		Sem: []format.SemSet{{Perm: format.IPCPerm{Key: 0x5678, ID: 4, Mode: 0o600}, Values: []uint32{1, 2}, PIDs: []int32{100, 100}}}}
 	p := &m.Processes[0]
 	p.Areas = append(p.Areas[:2], append(areas, p.Areas[2:]...)...)
 	return m
@@ -43,6 +44,8 @@ func TestPlanShm(t *testing.T) {
 		{name: "partly unmapped", areas: []format.Area{sysvArea(0x10001000, 0x10002000, 0x1000, rw, "mw")}, problem: "part of the attachment was unmapped"},
 		{name: "key taken", areas: []format.Area{sysvArea(0x10000000, 0x10002000, 0, rw, "mw")}, taken: "segment id 9",
 			problem: "its key 0x00001234 is taken on this host, by segment id 9"},
+		{name: "semaphore key taken", areas: []format.Area{sysvArea(0x10000000, 0x10002000, 0, rw, "mw")}, taken: "semaphore set id 3",
+			problem: "semaphore set key 0x00005678 id 4: its key 0x00005678 is taken on this host, by semaphore set id 3"},
 		{name: "no such segment", areas: []format.Area{func() format.Area { a := sysvArea(0x10000000, 0x10002000, 0, rw, "mw"); a.Shm = 2; return a }()},
 			problem: "does not say which segment"},
 		{name: "object too small", areas: []format.Area{{Start: 0x30000000, End: 0x30008000, Prot: rw, Flags: format.MapShared, Shmem: 1}},
@@ -59,7 +62,8 @@ func TestPlanShm(t *testing.T) {
 			}
 			host := fakeHost(map[string]format.FileRef{"/bin/prog": {Path: "/bin/prog", Size: 10, MtimeNs: 5}, "/work": {Path: "/work", Mode: 0o40755}}, nil)
 			host.IPCKeyUser = func(kind string, key int32) string {
-				if kind == "shm" && key == 0x1234 {
+				if kind == "shm" && key == 0x1234 && !strings.HasPrefix(tc.taken, "semaphore") ||
+					kind == "sem" && key == 0x5678 && strings.HasPrefix(tc.taken, "semaphore") {
 					return tc.taken
 				}
 				return ""

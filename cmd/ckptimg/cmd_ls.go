@@ -36,10 +36,11 @@ func newLsCommand() *cobra.Command {
   --fds      the fd table of each process
   --threads  threads and their registers
   --procs    processes
-  --ipc      memory shared between processes: System V shared memory segments
+  --ipc      objects shared between processes: System V shared memory segments
              (key, id, size, mode, owner, removal mark) and shared anonymous
-             objects, each with the areas that map it (shown without a view
-             flag only when the image has some)
+             objects, each with the areas that map it; System V semaphore
+             sets (values) and message queues (messages) (shown without a
+             view flag only when the image has some)
 
 ls reads only the image's metadata, never its pages: it stays fast on large images.
 Output forms (-o): table for people, text for scripts (one record a line; with
