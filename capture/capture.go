@@ -177,6 +177,14 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	}
 	c.keepTrackers(id)
 	if opts.Kill {
+		// The System V objects recorded go with the tree: the image
+		// recreates them with their keys.
+		if err := c.removeShm(); err != nil {
+			return nil, err
+		}
+		if err := c.removeSemMsg(); err != nil {
+			return nil, err
+		}
 		if err := c.kill(); err != nil {
 			return nil, err
 		}
@@ -184,12 +192,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		done = c.ph.start("wait for the end")
 		c.stats.Killed = c.waitKilled()
 		done()
-		if err := c.removeShm(); err != nil {
-			return nil, err
-		}
-		if err := c.removeSemMsg(); err != nil {
-			return nil, err
-		}
+
 	}
 	c.stats.ID = id
 	c.stats.Meta = &c.meta

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -16,9 +17,11 @@ import (
 // This file records the System V shared memory segments the tree attaches
 // (Meta.IPC.Shm). A segment is not tied to an fd: it is found through the
 // areas that attach it (their maps inode is the shm id) and described from
-// /proc/sysvipc/shm, which shows the capturing process's IPC namespace, so
-// capture refuses a tree in another one. The contents are read once, with
-// shmat in the capturer, into a blob that every attaching area points to.
+// /proc/sysvipc/shm, which shows the IPC namespace of the thread reading
+// it: for a tree in another namespace than ckptimg's, one thread of
+// ckptimg enters the tree's (inIPCNamespace). The contents are read once,
+// with shmat in the capturer, into a blob that every attaching area points
+// to.
 //
 // Semaphore sets and message queues are not recorded: no area or fd ties
 // them to the tree, so a restore cannot know which of the namespace's
@@ -74,16 +77,38 @@ func readSysvShm() (map[int32]shmRow, error) {
 	return rows, nil
 }
 
-// sameIPCNamespace reports whether pid is in the capturer's IPC namespace.
-func sameIPCNamespace(pid int) (bool, error) {
+// inIPCNamespace runs fn in the IPC namespace of process pid: at once when
+// it is ckptimg's, otherwise on a thread of its own that enters pid's
+// namespace (setns needs CAP_SYS_ADMIN) and is never used again: it is
+// left locked, so the Go runtime ends it with its goroutine.
+func inIPCNamespace(pid int, fn func() error) error {
 	var self, target unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/ipc", &self); err != nil {
-		return false, err
+	if err := unix.Stat("/proc/thread-self/ns/ipc", &self); err != nil {
+		return err
 	}
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/ipc", pid), &target); err != nil {
-		return false, err
+	nsPath := fmt.Sprintf("/proc/%d/ns/ipc", pid)
+	if err := unix.Stat(nsPath, &target); err != nil {
+		return err
 	}
-	return self.Ino == target.Ino && self.Dev == target.Dev, nil
+	if self.Ino == target.Ino && self.Dev == target.Dev {
+		return fn()
+	}
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWIPC); err != nil {
+			done <- fmt.Errorf("entering the tree's IPC namespace: %w", os.NewSyscallError("setns", err))
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
 }
 
 // collectShm records every segment attached in the tree, its contents
@@ -108,49 +133,53 @@ func (c *capturer) collectShm() error {
 	if len(attaches) == 0 {
 		return nil
 	}
-	if same, err := sameIPCNamespace(attaches[0].pr.pid); err != nil || !same {
-		if err == nil {
-			err = fmt.Errorf("it attaches System V shared memory in another IPC namespace than the capturer's: run ckptimg in that namespace (nsenter --ipc --target %d)", attaches[0].pr.pid)
+	return inIPCNamespace(attaches[0].pr.pid, func() error {
+		index := map[int32]uint32{} // shm id -> index+1 in Meta.IPC.Shm
+		inTree := map[int32]uint32{}
+		for _, at := range attaches {
+			inTree[at.id]++
 		}
-		return wrap("find shm segments", attaches[0].pr.pid, 0, -1, err)
-	}
+		for _, at := range attaches {
+			if err := c.recordShm(at.pr, at.area, at.id, index, inTree); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// recordShm points area i of pr at segment id, recording the segment the
+// first time.
+func (c *capturer) recordShm(pr *proc, i int, id int32, index, inTree map[int32]uint32) error {
 	rows, err := readSysvShm()
 	if err != nil {
-		return wrap("find shm segments", attaches[0].pr.pid, 0, -1, err)
+		return wrap("find shm segments", pr.pid, 0, -1, err)
 	}
-	index := map[int32]uint32{} // shm id -> index+1 in Meta.IPC.Shm
-	inTree := map[int32]uint32{}
-	for _, at := range attaches {
-		inTree[at.id]++
+	a := &pr.rec.Areas[i]
+	a.Offset = pr.maps[i].Offset
+	if n := index[id]; n != 0 {
+		a.Shm = n
+		return nil
 	}
-	for _, at := range attaches {
-		a := &at.pr.rec.Areas[at.area]
-		a.Offset = at.pr.maps[at.area].Offset
-		if n := index[at.id]; n != 0 {
-			a.Shm = n
-			continue
-		}
-		row, ok := rows[at.id]
-		if !ok {
-			return wrap("find shm segment", at.pr.pid, 0, -1, fmt.Errorf("area %#x-%#x attaches shm id %d, which /proc/sysvipc/shm does not list", a.Start, a.End, at.id))
-		}
+	row, ok := rows[id]
+	if !ok {
+		return wrap("find shm segment", pr.pid, 0, -1, fmt.Errorf("area %#x-%#x attaches shm id %d, which /proc/sysvipc/shm does not list", a.Start, a.End, id))
+	}
+	{
 		seg := format.ShmSegment{
 			Perm: format.IPCPerm{Key: row.key, ID: row.id, Mode: row.mode & shmPermOK,
 				UID: row.uid, GID: row.gid, CUID: row.cuid, CGID: row.cgid},
 			Size: row.size, Removed: row.mode&shmDest != 0, Attaches: uint32(row.nattch), CPID: row.cpid,
 		}
-		if row.nattch > uint64(inTree[at.id]) {
-			seg.Outside = uint32(row.nattch - uint64(inTree[at.id]))
+		if row.nattch > uint64(inTree[id]) {
+			seg.Outside = uint32(row.nattch - uint64(inTree[id]))
 		}
 		if seg.Contents, err = c.shmContents(row.id); err != nil {
-			return wrap(fmt.Sprintf("read shm segment %d", row.id), at.pr.pid, 0, -1, err)
+			return wrap(fmt.Sprintf("read shm segment %d", row.id), pr.pid, 0, -1, err)
 		}
-		if c.meta.IPC == nil {
-			c.meta.IPC = &format.IPCInfo{}
-		}
-		c.meta.IPC.Shm = append(c.meta.IPC.Shm, seg)
-		index[at.id] = uint32(len(c.meta.IPC.Shm))
-		a.Shm = index[at.id]
+		c.ipc().Shm = append(c.ipc().Shm, seg)
+		index[id] = uint32(len(c.meta.IPC.Shm))
+		a.Shm = index[id]
 	}
 	return nil
 }
@@ -172,14 +201,20 @@ func (c *capturer) shmContents(id int32) (uint32, error) {
 	return uint32(len(c.meta.Blobs)), nil
 }
 
-// removeShm runs after capture --kill: the segments the image recorded
-// are removed, so that the image restores on this host with their keys.
-// A segment attached outside the tree, or replaced meanwhile (another
-// creation time or size under the same id), is left alone.
+// removeShm runs for capture --kill, the tree frozen and about to be
+// killed: the segments the image recorded are marked for removal (gone
+// with the tree's last detach, their keys free at once), so that the image
+// restores on this host with their keys. A segment attached outside the
+// tree, or replaced meanwhile (another key or size under the same id), is
+// left alone.
 func (c *capturer) removeShm() error {
-	if c.meta.IPC == nil {
+	if c.meta.IPC == nil || len(c.meta.IPC.Shm) == 0 {
 		return nil
 	}
+	return inIPCNamespace(c.procs[0].pid, c.removeShmHere)
+}
+
+func (c *capturer) removeShmHere() error {
 	var errs []string
 	for _, s := range c.meta.IPC.Shm {
 		if s.Outside > 0 || s.Removed {

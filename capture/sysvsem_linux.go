@@ -16,8 +16,7 @@ import (
 // operation (sempid) was the tree's, a queue whose last send or receive
 // (lspid, lrpid) was. An object the program created but never used is
 // missed, one that another program used last too; docs/capture.md says
-// so. Like the shm segments, they are read from the capturer's IPC
-// namespace, and a tree in another one has them left out.
+// so. Like the shm segments, they are read in the tree's IPC namespace.
 
 // collectSemMsg records the sets and queues the tree used last.
 func (c *capturer) collectSemMsg() error {
@@ -30,9 +29,10 @@ func (c *capturer) collectSemMsg() error {
 	if len(pids) == 0 {
 		return nil
 	}
-	if same, err := sameIPCNamespace(c.procs[0].pid); err != nil || !same {
-		return nil
-	}
+	return inIPCNamespace(c.procs[0].pid, func() error { return c.collectSemMsgHere(pids) })
+}
+
+func (c *capturer) collectSemMsgHere(pids map[int64]bool) error {
 	sems, err := sysvipc.ReadTable("sem")
 	if err != nil {
 		return wrap("list semaphore sets", c.procs[0].pid, 0, -1, err)
@@ -94,13 +94,17 @@ func ipcPerm(row sysvipc.Row, idCol string) format.IPCPerm {
 		UID: uint32(row["uid"]), GID: uint32(row["gid"]), CUID: uint32(row["cuid"]), CGID: uint32(row["cgid"])}
 }
 
-// removeSemMsg runs after capture --kill, as removeShm does: the sets and
+// removeSemMsg runs for capture --kill, as removeShm does: the sets and
 // queues the image recorded are removed so that their keys are free for
 // the restore. One replaced meanwhile (another key under its id) is left.
 func (c *capturer) removeSemMsg() error {
-	if c.meta.IPC == nil {
+	if c.meta.IPC == nil || len(c.meta.IPC.Sem)+len(c.meta.IPC.Msg) == 0 {
 		return nil
 	}
+	return inIPCNamespace(c.procs[0].pid, c.removeSemMsgHere)
+}
+
+func (c *capturer) removeSemMsgHere() error {
 	var errs []string
 	remove := func(kind, table, idCol string, perm format.IPCPerm) {
 		rows, _ := sysvipc.ReadTable(table)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
@@ -117,7 +118,7 @@ func TestRestorePostgres(t *testing.T) {
 
 	round := func(img string, drain func()) *restarted {
 		s.quiet(t, p.PID)
-		pids := captureKill(t, p.PID, img, true)
+		pids := captureKillServer(t, p.PID, img)
 		t.Cleanup(func() { removePgShared(t, img) })
 		drain()
 		return startRestart(t, pids, img)
@@ -151,6 +152,43 @@ func TestRestorePostgres(t *testing.T) {
 	if got := s.mustPsql(t, "select count(*) from pg_stat_activity where backend_type in ('checkpointer', 'background writer', 'walwriter')"); got != "3" {
 		t.Errorf("%s of the checkpointer, background writer and walwriter are seen in shared memory, want 3", got)
 	}
+}
+
+// captureKillServer captures the tree of pid and kills it, as
+// captureKill does, but captures again while the image holds a zombie (a
+// worker the server had not reaped yet at the freeze), as a user would
+// after capture --kill refused.
+func captureKillServer(t *testing.T, pid int, img string) []int {
+	t.Helper()
+	var res *capture.Result
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		f, err := os.Create(img)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w, err := format.NewWriter(f)
+		if err != nil {
+			return err
+		}
+		res, err = capture.Capture(testprog.Context(t), pid, w, capture.Options{Kill: true, Tree: true,
+			CheckKill: func(m *format.Meta) error {
+				for _, p := range m.Processes {
+					if p.Exited {
+						return fmt.Errorf("process %d is a zombie", p.PID)
+					}
+				}
+				return nil
+			}})
+		return err
+	})
+	var pids []int
+	for _, p := range res.Meta.Processes {
+		waitGone(t, int(p.PID))
+		pids = append(pids, int(p.PID))
+	}
+	testprog.KillAtCleanup(t, pids...)
+	return pids
 }
 
 // removePgShared removes what a killed PostgreSQL leaves behind outside

@@ -97,12 +97,25 @@ func removeShmKey(key int32) {
 	}
 }
 
+// TestRestoreSysVShm runs the fixture in the test's IPC namespace, and in
+// one of its own (unshare --ipc), which capture enters to read its
+// segments; the restore makes them in ckpt-restart's namespace.
 func TestRestoreSysVShm(t *testing.T) {
 	needRoot(t)
+	t.Run("same-namespace", func(t *testing.T) { testRestoreSysVShm(t, testShmKey(), false) })
+	t.Run("own-namespace", func(t *testing.T) { testRestoreSysVShm(t, testShmKey()+2, true) })
+}
+
+func testRestoreSysVShm(t *testing.T, key int32, ownNS bool) {
 	bin := testprog.BuildC(t, "shm", shmSrc)
 	dir := testDir(t)
-	key := testShmKey()
-	p := testprog.Start(t, bin, fmt.Sprint(key))
+	var p *testprog.Process
+	if ownNS {
+		// unshare execs the fixture: the same pid.
+		p = testprog.Start(t, "unshare", "--ipc", "--", bin, fmt.Sprint(key))
+	} else {
+		p = testprog.Start(t, bin, fmt.Sprint(key))
+	}
 	t.Cleanup(func() { removeShmKey(key) })
 	p.WaitCount(t, 3)
 	treeRound := func(img string, drain func()) *restarted {
