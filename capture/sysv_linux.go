@@ -1,17 +1,16 @@
 package capture
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/sysvipc"
 )
 
 // This file records the System V shared memory segments the tree attaches
@@ -21,61 +20,13 @@ import (
 // it: for a tree in another namespace than ckptimg's, one thread of
 // ckptimg enters the tree's (inIPCNamespace). The contents are read once,
 // with shmat in the capturer, into a blob that every attaching area points
-// to.
-//
-// Semaphore sets and message queues are not recorded: no area or fd ties
-// them to the tree, so a restore cannot know which of the namespace's
-// objects the program needs (CRIU dumps them only with the whole IPC
-// namespace); docs/capture.md says so.
+// to. Semaphore sets and message queues are in sysvsem_linux.go.
 
 // Bits of ipc_perm.mode beyond the permissions (linux/shm.h).
 const (
 	shmDest   = 0o1000 // SHM_DEST: marked for removal
 	shmPermOK = 0o777
 )
-
-// shmRow is one line of /proc/sysvipc/shm.
-type shmRow struct {
-	key, id              int32
-	mode                 uint32
-	size                 uint64
-	cpid                 int32
-	nattch               uint64
-	uid, gid, cuid, cgid uint32
-}
-
-// readSysvShm parses /proc/sysvipc/shm, keyed by shm id.
-func readSysvShm() (map[int32]shmRow, error) {
-	data, err := os.ReadFile("/proc/sysvipc/shm")
-	if err != nil {
-		return nil, err
-	}
-	rows := map[int32]shmRow{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Scan() // header
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 11 {
-			continue
-		}
-		var n [11]uint64
-		var bad bool
-		for i, base := range []int{10, 10, 8, 10, 10, 10, 10, 10, 10, 10, 10} {
-			v, err := strconv.ParseInt(f[i], base, 64)
-			if err != nil {
-				bad = true
-			}
-			n[i] = uint64(v)
-		}
-		if bad {
-			return nil, fmt.Errorf("/proc/sysvipc/shm: cannot parse %q", sc.Text())
-		}
-		r := shmRow{key: int32(n[0]), id: int32(n[1]), mode: uint32(n[2]), size: n[3], cpid: int32(n[4]),
-			nattch: n[6], uid: uint32(n[7]), gid: uint32(n[8]), cuid: uint32(n[9]), cgid: uint32(n[10])}
-		rows[r.id] = r
-	}
-	return rows, nil
-}
 
 // inIPCNamespace runs fn in the IPC namespace of process pid: at once when
 // it is ckptimg's, otherwise on a thread of its own that enters pid's
@@ -134,54 +85,43 @@ func (c *capturer) collectShm() error {
 		return nil
 	}
 	return inIPCNamespace(attaches[0].pr.pid, func() error {
+		rows, err := sysvipc.ReadTable("shm")
+		if err != nil {
+			return wrap("find shm segments", attaches[0].pr.pid, 0, -1, err)
+		}
+		byID := map[int32]sysvipc.Row{}
+		for _, r := range rows {
+			byID[int32(r["shmid"])] = r
+		}
 		index := map[int32]uint32{} // shm id -> index+1 in Meta.IPC.Shm
-		inTree := map[int32]uint32{}
+		inTree := map[int32]uint64{}
 		for _, at := range attaches {
 			inTree[at.id]++
 		}
 		for _, at := range attaches {
-			if err := c.recordShm(at.pr, at.area, at.id, index, inTree); err != nil {
-				return err
+			a := &at.pr.rec.Areas[at.area]
+			a.Offset = at.pr.maps[at.area].Offset
+			if a.Shm = index[at.id]; a.Shm != 0 {
+				continue
 			}
+			row, ok := byID[at.id]
+			if !ok {
+				return wrap("find shm segment", at.pr.pid, 0, -1, fmt.Errorf("area %#x-%#x attaches shm id %d, which /proc/sysvipc/shm does not list", a.Start, a.End, at.id))
+			}
+			seg := format.ShmSegment{Perm: ipcPerm(row, "shmid"), Size: uint64(row["size"]),
+				Removed: row["perms"]&shmDest != 0, Attaches: uint32(row["nattch"]), CPID: int32(row["cpid"])}
+			if n := uint64(row["nattch"]); n > inTree[at.id] {
+				seg.Outside = uint32(n - inTree[at.id])
+			}
+			if seg.Contents, err = c.shmContents(at.id); err != nil {
+				return wrap(fmt.Sprintf("read shm segment %d", at.id), at.pr.pid, 0, -1, err)
+			}
+			c.ipc().Shm = append(c.ipc().Shm, seg)
+			index[at.id] = uint32(len(c.meta.IPC.Shm))
+			a.Shm = index[at.id]
 		}
 		return nil
 	})
-}
-
-// recordShm points area i of pr at segment id, recording the segment the
-// first time.
-func (c *capturer) recordShm(pr *proc, i int, id int32, index, inTree map[int32]uint32) error {
-	rows, err := readSysvShm()
-	if err != nil {
-		return wrap("find shm segments", pr.pid, 0, -1, err)
-	}
-	a := &pr.rec.Areas[i]
-	a.Offset = pr.maps[i].Offset
-	if n := index[id]; n != 0 {
-		a.Shm = n
-		return nil
-	}
-	row, ok := rows[id]
-	if !ok {
-		return wrap("find shm segment", pr.pid, 0, -1, fmt.Errorf("area %#x-%#x attaches shm id %d, which /proc/sysvipc/shm does not list", a.Start, a.End, id))
-	}
-	{
-		seg := format.ShmSegment{
-			Perm: format.IPCPerm{Key: row.key, ID: row.id, Mode: row.mode & shmPermOK,
-				UID: row.uid, GID: row.gid, CUID: row.cuid, CGID: row.cgid},
-			Size: row.size, Removed: row.mode&shmDest != 0, Attaches: uint32(row.nattch), CPID: row.cpid,
-		}
-		if row.nattch > uint64(inTree[id]) {
-			seg.Outside = uint32(row.nattch - uint64(inTree[id]))
-		}
-		if seg.Contents, err = c.shmContents(row.id); err != nil {
-			return wrap(fmt.Sprintf("read shm segment %d", row.id), pr.pid, 0, -1, err)
-		}
-		c.ipc().Shm = append(c.ipc().Shm, seg)
-		index[id] = uint32(len(c.meta.IPC.Shm))
-		a.Shm = index[id]
-	}
-	return nil
 }
 
 // shmContents stores a segment's bytes as a blob and returns its index+1.
