@@ -199,6 +199,31 @@ func (pl *Plan) checkShm(host *Host, add func(Problem)) {
 	}
 }
 
+// simulateIPC prints the shared objects ckpt-restart makes before the
+// processes.
+func (pl *Plan) simulateIPC(ew *errWriter) {
+	for _, sp := range pl.Shm {
+		s := sp.Seg
+		ew.printf("create %s: %d bytes, mode %#o, owner %d:%d, contents from blob %d", sp.Subject, s.Size, s.Perm.Mode, s.Perm.UID, s.Perm.GID, int(s.Contents)-1)
+		if s.Removed {
+			ew.printf(", marked for removal once attached")
+		}
+		ew.printf("\n")
+	}
+	for _, sp := range pl.Shmem {
+		ew.printf("create shared memory object %d: %d bytes, contents from blob %d\n", sp.Index, sp.Obj.Size, int(sp.Obj.Contents)-1)
+	}
+	if pl.Meta.IPC == nil {
+		return
+	}
+	for _, s := range pl.Meta.IPC.Sem {
+		ew.printf("create %s: values %v, mode %#o, owner %d:%d\n", semSubject(s.Perm), s.Values, s.Perm.Mode, s.Perm.UID, s.Perm.GID)
+	}
+	for _, q := range pl.Meta.IPC.Msg {
+		ew.printf("create %s: %d messages, mode %#o, owner %d:%d\n", msgSubject(q.Perm), len(q.Messages), q.Perm.Mode, q.Perm.UID, q.Perm.GID)
+	}
+}
+
 func semSubject(p format.IPCPerm) string {
 	return fmt.Sprintf("semaphore set key %#08x id %d", uint32(p.Key), p.ID)
 }

@@ -20,6 +20,7 @@ func (s *Session) Simulate(w io.Writer) error {
 	ps := pl.PageSize
 	ew.printf("image: %d process(es), %d file(s), arch %s, page size %d, captured on %s\n",
 		len(pl.Procs), len(pl.Files), m.Machine.Arch, m.Machine.PageSize, m.Machine.KernelRelease)
+	pl.simulateIPC(ew)
 	for _, pp := range pl.Procs {
 		p := pp.Proc
 		parent := "the caller (ckpt-restart)"

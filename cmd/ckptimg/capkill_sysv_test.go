@@ -111,6 +111,13 @@ func TestCaptureKillSysV(t *testing.T) {
 	if msg, code := run(t, restart, "--check", img); code != 0 {
 		t.Fatalf("ckpt-restart --check after capture --kill: exit %d\n%s", code, msg)
 	}
+	sim, _ := run(t, restart, "--simulate", img)
+	for _, want := range []string{fmt.Sprintf("create shm segment key %#08x", key), fmt.Sprintf("create semaphore set key %#08x", key+1),
+		"values [2]", fmt.Sprintf("create message queue key %#08x", key+2), "1 messages", "attach shm segment key"} {
+		if !strings.Contains(sim, want) {
+			t.Errorf("ckpt-restart --simulate lacks %q:\n%s", want, sim)
+		}
+	}
 	restoreDetached(t, restart, img, pid)
 	waitTicking(t, outPath, 3)
 }
