@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,12 @@ import (
 // its workers). Opening map_files needs CAP_SYS_ADMIN; without it the
 // areas keep their pages in Runs as before, and the restore cannot share
 // them.
+//
+// A shared mapping of a deleted file or memfd that no fd of the tree holds
+// open (a POSIX semaphore made with sem_open and unlinked, as Python's
+// multiprocessing does) is such an object too: nothing else could give
+// its processes one file again. One held open is restored from the file
+// table instead (the file's contents are saved with it).
 
 // collectShmem records every shared anonymous object of the tree and
 // points each area that maps it at it.
@@ -31,17 +38,24 @@ func (c *capturer) collectShmem() error {
 		ino uint64
 	}
 	index := map[ident]uint32{}
+	open := map[ident]bool{}
+	for _, f := range c.meta.Files {
+		open[ident{f.Ident.Dev, f.Ident.Ino}] = true
+	}
 	for _, pr := range c.procs {
 		if pr.rec == nil {
 			continue
 		}
 		for i := range pr.rec.Areas {
 			a := &pr.rec.Areas[i]
-			if a.Flags&(format.MapShared|format.MapFile|format.MapSysVShm|format.MapSpecial) != format.MapShared {
-				continue
-			}
 			m := &pr.maps[i]
 			id := ident{mkdev(m.Major, m.Minor), m.Inode}
+			anon := a.Flags&(format.MapShared|format.MapFile|format.MapSysVShm|format.MapSpecial) == format.MapShared
+			unlinked := a.Flags&(format.MapShared|format.MapFile) == format.MapShared|format.MapFile &&
+				a.Flags&(format.MapDeleted|format.MapMemfd) != 0 && !open[id]
+			if !anon && !unlinked {
+				continue
+			}
 			if n := index[id]; n != 0 {
 				a.Shmem, a.Offset = n, m.Offset
 				continue
@@ -65,8 +79,9 @@ func (c *capturer) collectShmem() error {
 	return nil
 }
 
-// shmemObject stores the whole object an area maps as a blob. Holes read
-// as zeros without being allocated.
+// shmemObject stores the whole object an area maps as a blob, its size
+// rounded up to whole pages (a 32-byte semaphore file is mapped as one
+// page). Holes read as zeros without being allocated.
 func (c *capturer) shmemObject(pr *proc, a *format.Area) (format.ShmemObject, error) {
 	var obj format.ShmemObject
 	f, err := os.Open(pr.fs.Path("map_files", strconv.FormatUint(a.Start, 16)+"-"+strconv.FormatUint(a.End, 16)))
@@ -78,8 +93,10 @@ func (c *capturer) shmemObject(pr *proc, a *format.Area) (format.ShmemObject, er
 	if err != nil {
 		return obj, err
 	}
-	obj.Size = uint64(st.Size())
-	blob, err := c.w.AddBlob(io.NewSectionReader(f, 0, st.Size()))
+	ps := int64(c.pageSize)
+	size := (st.Size() + ps - 1) / ps * ps
+	obj.Size = uint64(size)
+	blob, err := c.w.AddBlob(io.MultiReader(io.NewSectionReader(f, 0, st.Size()), bytes.NewReader(make([]byte, size-st.Size()))))
 	if err != nil {
 		return obj, err
 	}

@@ -78,9 +78,10 @@ type ShmSegment struct {
 	CPID     int32  `ckpt:"7"` // creator pid (shm_cpid)
 }
 
-// ShmemObject is one shared anonymous memory object (the kernel's
-// unnamed shmem file, "/dev/zero (deleted)" in maps): every area that maps
-// it, in any process, shares its pages.
+// ShmemObject is one shared memory object without a name: the kernel's
+// unnamed shmem file of shared anonymous memory ("/dev/zero (deleted)" in
+// maps), or a deleted file or memfd mapped shared that no fd holds open.
+// Every area that maps it, in any process, shares its pages.
 type ShmemObject struct {
 	Ino  uint64 `ckpt:"1"` // its inode at capture, for information
 	Size uint64 `ckpt:"2"` // its size in bytes

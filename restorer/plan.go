@@ -367,8 +367,10 @@ func (pl *Plan) planMemory(chain *format.Chain, pp *ProcPlan) error {
 			} else if a.Flags&format.MapShared == 0 && pl.allStored(a) {
 				ap.Kind = AreaAnon // every page is in the image: the file is not needed
 			} else if a.Flags&format.MapShared != 0 {
-				ap.Kind = AreaShared // its pages are in the image; the sharing is with this process only
-				pl.Warnings = append(pl.Warnings, subj+": shared mapping of a deleted file or memfd with no open fd is restored as shared anonymous memory")
+				ap.Kind = AreaShared // one object for every process that maps it (a.Shmem), or this process's pages only
+				if a.Shmem == 0 {
+					pl.Warnings = append(pl.Warnings, subj+": shared mapping of a deleted file or memfd with no open fd is restored as shared anonymous memory")
+				}
 			} else {
 				pl.problem(Problem{Subject: subj, Unsupported: true, What: "mapped from a deleted file or memfd whose contents are not in the image"})
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -350,5 +351,73 @@ func TestRestoreSysVSemMsg(t *testing.T) {
 	})
 	if got, _ := lastLine(lines, "kept: "); got != "kept: second type, third type, first type; sems 7 9" {
 		t.Errorf("after two restores: %q, want the three messages by type and the semaphores 7 and 9", got)
+	}
+}
+
+// pyMultiprocessingSrc shares a counter (multiprocessing.Value: a
+// shared mapping of a file the heap keeps open) and a Lock (a POSIX
+// semaphore: a shared mapping of /dev/shm/sem.* unlinked at once) with a
+// forked child that increments the counter under the lock. Each round the
+// parent waits for the counter to move and, holding the lock, checks the
+// child cannot change it: a restore that gave them separate memory fails.
+const pyMultiprocessingSrc = `
+import multiprocessing as mp, os, time
+
+def child(v, lock):
+    while True:
+        with lock:
+            v.value += 1
+        time.sleep(0.005)
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    v = mp.Value("l", 0, lock=False)
+    lock = mp.Lock()
+    mp.Process(target=child, args=(v, lock), daemon=True).start()
+    print("ready", flush=True)
+    last, i = -1, 0
+    while True:
+        deadline = time.monotonic() + 30
+        while v.value == last and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with lock:
+            a = v.value
+            time.sleep(0.02)
+            b = v.value
+        if a == last or a != b:
+            print("FAIL round %d: counter %d, then %d under the lock, %d before" % (i, a, b, last), flush=True)
+        else:
+            print("count %d shared %d" % (i, a), flush=True)
+        last, i = b, i + 1
+        time.sleep(0.03)
+`
+
+func TestRestorePythonMultiprocessing(t *testing.T) {
+	needRoot(t)
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("python3 not found (Debian package python3, which .ci/run installs): %v", err)
+	}
+	dir := testDir(t)
+	script := filepath.Join(dir, "mp.py")
+	if err := os.WriteFile(script, []byte(pyMultiprocessingSrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := testprog.Start(t, py, script)
+	p.WaitCount(t, 3)
+	treeRound := func(img string, drain func()) *restarted {
+		pids := captureKill(t, p.PID, img, true)
+		drain()
+		return startRestart(t, pids, img)
+	}
+	r1 := treeRound(filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) })
+	r1.checkContinues(t, lastCount(p)+1, 5)
+	r2 := treeRound(filepath.Join(dir, "2.ckpt"), func() { <-r1.done })
+	l1, _ := r1.snapshot()
+	c := counts(l1)
+	r2.checkContinues(t, c[len(c)-1]+1, 5)
+	_, stderr := r2.snapshot()
+	if strings.Contains(stderr, "restored as shared anonymous memory") {
+		t.Errorf("the semaphores were restored per process:\n%s", stderr)
 	}
 }
