@@ -192,7 +192,6 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		done = c.ph.start("wait for the end")
 		c.stats.Killed = c.waitKilled()
 		done()
-
 	}
 	c.stats.ID = id
 	c.stats.Meta = &c.meta

@@ -154,7 +154,7 @@ type AreaPlan struct {
 	DataPages, ZeroPages uint64
 	// Advice is given back once the pages are written (from VmFlags).
 	Advice Advice
-	// Shm is the attach an AreaSysV area belongs to (plan_sysv.go).
+	// Shm is the attach an AreaSysV area belongs to (plan_ipc.go).
 	Shm *shmAttach
 	// Shmem is the object an AreaShared area maps, nil when its pages are
 	// its own (an image without the object).

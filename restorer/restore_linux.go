@@ -161,21 +161,8 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	r.res.Warnings = append(r.res.Warnings, r.files.warnings...)
 	r.phase("open files")
-	var shmWarnings []string
-	if r.shm, shmWarnings, err = createShm(r.plan, chain.Top()); err != nil {
-		return nil, &Error{Step: "create shm segments", Err: err}
-	}
-	r.res.Warnings = append(r.res.Warnings, shmWarnings...)
-	if r.shmem, err = createShmem(r.plan, chain.Top()); err != nil {
-		return nil, &Error{Step: "create shared memory", Err: err}
-	}
-	var semWarnings []string
-	if r.sems, semWarnings, err = createSemMsg(r.plan); err != nil {
-		return nil, &Error{Step: "create semaphore sets and message queues", Err: err}
-	}
-	r.res.Warnings = append(r.res.Warnings, semWarnings...)
-	if len(r.plan.Shm)+len(r.plan.Shmem) > 0 {
-		r.phase("create shared memory")
+	if err := r.createShared(chain.Top()); err != nil {
+		return nil, err
 	}
 
 	// The root is forked from the stub with CLONE_PARENT, so its parent is

@@ -35,6 +35,28 @@ type shmSet struct {
 	ids map[*ShmPlan]int
 }
 
+// createShared makes the objects the processes share before they exist:
+// System V segments, shared anonymous objects, semaphore sets and message
+// queues.
+func (r *restore) createShared(img *format.Reader) (err error) {
+	var warnings []string
+	if r.shm, warnings, err = createShm(r.plan, img); err != nil {
+		return &Error{Step: "create shm segments", Err: err}
+	}
+	r.res.Warnings = append(r.res.Warnings, warnings...)
+	if r.shmem, err = createShmem(r.plan, img); err != nil {
+		return &Error{Step: "create shared memory", Err: err}
+	}
+	if r.sems, warnings, err = createSemMsg(r.plan); err != nil {
+		return &Error{Step: "create semaphore sets and message queues", Err: err}
+	}
+	r.res.Warnings = append(r.res.Warnings, warnings...)
+	if r.plan.Meta.IPC != nil {
+		r.phase("create shared memory")
+	}
+	return nil
+}
+
 // createShm creates every segment of the plan and fills it from the top
 // image's blobs. A key taken since the checks is ErrIPCKeyTaken: the
 // segment there is never used.
