@@ -103,6 +103,15 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		return nil, err
 	}
 	c.hideTrackerFlags()
+	if err := c.collectShm(); err != nil {
+		return nil, err
+	}
+	if err := c.collectShmem(); err != nil {
+		return nil, err
+	}
+	if err := c.collectSemMsg(); err != nil {
+		return nil, err
+	}
 	if err := c.scanTrackers(); err != nil {
 		return nil, err
 	}
@@ -179,6 +188,14 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	}
 	c.keepTrackers(id)
 	if opts.Kill {
+		// The System V objects recorded go with the tree: the image
+		// recreates them with their keys.
+		if err := c.removeShm(); err != nil {
+			return nil, err
+		}
+		if err := c.removeSemMsg(); err != nil {
+			return nil, err
+		}
 		if err := c.kill(); err != nil {
 			return nil, err
 		}

@@ -20,14 +20,16 @@ const (
 	pagesNone    pageKind = iota // kernel mappings, shared file mappings: nothing stored
 	pagesAnon                    // private anonymous: present or swapped pages
 	pagesFile                    // private file: pages copied on write (present, not a file page) or swapped
-	pagesPresent                 // shared anonymous, SysV, memfd, deleted files: every present page
+	pagesPresent                 // shared anonymous, memfd, deleted files: every present page
 )
 
 func areaPages(a *format.Area) pageKind {
 	switch {
 	case a.Flags&format.MapSpecial != 0:
 		return pagesNone
-	case a.Flags&(format.MapDeleted|format.MapMemfd|format.MapSysVShm) != 0:
+	case a.Shm != 0 || a.Shmem != 0:
+		return pagesNone // the segment's or object's contents are one blob (sysv_linux.go, shmem_linux.go)
+	case a.Flags&(format.MapDeleted|format.MapMemfd) != 0:
 		// The file may be gone at restore: keep what is in memory.
 		return pagesPresent
 	case a.Flags&format.MapShared != 0 && a.Flags&format.MapFile != 0:

@@ -32,6 +32,9 @@ type Meta struct {
 	// Blobs are byte streams stored in chunks that are not memory: contents
 	// of deleted files and memfds, pipe buffers too large to inline.
 	Blobs []Blob `ckpt:"10"`
+	// IPC holds the System V IPC objects of the tree (types_ipc.go); nil
+	// when it uses none.
+	IPC *IPCInfo `ckpt:"11"`
 }
 
 // Machine holds facts about the machine the image was captured on.
@@ -219,6 +222,14 @@ type Area struct {
 	// no run covers was never populated: it reads as zeros in an anonymous
 	// area and comes from the file in a file-backed one.
 	Runs []Run `ckpt:"9"`
+	// Shm is the index+1 in Meta.IPC.Shm of the System V segment a
+	// MapSysVShm area attaches (0 when none); its pages are in the
+	// segment's contents, not in Runs.
+	Shm uint32 `ckpt:"10"`
+	// Shmem is the index+1 in Meta.IPC.Shmem of the shared anonymous
+	// memory object a shared anonymous area maps at Offset (0 when its
+	// pages are in Runs, as images before it had them).
+	Shmem uint32 `ckpt:"11"`
 }
 
 // Pages returns the area's size in pages of pageSize bytes.

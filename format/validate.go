@@ -74,6 +74,9 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 			return bad(fmt.Sprintf("blobs[%d]", i), "extents hold %d bytes, size is %d", sum, b.Size)
 		}
 	}
+	if err := validateIPC(m, bad); err != nil {
+		return err
+	}
 	for i, s := range m.Substs {
 		path := fmt.Sprintf("substs[%d]", i)
 		if !fileIDs[s.FileID] {
@@ -123,6 +126,12 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 				return bad(apath(), "%#x-%#x is not page aligned, empty, or overlaps the previous area", a.Start, a.End)
 			}
 			prevEnd = a.End
+			if a.Shm != 0 && (m.IPC == nil || int(a.Shm) > len(m.IPC.Shm)) {
+				return bad(apath(), "shm segment %d is not in the IPC table", a.Shm)
+			}
+			if a.Shmem != 0 && (m.IPC == nil || int(a.Shmem) > len(m.IPC.Shmem)) {
+				return bad(apath(), "shmem object %d is not in the IPC table", a.Shmem)
+			}
 			if a.Prot&^(ProtRead|ProtWrite|ProtExec) != 0 {
 				return bad(apath(), "protection %#x", uint32(a.Prot))
 			}

@@ -61,6 +61,10 @@ type PageCounts struct {
 	// Kernel pages belong to kernel-provided mappings ([vdso], [vvar]...),
 	// whose contents the kernel provides at restore.
 	Kernel uint64 `json:"kernel"`
+	// Shared pages are those of an area whose contents are stored once
+	// for every process that maps them: a System V segment or a shared
+	// anonymous object (the ipc view lists them).
+	Shared uint64 `json:"shared,omitempty"`
 }
 
 func (c *PageCounts) add(o PageCounts) {
@@ -71,6 +75,7 @@ func (c *PageCounts) add(o PageCounts) {
 	c.File += o.File
 	c.Untouched += o.Untouched
 	c.Kernel += o.Kernel
+	c.Shared += o.Shared
 }
 
 // FileRefInfo is the identity of a file at capture.
@@ -139,6 +144,8 @@ func areaPages(a *format.Area, ps uint64) PageCounts {
 	switch {
 	case a.Flags&format.MapSpecial != 0:
 		c.Kernel = rest
+	case a.Shm != 0 || a.Shmem != 0:
+		c.Shared = rest
 	case a.Flags&format.MapFile != 0:
 		c.File = rest
 	default:

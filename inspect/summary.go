@@ -105,6 +105,10 @@ type Counts struct {
 	// Locks are the file locks held at capture (of descriptions and of
 	// processes); omitted when none.
 	Locks int `json:"locks,omitempty"`
+	// Shm and Shmem count the System V segments and the shared anonymous
+	// objects (ls --ipc).
+	Shm   int `json:"shm,omitempty"`
+	Shmem int `json:"shmem,omitempty"`
 }
 
 // ByteCounts are the sizes of an image.
@@ -204,6 +208,9 @@ func Summary(r *format.Reader) SummaryInfo {
 		s.Counts.Locks += len(f.Locks)
 	}
 	s.Counts.Blobs = len(m.Blobs)
+	if m.IPC != nil {
+		s.Counts.Shm, s.Counts.Shmem = len(m.IPC.Shm), len(m.IPC.Shmem)
+	}
 	s.Counts.Chunks = len(r.Chunks())
 	s.Bytes.Pages = s.Pages.Data * ps
 	for _, b := range m.Blobs {

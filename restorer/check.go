@@ -53,6 +53,9 @@ type Host struct {
 	// Locks returns the file locks held on this machine now; nil skips
 	// the lock checks.
 	Locks func() ([]HostLock, error)
+	// IPCKeyUser describes the System V object of kind "shm", "sem" or
+	// "msg" that holds key on this host, "" when the key is free.
+	IPCKeyUser func(kind string, key int32) string
 }
 
 // CheckHost runs every check of the plan against host and returns all
@@ -88,6 +91,7 @@ func (pl *Plan) check(host *Host, opts *Options) (probs []Problem, warnings []st
 	pl.checkFiles(host, opts, add, warn)
 	pl.checkLocks(host, add, warn)
 	pl.checkCreds(host, add)
+	pl.checkShm(host, add)
 	return probs, warnings
 }
 

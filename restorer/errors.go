@@ -11,6 +11,11 @@ import (
 // filter). Such errors make ckpt-restart exit with code 5.
 var ErrUnsupported = errors.New("restorer: not supported")
 
+// ErrIPCKeyTaken is matched by errors about a System V IPC key of the
+// image (a segment's, a semaphore set's, a message queue's) that an object
+// on the restoring host took after the checks.
+var ErrIPCKeyTaken = errors.New("restorer: System V IPC key taken")
+
 // exitUnsupported is cli.ExitUnsupported; restorer cannot import cmd.
 const exitUnsupported = 5
 

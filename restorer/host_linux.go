@@ -35,6 +35,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 		Bind:       bindProbe,
 		Open:       openProbe,
 		Locks:      hostLocks,
+		IPCKeyUser: ipcKeyUser,
 	}
 	if xstate != nil {
 		h.XStateSize, h.XStateFeatures = kabi.XStateInfo(xstate)

@@ -233,7 +233,18 @@ func (r *restore) mapAreas(lp *liveProc) error {
 		fd, off := ^uintptr(0), uintptr(0)
 		tmpFD := -1
 		switch ap.Kind {
-		case AreaAnon, AreaShared:
+		case AreaShared:
+			if ap.Shmem == nil {
+				flags |= unix.MAP_ANONYMOUS
+				break
+			}
+			n, err := r.shmemFD(lp, ap)
+			if err != nil {
+				return err
+			}
+			tmpFD = n
+			fd, off = uintptr(n), uintptr(a.Offset)
+		case AreaAnon:
 			flags |= unix.MAP_ANONYMOUS
 		case AreaFile:
 			if ap.Path != openPath {
@@ -255,6 +266,11 @@ func (r *restore) mapAreas(lp *liveProc) error {
 				openFD, openPath = int(n), ap.Path
 			}
 			fd, off = uintptr(openFD), uintptr(a.Offset)
+		case AreaSysV:
+			if err := r.attachShm(lp, ap); err != nil {
+				return err
+			}
+			continue
 		case AreaFD:
 			n, err := r.takeFile(lp, ap.File)
 			if err != nil {

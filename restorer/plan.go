@@ -76,6 +76,12 @@ type Plan struct {
 	Procs []*ProcPlan
 	// Files are the open file descriptions in file-table order.
 	Files []*FilePlan
+	// Shm are the System V shared memory segments to recreate, in
+	// Meta.IPC.Shm order.
+	Shm []*ShmPlan
+	// Shmem are the shared anonymous memory objects to recreate, in
+	// Meta.IPC.Shmem order.
+	Shmem []*ShmemPlan
 	// Problems found from the image alone (unsupported resources); the
 	// checks add those that depend on the host.
 	Problems []Problem
@@ -113,6 +119,7 @@ const (
 	AreaShared                     // anonymous shared (shmem)
 	AreaFile                       // mapped from a file by path
 	AreaFD                         // mapped from a file of the file table (memfd, deleted file)
+	AreaSysV                       // a System V shared memory segment, attached with shmat
 )
 
 func (k AreaKind) String() string {
@@ -125,6 +132,8 @@ func (k AreaKind) String() string {
 		return "file"
 	case AreaFD:
 		return "file-table"
+	case AreaSysV:
+		return "sysv-shm"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -148,6 +157,11 @@ type AreaPlan struct {
 	DataPages, ZeroPages uint64
 	// Advice is given back once the pages are written (from VmFlags).
 	Advice Advice
+	// Shm is the attach an AreaSysV area belongs to (plan_ipc.go).
+	Shm *shmAttach
+	// Shmem is the object an AreaShared area maps, nil when its pages are
+	// its own (an image without the object).
+	Shmem *ShmemPlan
 }
 
 // FDPlan is one fd of a process.
@@ -208,6 +222,8 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		return nil, err
 	}
 	pl.planFiles(opts)
+	pl.planShm()
+	pl.planShmem()
 	for _, pp := range pl.Procs {
 		for _, fd := range pp.Proc.FDs {
 			pp.FDs = append(pp.FDs, FDPlan{Num: fd.Num, File: pl.fileByID[fd.FileID], CloseOnExec: fd.CloseOnExec})
@@ -216,6 +232,8 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		if err := pl.planMemory(chain, pp); err != nil {
 			return nil, err
 		}
+		pl.planShmAreas(pp)
+		pl.planShmemAreas(pp)
 		pl.planProcState(pp)
 	}
 	pl.planLocks()
@@ -350,16 +368,17 @@ func (pl *Plan) planMemory(chain *format.Chain, pp *ProcPlan) error {
 		subj := fmt.Sprintf("process %d area %#x-%#x %s", p.PID, a.Start, a.End, a.Name)
 		switch {
 		case a.Flags&format.MapSysVShm != 0:
-			pl.problem(Problem{Subject: subj, Unsupported: true, What: "System V shared memory is not restored",
-				Remedy: "capture the program while it has the segment detached (shmdt), or use POSIX shared memory or a shared file mapping, which are restored"})
+			ap.Kind = AreaSysV // its pages are the segment's contents
 		case a.Flags&(format.MapMemfd|format.MapDeleted) != 0 && a.Flags&format.MapFile != 0:
 			if f := pl.fileByIdent(a.File); f != nil && f.Source == SrcContents {
 				ap.Kind, ap.File = AreaFD, f
 			} else if a.Flags&format.MapShared == 0 && pl.allStored(a) {
 				ap.Kind = AreaAnon // every page is in the image: the file is not needed
 			} else if a.Flags&format.MapShared != 0 {
-				ap.Kind = AreaShared // its pages are in the image; the sharing is with this process only
-				pl.Warnings = append(pl.Warnings, subj+": shared mapping of a deleted file or memfd with no open fd is restored as shared anonymous memory")
+				ap.Kind = AreaShared // one object for every process that maps it (a.Shmem), or this process's pages only
+				if a.Shmem == 0 {
+					pl.Warnings = append(pl.Warnings, subj+": shared mapping of a deleted file or memfd with no open fd is restored as shared anonymous memory")
+				}
 			} else {
 				pl.problem(Problem{Subject: subj, Unsupported: true, What: "mapped from a deleted file or memfd whose contents are not in the image"})
 			}

@@ -52,6 +52,9 @@ type restore struct {
 	stub  *ptrace.Tracee
 	cmd   *exec.Cmd
 	files *fileSet
+	shm   *shmSet
+	shmem *shmemSet
+	sems  *semMsgSet
 	procs []*liveProc
 	self  int
 	res   *Restored
@@ -158,6 +161,9 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	r.res.Warnings = append(r.res.Warnings, r.files.warnings...)
 	r.phase("open files")
+	if err := r.createShared(chain.Top()); err != nil {
+		return nil, err
+	}
 
 	// The root is forked from the stub with CLONE_PARENT, so its parent is
 	// ckpt-restart itself: it can wait for it and pass its status on.
@@ -183,6 +189,9 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, &Error{Step: "restore", Err: err}
 	}
+	if err := r.shm.markRemoved(); err != nil {
+		return nil, &Error{Step: "mark shm segments removed", Err: err}
+	}
 	r.res.PID = r.procs[0].pid
 	r.res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
 	if r.opts.BeforeRun != nil {
@@ -195,6 +204,7 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	r.phase("detach")
 	r.files.close()
+	r.shmem.close()
 	if r.opts.AnyPID {
 		for _, lp := range r.procs {
 			if int32(lp.pid) != lp.pp.Proc.PID {
@@ -242,6 +252,9 @@ func (r *restore) abort() {
 	if r.files != nil {
 		r.files.close()
 	}
+	r.shm.remove()
+	r.shmem.close()
+	r.sems.remove()
 }
 
 // call runs an injected syscall in thread tid and names it in errors.

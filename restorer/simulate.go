@@ -20,6 +20,7 @@ func (s *Session) Simulate(w io.Writer) error {
 	ps := pl.PageSize
 	ew.printf("image: %d process(es), %d file(s), arch %s, page size %d, captured on %s\n",
 		len(pl.Procs), len(pl.Files), m.Machine.Arch, m.Machine.PageSize, m.Machine.KernelRelease)
+	pl.simulateIPC(ew)
 	for _, pp := range pl.Procs {
 		p := pp.Proc
 		parent := "the caller (ckpt-restart)"
@@ -54,6 +55,10 @@ func (s *Session) Simulate(w io.Writer) error {
 				src = fmt.Sprintf(" from %s @%#x", ap.Path, a.Offset)
 			case AreaFD:
 				src = fmt.Sprintf(" from %s", format.FileIDString(ap.File.File.ID))
+			case AreaSysV:
+				if ap.Shm != nil {
+					src = fmt.Sprintf(" attach %s at %#x", ap.Shm.Shm.Subject, ap.Shm.Base)
+				}
 			}
 			ew.printf("  map %#014x-%#014x %s %-7s %-10s%s; write %d pages", a.Start, a.End, a.Prot, mapShare(a.Flags), ap.Kind, src, ap.DataPages)
 			if ap.ZeroPages > 0 {

@@ -126,7 +126,7 @@ func TestUnsupportedNamed(t *testing.T) {
 		tree bool
 		want []string
 	}{
-		{[]string{"shm"}, false, []string{"area", "/SYSV", "System V shared memory is not restored", "shmdt"}},
+		{[]string{"shm"}, false, []string{"shm segment id", "part of the attachment was unmapped", "shmat maps it whole"}},
 		{[]string{"zombie"}, true, []string{"is a zombie", "has waited for it"}},
 		{[]string{"seccomp"}, false, []string{"seccomp (a seccomp filter)", "filters are not captured", "seccomp=unconfined"}},
 		{[]string{"connect", port}, false, []string{"TCP connection", "-> 127.0.0.1:" + port, "in state CLOSE_WAIT", "--tcp-close", "--subst f"}},

@@ -139,9 +139,16 @@ func (d infoDoc) rows() []kvRow {
 	if s.Counts.Locks > 0 {
 		add("File locks", fmt.Sprintf("%d (ckptimg ls --files lists them)", s.Counts.Locks))
 	}
+	if s.Counts.Shm+s.Counts.Shmem > 0 {
+		add("Shared memory", fmt.Sprintf("%d System V segments, %d shared anonymous objects (ls --ipc)", s.Counts.Shm, s.Counts.Shmem))
+	}
 	pc := s.Pages
-	add("Pages", fmt.Sprintf("%d: %d stored, %d zero, %d in parent, %d from files, %d untouched, %d kernel",
-		pc.Total, pc.Data, pc.Zero, pc.Parent, pc.File, pc.Untouched, pc.Kernel))
+	pages := fmt.Sprintf("%d: %d stored, %d zero, %d in parent, %d from files, %d untouched, %d kernel",
+		pc.Total, pc.Data, pc.Zero, pc.Parent, pc.File, pc.Untouched, pc.Kernel)
+	if pc.Shared > 0 {
+		pages += fmt.Sprintf(", %d in shared memory objects", pc.Shared)
+	}
+	add("Pages", pages)
 	b := s.Bytes
 	add("Mapped", humanBytes(b.Mapped))
 	add("Pages stored", humanBytes(b.Pages))
@@ -219,6 +226,10 @@ func (d infoDoc) Text() []string {
 	}
 	add("counts.blobs", n.Blobs)
 	add("counts.chunks", n.Chunks)
+	if n.Shm+n.Shmem > 0 {
+		add("counts.shm", n.Shm)
+		add("counts.shmem", n.Shmem)
+	}
 	pc := s.Pages
 	add("pages.total", pc.Total)
 	add("pages.data", pc.Data)
@@ -227,6 +238,9 @@ func (d infoDoc) Text() []string {
 	add("pages.file", pc.File)
 	add("pages.untouched", pc.Untouched)
 	add("pages.kernel", pc.Kernel)
+	if pc.Shared > 0 {
+		add("pages.shared", pc.Shared)
+	}
 	b := s.Bytes
 	add("bytes.mapped", b.Mapped)
 	add("bytes.pages", b.Pages)

@@ -16,7 +16,7 @@ import (
 )
 
 // lsViews are the views of `ckptimg ls`, in the order they print.
-var lsViews = []string{"procs", "areas", "files", "fds", "threads"}
+var lsViews = []string{"procs", "areas", "files", "fds", "threads", "ipc"}
 
 type lsOptions struct {
 	output string
@@ -37,6 +37,11 @@ func newLsCommand() *cobra.Command {
   --fds      the fd table of each process
   --threads  threads and their registers
   --procs    processes
+  --ipc      objects shared between processes: System V shared memory segments
+             (key, id, size, mode, owner, removal mark) and shared anonymous
+             objects, each with the areas that map it; System V semaphore
+             sets (values) and message queues (messages) (shown without a
+             view flag only when the image has some)
 
 ls reads only the image's metadata, never its pages: it stays fast on large images.
 Output forms (-o): table for people, text for scripts (one record a line; with
@@ -113,7 +118,7 @@ func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) 
 		any = any || *opts.views[v]
 	}
 	for _, v := range lsViews {
-		if any && !*opts.views[v] {
+		if any && !*opts.views[v] || !any && v == "ipc" && r.Meta().IPC == nil {
 			continue
 		}
 		d.views = append(d.views, v)
@@ -136,6 +141,12 @@ func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) 
 		case "threads":
 			x := filterPID(inspect.Threads(r), opts.pid, func(t inspect.ThreadInfo) int32 { return t.PID })
 			d.JSONDoc.Threads = &x
+		case "ipc":
+			x := inspect.IPC(r)
+			if opts.pid != 0 {
+				x = filterIPC(x, opts.pid)
+			}
+			d.JSONDoc.IPC = &x
 		}
 	}
 	return p.Print(stdout, d)
@@ -176,6 +187,7 @@ type lsJSON struct {
 	Files   *[]inspect.FileInfo   `json:"files,omitempty"`
 	FDs     *[]inspect.FDInfo     `json:"fds,omitempty"`
 	Threads *[]inspect.ThreadInfo `json:"threads,omitempty"`
+	IPC     *[]inspect.IPCInfo    `json:"ipc,omitempty"`
 }
 
 type lsDoc struct {
@@ -204,6 +216,9 @@ func (d *lsDoc) Text() []string {
 				line := fmt.Sprintf("%d %016x-%016x %s %08x %d %s data=%d zero=%d parent=%d file=%d untouched=%d kernel=%d",
 					a.PID, uint64(a.Start), uint64(a.End), a.Perms, a.Offset, a.Size, a.Flags,
 					pc.Data, pc.Zero, pc.Parent, pc.File, pc.Untouched, pc.Kernel)
+				if pc.Shared != 0 {
+					line += fmt.Sprintf(" shared=%d", pc.Shared)
+				}
 				if a.Name != "" {
 					line += " " + render.Escape(a.Name, 0)
 				}
@@ -224,6 +239,10 @@ func (d *lsDoc) Text() []string {
 		case "threads":
 			for _, t := range *d.JSONDoc.Threads {
 				lines = append(lines, fmt.Sprintf("%d %d %s %s %s %s", t.PID, t.TID, t.Arch, t.PC, t.SP, render.Escape(t.Comm, 0)))
+			}
+		case "ipc":
+			for _, o := range *d.JSONDoc.IPC {
+				lines = append(lines, IPCLine(o))
 			}
 		}
 	}
@@ -298,9 +317,77 @@ func (d *lsDoc) Tables() []render.Table {
 					th.SigMask.String(), strings.Join(th.Pending, ",")})
 			}
 			ts = append(ts, t)
+		case "ipc":
+			t := render.Table{Title: "Shared memory objects", Header: []string{"KIND", "ID", "KEY", "SIZE", "MODE", "OWNER", "STATE", "USERS (PID@ADDR)"},
+				Right: []int{1, 3}}
+			for _, o := range *d.JSONDoc.IPC {
+				t.Rows = append(t.Rows, []string{o.Kind, strconv.FormatInt(o.ID, 10), o.Key.String(), humanBytes(o.Size), o.Mode,
+					ipcOwner(o), ipcState(o), ipcUsers(o)})
+			}
+			ts = append(ts, t)
 		}
 	}
 	return ts
+}
+
+// IPCLine prints a shared memory object on one line:
+// kind id key size mode uid:gid state users.
+func IPCLine(o inspect.IPCInfo) string {
+	mode := o.Mode
+	if mode == "" {
+		mode = "-"
+	}
+	return fmt.Sprintf("%s %d %s %d %s %s %s %s", o.Kind, o.ID, o.Key, o.Size, mode, ipcOwner(o), ipcState(o), ipcUsers(o))
+}
+
+// ipcOwner is uid:gid of a System V segment; shared anonymous memory has
+// no owner of its own.
+func ipcOwner(o inspect.IPCInfo) string {
+	if o.Kind == "shmem" {
+		return "-"
+	}
+	return fmt.Sprintf("%d:%d", o.UID, o.GID)
+}
+
+func ipcState(o inspect.IPCInfo) string {
+	s := "-"
+	switch {
+	case o.Removed:
+		s = "removed"
+	case o.Kind == "sem":
+		s = fmt.Sprintf("values=%s", strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.Values)), ","), "[]"))
+	case o.Kind == "msg":
+		s = fmt.Sprintf("messages=%d", o.Messages)
+	}
+	if o.Outside > 0 {
+		s += fmt.Sprintf(",outside=%d", o.Outside)
+	}
+	return s
+}
+
+func ipcUsers(o inspect.IPCInfo) string {
+	users := make([]string, len(o.Users))
+	for i, u := range o.Users {
+		users[i] = fmt.Sprintf("%d@%x", u.PID, uint64(u.Start))
+	}
+	if len(users) == 0 {
+		return "-"
+	}
+	return strings.Join(users, ",")
+}
+
+// filterIPC keeps the objects process pid maps.
+func filterIPC(objs []inspect.IPCInfo, pid int32) []inspect.IPCInfo {
+	out := []inspect.IPCInfo{}
+	for _, o := range objs {
+		for _, u := range o.Users {
+			if u.PID == pid {
+				out = append(out, o)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
@@ -314,7 +401,7 @@ func pagesHow(c inspect.PageCounts) string {
 	for _, k := range []struct {
 		n    uint64
 		name string
-	}{{c.Data, "data"}, {c.Zero, "zero"}, {c.Parent, "parent"}, {c.File, "file"}, {c.Untouched, "untouched"}, {c.Kernel, "kernel"}} {
+	}{{c.Data, "data"}, {c.Zero, "zero"}, {c.Parent, "parent"}, {c.File, "file"}, {c.Untouched, "untouched"}, {c.Kernel, "kernel"}, {c.Shared, "shared"}} {
 		if k.n != 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", k.n, k.name))
 		}

@@ -84,6 +84,27 @@ func restoreProblems(meta *format.Meta, output string, ro restorer.Options) (pro
 	// that took it, an OFD lock none). The restore names such a lock.
 	host.Locks = nil
 	host.FDOpen = nil
+	// The tree's own System V objects hold their keys until the kill,
+	// after which capture removes them.
+	if meta.IPC != nil {
+		own := map[string]bool{}
+		for _, s := range meta.IPC.Shm {
+			own[fmt.Sprint("shm", s.Perm.Key)] = s.Outside == 0
+		}
+		for _, s := range meta.IPC.Sem {
+			own[fmt.Sprint("sem", s.Perm.Key)] = true
+		}
+		for _, q := range meta.IPC.Msg {
+			own[fmt.Sprint("msg", q.Perm.Key)] = true
+		}
+		keyUser := host.IPCKeyUser
+		host.IPCKeyUser = func(kind string, key int32) string {
+			if own[fmt.Sprint(kind, key)] {
+				return ""
+			}
+			return keyUser(kind, key)
+		}
+	}
 	host.HaveTTY = true
 	probs, _ = s.CheckHost(host)
 	probs = append(probs, restorer.SharedLockProblems(meta)...)

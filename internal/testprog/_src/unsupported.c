@@ -3,7 +3,8 @@
 //
 // usage: unsupported shm | zombie | seccomp | connect PORT
 //
-//   shm      attaches a System V shared memory segment (removed with
+//   shm      attaches a System V shared memory segment and unmaps half of
+//            it, which a restore cannot attach again (removed with
 //            IPC_RMID at once, so nothing outlives the test)
 //   zombie   forks a child that exits and is never waited for
 //   seccomp  installs an allow-everything seccomp filter
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -46,6 +48,8 @@ int main(int argc, char **argv) {
 			die("shmat");
 		shmctl(id, IPC_RMID, NULL); // gone once detached
 		strcpy(p, "shared");
+		if (munmap(p + (1 << 15), 1 << 15) < 0)
+			die("munmap");
 	} else if (strcmp(what, "zombie") == 0) {
 		pid_t c = fork();
 		if (c < 0)
