@@ -1,5 +1,3 @@
-//go:build linux && amd64
-
 package main
 
 import (
@@ -7,9 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/ckptimg/ckptimg/format"
@@ -42,48 +37,6 @@ func matchAt(doc grepJSON, addr uint64) *inspect.GrepMatch {
 		}
 	}
 	return nil
-}
-
-func TestGrepCaptured(t *testing.T) {
-	_, p, img := captureThreads(t)
-	planted, err := strconv.ParseUint(p.ReadyFields["planted"], 0, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The string straddles a 1 MiB boundary: two of grep's reads, and two
-	// pages, each its own chunk (the image has one-page chunks).
-	if planted%(1<<20) < (1<<20)-20 {
-		t.Fatalf("planted at %#x does not straddle a 1 MiB boundary", planted)
-	}
-	pid := strconv.Itoa(p.PID)
-	doc := grepJSONOut(t, img, "needle-across-chunks", "--pid", pid, "-C", "8")
-	m := matchAt(doc, planted)
-	if m == nil {
-		t.Fatalf("no match at %#x: %+v", planted, doc.Matches)
-	}
-	if string(m.Match) != "needle-across-chunks" || string(m.Context) != "xxxxxxxxneedle-across-chunksxxxxxxxx" ||
-		uint64(m.ContextAddress) != planted-8 || m.Area != "" {
-		t.Errorf("match %+v (context %q)", m, m.Context)
-	}
-	// Bytes, and a regular expression.
-	doc = grepJSONOut(t, img, "--hex", "de ad be ef 01 02")
-	if matchAt(doc, planted+4096) == nil {
-		t.Errorf("--hex: no match at %#x: %+v", planted+4096, doc.Matches)
-	}
-	doc = grepJSONOut(t, img, "--regex", `needle-a[a-z]+-chunks`, "-m", "1000")
-	if m := matchAt(doc, planted); m == nil || string(m.Match) != "needle-across-chunks" {
-		t.Errorf("--regex: %+v", doc.Matches)
-	}
-	// -m stops the search and says so.
-	doc = grepJSONOut(t, img, "x", "-m", "3")
-	if len(doc.Matches) != 3 || !doc.Truncated {
-		t.Errorf("-m 3: %d matches, truncated %v", len(doc.Matches), doc.Truncated)
-	}
-	// The table names the process and the address.
-	out, err := runCLIOut(t, "grep", img, "needle-across-chunks")
-	if err != nil || !strings.Contains(out, fmt.Sprintf("%#x", planted)) || !strings.Contains(out, pid) {
-		t.Errorf("table: %v\n%s", err, out)
-	}
 }
 
 // runCLIOut runs ckptimg and returns its standard output.
@@ -150,8 +103,28 @@ func TestGrepUsage(t *testing.T) {
 		{"grep", img, "x", "--hex", "--regex"},
 		{"grep", img, "x", "-C", "-1"},
 	} {
-		if _, err := runCLI(t, args...); err == nil {
+		if _, err := runCLIOut(t, args...); err == nil {
 			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+// TestGrepGolden compares grep's output forms on committed images with
+// golden/expected/<image>/grep.<form>.
+func TestGrepGolden(t *testing.T) {
+	for _, tc := range []struct{ image, pattern string }{
+		{"full-amd64", "memfd"},
+		{"delta2", "gen2"},
+	} {
+		for _, form := range []string{"table", "text", "json"} {
+			t.Run(tc.image+"/"+form, func(t *testing.T) {
+				out, err := runCLIOut(t, "grep", golden.Path("images/"+tc.image+".ckpt"), tc.pattern,
+					"--no-file", "-m", "4", "-C", "6", "-o", form)
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.Check(t, "expected/"+tc.image+"/grep."+form, []byte(out))
+			})
 		}
 	}
 }
