@@ -59,22 +59,32 @@ type CoreResult struct {
 
 // coreArea is one PT_LOAD: the area and whether its contents are written.
 type coreArea struct {
-	a     *format.Area
-	dump  bool
-	fileR bool // it needs pages from its file, and the file can be read
+	a    *format.Area
+	dump bool
+	vdso []byte // the contents of a [vdso] area, when known
+}
+
+// CoreOptions are the sources of what an image does not store.
+type CoreOptions struct {
+	// Open reads the pages an area's file provides (nil: never), once it
+	// answered for the area.
+	Open FileOpener
+	// VDSO is the contents of the [vdso] when the caller knows them (the
+	// running kernel's, when its hash is the image's Machine.VDSOHash).
+	VDSO []byte
 }
 
 // WriteCore writes an x86-64 ELF core file of process pid of the chain's
-// top image to w. Memory is read through the chain; pages an area's file
-// provides are read through open (nil: never), once it answered for the
-// area. An area the kernel provides ([vdso], [vvar]) or that cannot be
-// read (PROT_NONE) gets no contents, as the kernel and gdb's gcore write
-// them; so does a file-backed area none of whose pages are stored when its
-// file cannot be used: gdb reads those from the file NT_FILE names. Pages
-// that cannot be read otherwise are written as zeros, with a warning.
-// When w can seek and truncate (a regular file), runs of zero pages are
-// left as holes. At most about a megabyte of memory is held.
-func WriteCore(w io.Writer, c *format.Chain, pid int32, open FileOpener) (*CoreResult, error) {
+// top image to w. Memory is read through the chain, and from the files and
+// the vDSO o provides. An area the kernel provides ([vvar], and [vdso]
+// unless o.VDSO fits it) or that cannot be read (PROT_NONE) gets no
+// contents, as the kernel and gdb's gcore write them; so does a
+// file-backed area none of whose pages are stored when its file cannot be
+// used: gdb reads those from the file NT_FILE names. Pages that cannot be
+// read otherwise are written as zeros, with a warning. When w can seek and
+// truncate (a regular file), runs of zero pages are left as holes. At most
+// about a megabyte of memory is held.
+func WriteCore(w io.Writer, c *format.Chain, pid int32, o CoreOptions) (*CoreResult, error) {
 	top := c.Top()
 	m := top.Meta()
 	if m.Machine.Arch != format.ArchAMD64 {
@@ -101,11 +111,14 @@ func WriteCore(w io.Writer, c *format.Chain, pid int32, open FileOpener) (*CoreR
 	}
 	res := &CoreResult{PID: pid, Threads: len(p.Threads), Segments: len(p.Areas)}
 
-	files := &areaFiles{open: open, got: map[*format.Area]areaFile{}}
+	files := &areaFiles{open: o.Open, got: map[*format.Area]areaFile{}}
 	defer files.close()
 	areas := make([]coreArea, len(p.Areas))
 	for i := range p.Areas {
 		areas[i] = planArea(&p.Areas[i], ps, files, res)
+		if a := &p.Areas[i]; a.Flags&format.MapVDSO != 0 && uint64(len(o.VDSO)) == a.End-a.Start {
+			areas[i].vdso = o.VDSO
+		}
 	}
 
 	notes := coreNotes(p, ps)
@@ -131,7 +144,7 @@ func WriteCore(w io.Writer, c *format.Chain, pid int32, open FileOpener) (*CoreR
 		a := ca.a
 		ph := elf.Prog64{Type: uint32(elf.PT_LOAD), Flags: uint32(progFlags(a.Prot)), Off: off,
 			Vaddr: a.Start, Memsz: a.End - a.Start, Align: ps}
-		if ca.dump {
+		if ca.dump || ca.vdso != nil {
 			ph.Filesz = a.End - a.Start
 			off += ph.Filesz
 			res.Bytes += ph.Filesz
@@ -149,6 +162,11 @@ func WriteCore(w io.Writer, c *format.Chain, pid int32, open FileOpener) (*CoreR
 	buf := make([]byte, coreBlock)
 	zero := make([]byte, ps)
 	for _, ca := range areas {
+		if ca.vdso != nil {
+			if err := out.write(ca.vdso); err != nil {
+				return nil, err
+			}
+		}
 		if !ca.dump {
 			continue
 		}

@@ -39,8 +39,10 @@ pages a mapped file provides are read from that file when it is still the
 file that was mapped (as cat checks; --no-file never reads them). An
 area whose pages all come from a file that cannot be used is left empty
 (gdb reads it from the file); other unreadable pages are written as zeros,
-and a warning names them. The kernel's own areas ([vdso], [vvar]) and
-PROT_NONE areas have no contents, as in a kernel or gcore core file.
+and a warning names them. The kernel's own areas ([vvar]) and PROT_NONE
+areas have no contents, as in a kernel or gcore core file; the [vdso],
+which images do not store, is this machine's when its kernel is the one
+of the capture (same release, same size), else it has none either.
 Pages of zeros are holes in the output file: the core takes the disk
 space of the process's memory, not of its address space.
 
@@ -94,7 +96,7 @@ func runCore(opts *coreOptions, path string, stderr io.Writer) error {
 		return fmt.Errorf("output: %w", err)
 	}
 	defer out.Abort()
-	res, err := inspect.WriteCore(out, c, pid, open)
+	res, err := inspect.WriteCore(out, c, pid, inspect.CoreOptions{Open: open, VDSO: hostVDSO(&c.Top().Meta().Machine)})
 	if err != nil {
 		return fmt.Errorf("core: %w", out.NameErr(err))
 	}
