@@ -159,56 +159,98 @@ func WriteCore(w io.Writer, c *format.Chain, pid int32, o CoreOptions) (*CoreRes
 	}
 	out.skip(int64(dataOff) - int64(hdr.Len()))
 
-	buf := make([]byte, coreBlock)
-	zero := make([]byte, ps)
+	mem := &coreMemory{c: c, pid: pid, ps: ps, files: files, out: out,
+		buf: make([]byte, coreBlock), zero: make([]byte, ps)}
 	for _, ca := range areas {
 		if ca.vdso != nil {
 			if err := out.write(ca.vdso); err != nil {
 				return nil, err
 			}
 		}
-		if !ca.dump {
-			continue
-		}
-		a := ca.a
-		var lost uint64 // pages written as zeros
-		var why error
-		for addr := a.Start; addr < a.End; {
-			p := buf[:min(uint64(len(buf)), a.End-addr)]
-			n, err := ReadMemory(c, pid, addr, p, files.get)
-			if err != nil {
-				// A page of the file that cannot be read is written as
-				// zeros, as gcore does; anything else is an error.
-				at := addr + uint64(n)
-				if a.Flags&format.MapFile == 0 || holdsPage(a, at, ps) {
-					return nil, err
-				}
-				end := uint64(n) - uint64(n)%ps + ps
-				clear(p[n:end])
-				p = p[:end]
-				lost++
-				if why == nil {
-					why = err
-				}
+		if ca.dump {
+			if err := mem.area(ca.a, res); err != nil {
+				return nil, err
 			}
-			for i := 0; i < len(p); i += int(ps) {
-				pg := p[i : i+int(ps)]
-				if bytes.Equal(pg, zero) {
-					out.skip(int64(ps))
-				} else if err := out.write(pg); err != nil {
-					return nil, err
-				}
-			}
-			addr += uint64(len(p))
-		}
-		if lost > 0 {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %d pages written as zeros: %v", areaLabel(a), lost, why))
 		}
 	}
 	if err := out.finish(); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// coreMemory writes the contents of the areas.
+type coreMemory struct {
+	c     *format.Chain
+	pid   int32
+	ps    uint64
+	files *areaFiles
+	out   *holeWriter
+	buf   []byte
+	zero  []byte
+}
+
+// area writes a's contents. Only what the image stores, or the file
+// provides, is read: the rest is zeros, skipped at once, so the work
+// follows the image and the files, not the address range an image claims.
+// When the file fails (a page past its end, a read error), its pages from
+// there on are zeros, with a warning, as gcore writes what it cannot read.
+func (m *coreMemory) area(a *format.Area, res *CoreResult) error {
+	ranges := storedRanges(a, m.ps)
+	if a.Flags&format.MapFile != 0 {
+		if _, err := m.files.get(a); err == nil {
+			ranges = [][2]uint64{{a.Start, a.End}}
+		}
+	}
+	pos := a.Start
+	for len(ranges) > 0 {
+		r := ranges[0]
+		ranges = ranges[1:]
+		m.out.skip(int64(r[0] - pos))
+		bad, err := m.copy(r[0], r[1])
+		if err == nil {
+			pos = r[1]
+			continue
+		}
+		if a.Flags&format.MapFile == 0 || holdsPage(a, bad, m.ps) {
+			return err
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: the pages from %#x on that come from the file are written as zeros: %v", areaLabel(a), bad, err))
+		pos = bad + m.ps
+		m.out.skip(int64(m.ps))
+		ranges = nil
+		for _, s := range storedRanges(a, m.ps) {
+			if s[1] > pos {
+				ranges = append(ranges, [2]uint64{max(s[0], pos), s[1]})
+			}
+		}
+	}
+	m.out.skip(int64(a.End - pos))
+	return nil
+}
+
+// copy writes memory [lo, hi), pages of zeros as holes. When a page
+// cannot be read it stops there and returns its address and why; what
+// came before it is written.
+func (m *coreMemory) copy(lo, hi uint64) (uint64, error) {
+	for addr := lo; addr < hi; {
+		p := m.buf[:min(uint64(len(m.buf)), hi-addr)]
+		n, err := ReadMemory(m.c, m.pid, addr, p, m.files.get)
+		p = p[:uint64(n)&^(m.ps-1)]
+		for i := 0; i < len(p); i += int(m.ps) {
+			pg := p[i : i+int(m.ps)]
+			if bytes.Equal(pg, m.zero) {
+				m.out.skip(int64(m.ps))
+			} else if werr := m.out.write(pg); werr != nil {
+				return 0, werr
+			}
+		}
+		addr += uint64(len(p))
+		if err != nil {
+			return addr, err
+		}
+	}
+	return hi, nil
 }
 
 // planArea decides whether an area's contents go in the core.

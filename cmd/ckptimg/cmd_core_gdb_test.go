@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,21 @@ func captureThreads(t *testing.T) (string, *testprog.Process, string) {
 	t.Helper()
 	bin := testprog.BuildC(t, "threethreads", threeThreadsSrc)
 	p := testprog.Start(t, bin)
+	// The ready line comes before the threads reach their calls: wait
+	// until one thread is in clock_nanosleep (230) and one in futex (202,
+	// pthread_join), so that every look at the process sees the same stacks.
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", p.PID))
+		var calls []string
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			calls = append(calls, strings.Fields(string(b) + " ?")[0])
+		}
+		if len(calls) != 3 || !slices.Contains(calls, "230") || !slices.Contains(calls, "202") {
+			return fmt.Errorf("threads in system calls %v, want 3 threads, in 230 and 202", calls)
+		}
+		return nil
+	})
 	img := filepath.Join(t.TempDir(), "threads.ckpt")
 	f, err := os.Create(img)
 	if err != nil {
