@@ -70,7 +70,7 @@ type CoreOptions struct {
 	// answered for the area.
 	Open FileOpener
 	// VDSO is the contents of the [vdso] when the caller knows them (the
-	// running kernel's, when its hash is the image's Machine.VDSOHash).
+	// running kernel's, when it is the kernel of the capture).
 	VDSO []byte
 }
 

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
-	"github.com/ckptimg/ckptimg/internal/procfs"
 )
 
 // hostVDSO returns this process's [vdso] when the running kernel is the
@@ -22,16 +24,21 @@ func hostVDSO(m *format.Machine) []byte {
 	if unix.Uname(&uts) != nil || unix.ByteSliceToString(uts.Release[:]) != m.KernelRelease {
 		return nil
 	}
-	maps, err := procfs.NewFS("").Self().Maps()
+	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return nil
 	}
-	for _, mp := range maps {
-		if mp.Path != procfs.NameVDSO {
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	for sc.Scan() {
+		var start, end uint64
+		if !bytes.HasSuffix(sc.Bytes(), []byte(" [vdso]")) {
 			continue
 		}
+		if _, err := fmt.Sscanf(sc.Text(), "%x-%x", &start, &end); err != nil {
+			return nil
+		}
 		for _, s := range m.VDSO {
-			if s.Flags == format.MapVDSO && s.Size != mp.Size() {
+			if s.Flags == format.MapVDSO && s.Size != end-start {
 				return nil
 			}
 		}
@@ -40,8 +47,8 @@ func hostVDSO(m *format.Machine) []byte {
 			return nil
 		}
 		defer mem.Close()
-		buf := make([]byte, mp.Size())
-		if _, err := mem.ReadAt(buf, int64(mp.Start)); err != nil {
+		buf := make([]byte, end-start)
+		if _, err := mem.ReadAt(buf, int64(start)); err != nil {
 			return nil
 		}
 		return buf
