@@ -21,6 +21,7 @@ type catOptions struct {
 	pid    int32
 	dirs   []string
 	noFile bool
+	hex    bool
 }
 
 func newCatCommand() *cobra.Command {
@@ -51,6 +52,7 @@ without looking). Pages never populated read as zeros.`,
 	cmd.Flags().StringSliceVar(&opts.dirs, "dir", nil, "also look for parent images in `directory` (repeatable)")
 	cmd.MarkFlagDirname("dir")
 	cmd.Flags().BoolVar(&opts.noFile, "no-file", false, "never read pages from mapped files outside the image")
+	cmd.Flags().BoolVar(&opts.hex, "hex", false, "write a hex dump with addresses (as hexdump -C) instead of raw bytes")
 	return cmd
 }
 
@@ -71,7 +73,7 @@ func parseAddrRange(s string) (addr, length uint64, err error) {
 	return addr, length, nil
 }
 
-func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer) error {
+func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer) (err error) {
 	if opts.addr == "" {
 		return cli.Usagef("cat: --addr ADDR[+LEN] is required")
 	}
@@ -116,6 +118,15 @@ func runCat(ctx context.Context, opts *catOptions, path string, stdout io.Writer
 		}
 		owner := st.Sys().(*syscall.Stat_t).Uid
 		open = func(a *format.Area) (io.ReaderAt, error) { return openAreaFile(a, owner) }
+	}
+	if opts.hex {
+		hd := newHexDumper(stdout, addr)
+		stdout = hd
+		defer func() {
+			if cerr := hd.Close(); err == nil {
+				err = cerr
+			}
+		}()
 	}
 	buf := make([]byte, min(length, 1<<20))
 	for done := uint64(0); done < length; {

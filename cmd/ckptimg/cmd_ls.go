@@ -22,6 +22,7 @@ type lsOptions struct {
 	output string
 	views  map[string]*bool
 	pid    int32
+	tree   bool
 }
 
 func newLsCommand() *cobra.Command {
@@ -55,6 +56,7 @@ several views each starts with a "# view" line), json (docs/json-output.md).`,
 	for _, v := range lsViews {
 		opts.views[v] = cmd.Flags().Bool(v, false, "show the "+v+" view")
 	}
+	cmd.Flags().BoolVar(&opts.tree, "tree", false, "show the process tree with its threads, as ps f does (a view of its own; cmd_ls_tree.go)")
 	cmd.Flags().Int32Var(&opts.pid, "pid", 0, "show only the process with this `pid`")
 	cmd.RegisterFlagCompletionFunc("pid", completePIDs)
 	addOutputFlag(cmd, &opts.output)
@@ -100,6 +102,9 @@ func newPrinter(output string) (render.Printer, error) {
 }
 
 func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) error {
+	if opts.tree {
+		return runLsTree(opts, path, stdout)
+	}
 	p, err := newPrinter(opts.output)
 	if err != nil {
 		return err

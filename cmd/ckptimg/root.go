@@ -31,7 +31,7 @@ Exit codes: 0 success, 1 error, 2 usage, 3 corrupt image or unknown version,
 		}
 	}
 	add("live", newCaptureCommand())
-	add("read", newLsCommand(), newInfoCommand(), newVerifyCommand(), newDiffCommand(), newCatCommand())
+	add("read", newLsCommand(), newInfoCommand(), newVerifyCommand(), newDiffCommand(), newCatCommand(), newGrepCommand(), newCoreCommand())
 	add("write", newRewriteCommand(), newSubstCommand(), newMergeCommand())
 	cli.Setup(root)
 	return root
