@@ -87,6 +87,10 @@ type Process struct {
 	// Exited is set for a zombie: only its identity and exit status remain.
 	Exited     bool  `ckpt:"22"`
 	ExitStatus int32 `ckpt:"23"` // wait status of a zombie
+	// PosixTimers are the timer_create timers, by id (types_timers.go).
+	PosixTimers []PosixTimer `ckpt:"25"`
+	// IntervalTimers are the armed setitimer timers (alarm included).
+	IntervalTimers []IntervalTimer `ckpt:"26"`
 }
 
 // FileRef names a file by path and records its identity at capture, so a

@@ -293,6 +293,7 @@ func (pl *Plan) planProcState(pp *ProcPlan) {
 		pl.problem(Problem{Subject: subj, Unsupported: true, What: fmt.Sprintf("it runs under seccomp (%s), which the image cannot recreate: filters are not captured", mode),
 			Remedy: "capture the program started without seccomp (for example systemd's SystemCallFilter= off, docker --security-opt seccomp=unconfined)"})
 	}
+	pl.planTimers(p, subj)
 	if len(p.Threads) == 0 && !p.Exited {
 		pl.problem(Problem{Subject: subj, What: "the image records no thread for it", Remedy: "capture it again"})
 	}

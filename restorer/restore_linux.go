@@ -305,6 +305,7 @@ func (r *restore) restoreProcess(lp *liveProc) error {
 		{"install fds", r.installFDs},
 		{"create threads", r.createThreads},
 		{"thread state", r.threadState},
+		{"timers", r.restoreTimers},
 		{"credentials", r.setCreds},
 		{"set registers", r.finalRegs},
 	}
