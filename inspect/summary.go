@@ -102,6 +102,8 @@ type Counts struct {
 	FDs       int `json:"fds"`
 	Blobs     int `json:"blobs"`
 	Chunks    int `json:"chunks"`
+	// Timers are the POSIX and interval timers (ls --timers).
+	Timers int `json:"timers,omitempty"`
 }
 
 // ByteCounts are the sizes of an image.
@@ -186,6 +188,7 @@ func Summary(r *format.Reader) SummaryInfo {
 		p := &m.Processes[pi]
 		s.Processes = append(s.Processes, ProcBrief{PID: p.PID, PPID: p.PPID, Comm: p.Comm, Threads: len(p.Threads), Exited: p.Exited})
 		s.Counts.Threads += len(p.Threads)
+		s.Counts.Timers += len(p.PosixTimers) + len(p.IntervalTimers)
 		s.Counts.Areas += len(p.Areas)
 		s.Counts.FDs += len(p.FDs)
 		for ai := range p.Areas {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/inspect"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -185,6 +186,8 @@ func (r *restarted) waitTicks(t *testing.T, first string) {
 	})
 }
 
+// imageTimers reads the timer ids and interval timers of an image, and
+// checks what ls lists for them.
 func imageTimers(t *testing.T, img string) ([]int32, []uint32) {
 	t.Helper()
 	r, err := format.Open(img)
@@ -192,6 +195,15 @@ func imageTimers(t *testing.T, img string) ([]int32, []uint32) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	var listed []string
+	for _, ti := range inspect.Timers(r) {
+		listed = append(listed, ti.Kind+" "+ti.Clock+" "+ti.Notify+" "+ti.Signal+" "+ti.SigValue.String())
+	}
+	want := []string{"posix monotonic signal SIGRTMIN+0 0x65", "posix realtime signal SIGUSR2 0x66", "posix monotonic thread SIGRTMIN+1 0x67",
+		"posix process-cputime signal SIGRTMIN+2 0x68", "posix boottime none  0x69", "itimer real   0x0", "itimer virtual   0x0", "itimer prof   0x0"}
+	if !slices.Equal(listed, want) {
+		t.Errorf("ls timers of %s:\n%s\nwant\n%s", img, strings.Join(listed, "\n"), strings.Join(want, "\n"))
+	}
 	p := r.Meta().Processes[0]
 	var ids []int32
 	for _, pt := range p.PosixTimers {

@@ -133,6 +133,9 @@ func (d infoDoc) rows() []kvRow {
 	}
 	add("Processes", fmt.Sprintf("%d: %s", s.Counts.Processes, strings.Join(procs, " ")))
 	add("Threads", strconv.Itoa(s.Counts.Threads))
+	if s.Counts.Timers > 0 {
+		add("Timers", strconv.Itoa(s.Counts.Timers))
+	}
 	add("Memory areas", strconv.Itoa(s.Counts.Areas))
 	add("Files", fmt.Sprintf("%d (%d fds)", s.Counts.Files, s.Counts.FDs))
 	pc := s.Pages
@@ -212,6 +215,9 @@ func (d infoDoc) Text() []string {
 	add("counts.fds", n.FDs)
 	add("counts.blobs", n.Blobs)
 	add("counts.chunks", n.Chunks)
+	if n.Timers > 0 {
+		add("counts.timers", n.Timers)
+	}
 	pc := s.Pages
 	add("pages.total", pc.Total)
 	add("pages.data", pc.Data)

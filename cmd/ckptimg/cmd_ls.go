@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // lsViews are the views of `ckptimg ls`, in the order they print.
-var lsViews = []string{"procs", "areas", "files", "fds", "threads"}
+var lsViews = []string{"procs", "areas", "files", "fds", "threads", "timers"}
 
 type lsOptions struct {
 	output string
@@ -36,6 +37,7 @@ func newLsCommand() *cobra.Command {
   --fds      the fd table of each process
   --threads  threads and their registers
   --procs    processes
+  --timers   POSIX timers (timer_create) and interval timers (setitimer, alarm)
 
 ls reads only the image's metadata, never its pages: it stays fast on large images.
 Output forms (-o): table for people, text for scripts (one record a line; with
@@ -135,6 +137,9 @@ func runLs(opts *lsOptions, path string, stdout io.Writer) error {
 		case "threads":
 			x := filterPID(inspect.Threads(r), opts.pid, func(t inspect.ThreadInfo) int32 { return t.PID })
 			d.JSONDoc.Threads = &x
+		case "timers":
+			x := filterPID(inspect.Timers(r), opts.pid, func(t inspect.TimerInfo) int32 { return t.PID })
+			d.JSONDoc.Timers = &x
 		}
 	}
 	return p.Print(stdout, d)
@@ -175,6 +180,7 @@ type lsJSON struct {
 	Files   *[]inspect.FileInfo   `json:"files,omitempty"`
 	FDs     *[]inspect.FDInfo     `json:"fds,omitempty"`
 	Threads *[]inspect.ThreadInfo `json:"threads,omitempty"`
+	Timers  *[]inspect.TimerInfo  `json:"timers,omitempty"`
 }
 
 type lsDoc struct {
@@ -223,6 +229,11 @@ func (d *lsDoc) Text() []string {
 		case "threads":
 			for _, t := range *d.JSONDoc.Threads {
 				lines = append(lines, fmt.Sprintf("%d %d %s %s %s %s", t.PID, t.TID, t.Arch, t.PC, t.SP, render.Escape(t.Comm, 0)))
+			}
+		case "timers":
+			for _, t := range *d.JSONDoc.Timers {
+				lines = append(lines, fmt.Sprintf("%d %s %d %s %s %s %s %d %d %d %d", t.PID, t.Kind, t.ID, t.Clock, dash(t.Notify),
+					dash(t.Signal), t.SigValue, t.TID, t.ValueNs, t.IntervalNs, t.Overrun))
 			}
 		}
 	}
@@ -297,12 +308,28 @@ func (d *lsDoc) Tables() []render.Table {
 					th.SigMask.String(), strings.Join(th.Pending, ",")})
 			}
 			ts = append(ts, t)
+		case "timers":
+			t := render.Table{Title: "Timers", Header: []string{"PID", "KIND", "ID", "CLOCK", "NOTIFY", "SIGNAL", "SIGVAL", "TID", "LEFT", "INTERVAL", "OVERRUN"},
+				Right: []int{0, 2, 7, 8, 9, 10}}
+			for _, tm := range *d.JSONDoc.Timers {
+				t.Rows = append(t.Rows, []string{itoa(tm.PID), tm.Kind, itoa(tm.ID), tm.Clock, dash(tm.Notify), dash(tm.Signal), tm.SigValue.String(),
+					itoa(tm.TID), time.Duration(tm.ValueNs).String(), time.Duration(tm.IntervalNs).String(), itoa(tm.Overrun)})
+			}
+			ts = append(ts, t)
 		}
 	}
 	return ts
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
+
+// dash stands for an empty field, so that text lines keep their columns.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
 
 // cell keeps a table cell on one line.
 func cell(s string) string { return render.Escape(s, 0) }
