@@ -55,7 +55,7 @@ func TestSpecMessages(t *testing.T) {
 func fieldDocs(t *testing.T) map[string]string {
 	docs := map[string]string{}
 	fset := token.NewFileSet()
-	for _, name := range []string{"types.go", "regs.go"} {
+	for _, name := range []string{"types.go", "regs.go", "types_timers.go"} {
 		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
 		if err != nil {
 			t.Fatal(err)
