@@ -49,6 +49,9 @@ func (c *capturer) collectProcess(pr *proc) error {
 	if err != nil {
 		return err
 	}
+	if err := c.collectSeccomp(pr); err != nil {
+		return err
+	}
 	done = c.ph.start("inject")
 	err = c.inject(pr)
 	done()

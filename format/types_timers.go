@@ -37,3 +37,13 @@ const (
 	SigevThread   = 2 // glibc's thread notification; the kernel never holds it
 	SigevThreadID = 4 // signal the thread PosixTimer.TID
 )
+
+// SeccompFilter is one seccomp filter a thread runs under: its classic
+// BPF program as the kernel holds it (struct sock_filter, 8 bytes an
+// instruction, at most 4096) and the SECCOMP_FILTER_FLAG_* flags it was
+// installed with that the kernel records (LOG). A process lists each
+// filter once; Thread.SeccompChain names those of a thread.
+type SeccompFilter struct {
+	Prog  []byte `ckpt:"1"` // the BPF program
+	Flags uint64 `ckpt:"2"` // SECCOMP_FILTER_FLAG_* flags kept by the kernel
+}
