@@ -126,7 +126,7 @@ func TestUnsupportedNamed(t *testing.T) {
 	}{
 		{[]string{"shm"}, false, []string{"area", "/SYSV", "System V shared memory is not restored", "shmdt"}},
 		{[]string{"zombie"}, true, []string{"is a zombie", "has waited for it"}},
-		{[]string{"seccomp"}, false, []string{"seccomp (a seccomp filter)", "filters are not captured", "seccomp=unconfined"}},
+		{[]string{"seccomp"}, false, []string{"seccomp filters without no_new_privs or CAP_SYS_ADMIN", "PR_SET_NO_NEW_PRIVS"}},
 		{[]string{"connect", port}, false, []string{"inet socket connected", "127.0.0.1:" + port, "cannot be reconnected", "--subst f"}},
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {

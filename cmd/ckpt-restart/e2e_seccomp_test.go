@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/inspect"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -138,7 +139,7 @@ func (r *restarted) waitChecks(t *testing.T, first string, threads int) {
 }
 
 // imageSeccomp returns the filter count and the threads' chains of an
-// image's process.
+// image's process, as ls lists them.
 func imageSeccomp(t *testing.T, img string) (int, [][]uint32) {
 	t.Helper()
 	r, err := format.Open(img)
@@ -146,12 +147,14 @@ func imageSeccomp(t *testing.T, img string) (int, [][]uint32) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	p := r.Meta().Processes[0]
 	var chains [][]uint32
-	for _, th := range p.Threads {
-		chains = append(chains, th.SeccompChain)
+	for _, th := range inspect.Threads(r) {
+		if th.Seccomp != 2 {
+			t.Errorf("%s: thread %d in seccomp mode %d", img, th.TID, th.Seccomp)
+		}
+		chains = append(chains, th.SeccompFilters)
 	}
-	return len(p.SeccompFilters), chains
+	return len(inspect.Procs(r)[0].SeccompFilters), chains
 }
 
 // TestRestoreSeccomp restores a program under seccomp filters twice in a

@@ -302,10 +302,10 @@ func (d *lsDoc) Tables() []render.Table {
 			}
 			ts = append(ts, t)
 		case "threads":
-			t := render.Table{Title: "Threads", Header: []string{"PID", "TID", "COMM", "ARCH", "PC", "SP", "SIGMASK", "PENDING"}, Right: []int{0, 1}}
+			t := render.Table{Title: "Threads", Header: []string{"PID", "TID", "COMM", "ARCH", "PC", "SP", "SIGMASK", "PENDING", "SECCOMP"}, Right: []int{0, 1}}
 			for _, th := range *d.JSONDoc.Threads {
 				t.Rows = append(t.Rows, []string{itoa(th.PID), itoa(th.TID), cell(th.Comm), th.Arch, th.PC.String(), th.SP.String(),
-					th.SigMask.String(), strings.Join(th.Pending, ",")})
+					th.SigMask.String(), strings.Join(th.Pending, ","), seccompCell(th)})
 			}
 			ts = append(ts, t)
 		case "timers":
@@ -322,6 +322,22 @@ func (d *lsDoc) Tables() []render.Table {
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
+
+// seccompCell is a thread's seccomp mode: "strict", or "filters" and the
+// indices of its filters in the process's list, oldest first.
+func seccompCell(th inspect.ThreadInfo) string {
+	switch th.Seccomp {
+	case 0:
+		return ""
+	case 1:
+		return "strict"
+	}
+	ids := make([]string, len(th.SeccompFilters))
+	for i, f := range th.SeccompFilters {
+		ids[i] = strconv.Itoa(int(f))
+	}
+	return "filters " + strings.Join(ids, ",")
+}
 
 // dash stands for an empty field, so that text lines keep their columns.
 func dash(s string) string {
