@@ -92,7 +92,15 @@ func (r *restore) restoreTimers(lp *liveProc) error {
 		}
 	}
 	for _, it := range p.IntervalTimers {
-		kabi.EncodeItimerval(spec, it.ValueNs, it.IntervalNs)
+		value := it.ValueNs
+		if value <= 0 {
+			// Expired with its signal pending (the kernel rearms
+			// ITIMER_REAL when SIGALRM is taken): the signal is queued
+			// again, the next expiration a period away. A zero value
+			// would disarm it.
+			value = it.IntervalNs
+		}
+		kabi.EncodeItimerval(spec, value, it.IntervalNs)
 		at, err := lp.mem(scratchTimerSpec, spec)
 		if err != nil {
 			return err

@@ -101,8 +101,16 @@ int main(void) {
 	sigaction(SIGUSR2, &sa, NULL);
 	signal(SIGALRM, on_alrm);
 	signal(SIGPROF, on_prof);
+	/* SIGALRM is main's: the loop blocks it most of the time, so that a
+	   capture finds it pending and ITIMER_REAL disarmed (the kernel
+	   rearms it when the signal is taken). */
+	sigset_t alrmset;
+	sigemptyset(&alrmset);
+	sigaddset(&alrmset, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &alrmset, NULL);
 	pthread_t th;
 	pthread_create(&th, NULL, second, NULL);
+	pthread_sigmask(SIG_UNBLOCK, &alrmset, NULL);
 	while (!tid2)
 		usleep(1000);
 	/* The second thread takes only its own timer's signal. */
@@ -145,7 +153,12 @@ int main(void) {
 		if (ticks[TB])
 			printf("FAIL the one-shot an hour away fired\n");
 		printf("count %ld a=%ld c=%ld d=%ld alrm=%ld prof=%ld\n", n, ticks[TA], ticks[TC], ticks[TD], alrm, prof);
-		usleep(100000);
+		pthread_sigmask(SIG_BLOCK, &alrmset, NULL);
+		struct timespec d = {0, 70000000};
+		while (nanosleep(&d, &d) != 0)
+			;
+		pthread_sigmask(SIG_UNBLOCK, &alrmset, NULL);
+		usleep(30000);
 	}
 }
 `
