@@ -9,7 +9,10 @@ import (
 const (
 	seccompFilterFlagLog = 2 // SECCOMP_FILTER_FLAG_LOG, the one flag the kernel records
 	maxSeccompInsns      = 4096
-	seccompModeFilter    = 2
+	// maxSeccompPath is MAX_INSNS_PER_PATH: the most instructions a
+	// thread's filters may hold together, each counting 4 more.
+	maxSeccompPath    = 32768
+	seccompModeFilter = 2
 )
 
 // planSeccomp checks the seccomp state of p: every filtering thread has
@@ -42,10 +45,16 @@ func (pl *Plan) planSeccomp(p *format.Process, subj string) {
 		case (th.Seccomp == seccompModeFilter) != (len(th.SeccompChain) > 0):
 			pl.problem(Problem{Subject: tsubj, What: fmt.Sprintf("seccomp mode %d with %d filters", th.Seccomp, len(th.SeccompChain))})
 		}
+		insns := 0
 		for _, fi := range th.SeccompChain {
 			if int(fi) >= len(p.SeccompFilters) {
 				pl.problem(Problem{Subject: tsubj, What: fmt.Sprintf("seccomp filter %d is not in the image", fi)})
+				break
 			}
+			insns += len(p.SeccompFilters[fi].Prog)/8 + 4
+		}
+		if insns > maxSeccompPath {
+			pl.problem(Problem{Subject: tsubj, What: fmt.Sprintf("its seccomp filters total %d instructions, more than the kernel's %d", insns, maxSeccompPath)})
 		}
 		filters = filters || len(th.SeccompChain) > 0
 	}
