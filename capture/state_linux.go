@@ -22,7 +22,8 @@ const (
 	scratchSigaction = 0                                        // 64 kernel sigactions
 	scratchPerThread = scratchSigaction + 64*kabi.SigactionSize // stack_t, then clear_child_tid
 	scratchTIDAddr   = scratchPerThread + kabi.StackTSize       // 8 bytes
-	scratchSize      = scratchTIDAddr + 8
+	scratchTimer     = scratchTIDAddr + 8                       // itimerspec or itimerval
+	scratchSize      = scratchTimer + kabi.TimerSpecSize
 )
 
 func (c *capturer) collectProcess(pr *proc) error {
@@ -46,6 +47,9 @@ func (c *capturer) collectProcess(pr *proc) error {
 	err = c.collectThreads(pr)
 	done()
 	if err != nil {
+		return err
+	}
+	if err := c.collectSeccomp(pr); err != nil {
 		return err
 	}
 	done = c.ph.start("inject")
@@ -196,6 +200,9 @@ func (c *capturer) inject(pr *proc) (err error) {
 		return wrap("inject brk(0)", pid, pid, -1, err)
 	}
 	pr.rec.MM.Brk = uint64(brk)
+	if err := c.collectTimers(pr, sc, scratchTimer); err != nil {
+		return err
+	}
 	for i := range pr.rec.Threads {
 		th := &pr.rec.Threads[i]
 		tid := int(th.TID)

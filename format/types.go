@@ -92,6 +92,13 @@ type Process struct {
 	ExitStatus int32 `ckpt:"23"` // wait status of a zombie
 	// Locks are the POSIX record locks the process held (types_locks.go).
 	Locks []Lock `ckpt:"24"`
+	// PosixTimers are the timer_create timers, by id (types_timers.go).
+	PosixTimers []PosixTimer `ckpt:"25"`
+	// IntervalTimers are the armed setitimer timers (alarm included).
+	IntervalTimers []IntervalTimer `ckpt:"26"`
+	// SeccompFilters are the seccomp filters of the threads, each once
+	// (types_timers.go); Thread.SeccompChain lists a thread's.
+	SeccompFilters []SeccompFilter `ckpt:"27"`
 }
 
 // FileRef names a file by path and records its identity at capture, so a
@@ -118,8 +125,9 @@ type Creds struct {
 	CapBnd     uint64 `ckpt:"7"` // bounding set
 	CapAmb     uint64 `ckpt:"8"` // ambient capabilities
 	NoNewPrivs bool   `ckpt:"9"` // PR_SET_NO_NEW_PRIVS is set
-	// Seccomp is the mode from /proc/PID/status (0 = none); filters are not
-	// captured, and a restorer refuses a nonzero mode it cannot rebuild.
+	// Seccomp is the mode from /proc/PID/status (0 = none); the filters are
+	// in Process.SeccompFilters and Thread.SeccompChain (absent in older
+	// images, whose nonzero mode a restorer refuses).
 	Seccomp uint32 `ckpt:"10"`
 }
 
@@ -180,6 +188,12 @@ type Thread struct {
 	ClearChildTID uint64    `ckpt:"9"`  // set_tid_address value (PR_GET_TID_ADDRESS)
 	Rseq          Rseq      `ckpt:"10"` // rseq registration
 	Pending       []SigInfo `ckpt:"11"` // signals pending for this thread, in queue order
+	// Seccomp is the thread's seccomp mode (0 none, 1 strict, 2 filter);
+	// absent in images from before it was recorded per thread.
+	Seccomp uint32 `ckpt:"12"`
+	// SeccompChain are the thread's filters, oldest first, as indices into
+	// Process.SeccompFilters. Threads with equal chains share them (TSYNC).
+	SeccompChain []uint32 `ckpt:"13"`
 }
 
 // Regs is a tagged union of per-architecture register records.

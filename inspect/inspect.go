@@ -242,6 +242,11 @@ type ThreadInfo struct {
 	ClearChildTID Hex           `json:"clear_child_tid"`
 	Rseq          Hex           `json:"rseq"`
 	XStateBytes   int           `json:"xstate_bytes"`
+	// Seccomp is the thread's seccomp mode (1 strict, 2 filter) and
+	// SeccompFilters its filters, oldest first, as indices into its
+	// process's procs[].seccomp_filters.
+	Seccomp        uint32   `json:"seccomp,omitempty"`
+	SeccompFilters []uint32 `json:"seccomp_filters,omitempty"`
 }
 
 // AltStackInfo is a thread's alternate signal stack.
@@ -257,7 +262,8 @@ func Threads(r *format.Reader) []ThreadInfo {
 	for _, p := range r.Meta().Processes {
 		for _, t := range p.Threads {
 			ti := ThreadInfo{PID: p.PID, TID: t.TID, Comm: t.Comm, SigMask: Hex(t.SigMask), Pending: sigInfos(t.Pending),
-				RobustList: Hex(t.RobustList), ClearChildTID: Hex(t.ClearChildTID), Rseq: Hex(t.Rseq.Ptr), XStateBytes: len(t.XState)}
+				RobustList: Hex(t.RobustList), ClearChildTID: Hex(t.ClearChildTID), Rseq: Hex(t.Rseq.Ptr), XStateBytes: len(t.XState),
+				Seccomp: t.Seccomp, SeccompFilters: t.SeccompChain}
 			switch {
 			case t.Regs.AMD64 != nil:
 				ti.Arch, ti.PC, ti.SP, ti.TLS = format.ArchAMD64.String(), Hex(t.Regs.AMD64.Rip), Hex(t.Regs.AMD64.Rsp), Hex(t.Regs.AMD64.FsBase)

@@ -33,6 +33,16 @@ type ProcInfo struct {
 	SigActions   []SigActJSON `json:"sigactions"`
 	// SharedPending are the signals pending for the whole process.
 	SharedPending []string `json:"shared_pending"`
+	// SeccompFilters are the process's seccomp filters, each once
+	// (threads[].seccomp_filters names a thread's).
+	SeccompFilters []SeccompJSON `json:"seccomp_filters,omitempty"`
+}
+
+// SeccompJSON is one seccomp filter: its length in BPF instructions and
+// its SECCOMP_FILTER_FLAG_* flags.
+type SeccompJSON struct {
+	Instructions int `json:"instructions"`
+	Flags        Hex `json:"flags"`
 }
 
 // CredsJSON are a process's credentials.
@@ -102,6 +112,9 @@ func Procs(r *format.Reader) []ProcInfo {
 		for _, s := range p.SigActions {
 			info.SigActions = append(info.SigActions, SigActJSON{Signal: SignalName(s.Signal), Handler: Hex(s.Handler),
 				Flags: Hex(s.Flags), Restorer: Hex(s.Restorer), Mask: Hex(s.Mask)})
+		}
+		for _, f := range p.SeccompFilters {
+			info.SeccompFilters = append(info.SeccompFilters, SeccompJSON{Instructions: len(f.Prog) / 8, Flags: Hex(f.Flags)})
 		}
 		out = append(out, info)
 	}

@@ -109,6 +109,8 @@ type Counts struct {
 	// objects (ls --ipc).
 	Shm   int `json:"shm,omitempty"`
 	Shmem int `json:"shmem,omitempty"`
+	// Timers are the POSIX and interval timers (ls --timers).
+	Timers int `json:"timers,omitempty"`
 }
 
 // ByteCounts are the sizes of an image.
@@ -193,6 +195,7 @@ func Summary(r *format.Reader) SummaryInfo {
 		p := &m.Processes[pi]
 		s.Processes = append(s.Processes, ProcBrief{PID: p.PID, PPID: p.PPID, Comm: p.Comm, Threads: len(p.Threads), Exited: p.Exited})
 		s.Counts.Threads += len(p.Threads)
+		s.Counts.Timers += len(p.PosixTimers) + len(p.IntervalTimers)
 		s.Counts.Areas += len(p.Areas)
 		s.Counts.FDs += len(p.FDs)
 		s.Counts.Locks += len(p.Locks)

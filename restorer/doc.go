@@ -8,7 +8,7 @@
 // processes parents first, each with its memory areas (AreaPlan), its fds
 // (FDPlan) and the open file descriptions they share (FilePlan, with the
 // Source each is made from). Planning reads no page and touches nothing;
-// what the image alone rules out (a zombie, a seccomp filter, a socket
+// what the image alone rules out (a zombie, seccomp strict mode, a socket
 // that cannot be reconnected) is collected in Plan.Problems.
 //
 // The session's methods, in the order a caller uses them:

@@ -7,8 +7,8 @@ import (
 )
 
 // ErrUnsupported is matched by errors about something in the image this
-// restorer cannot recreate (a file type, a socket state, a seccomp
-// filter). Such errors make ckpt-restart exit with code 5.
+// restorer cannot recreate (a file type, a socket state, seccomp strict
+// mode). Such errors make ckpt-restart exit with code 5.
 var ErrUnsupported = errors.New("restorer: not supported")
 
 // ErrIPCKeyTaken is matched by errors about a System V IPC key of the

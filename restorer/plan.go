@@ -308,17 +308,8 @@ func (pl *Plan) planProcState(pp *ProcPlan) {
 		pl.problem(Problem{Subject: subj, Unsupported: true, What: "it is a zombie (exited, not yet waited for); zombies are not recreated",
 			Remedy: fmt.Sprintf("capture again once process %d has waited for it, or capture a subtree without it", p.PPID)})
 	}
-	if p.Creds.Seccomp != 0 {
-		mode := fmt.Sprintf("mode %d", p.Creds.Seccomp)
-		switch p.Creds.Seccomp {
-		case 1:
-			mode = "strict mode"
-		case 2:
-			mode = "a seccomp filter"
-		}
-		pl.problem(Problem{Subject: subj, Unsupported: true, What: fmt.Sprintf("it runs under seccomp (%s), which the image cannot recreate: filters are not captured", mode),
-			Remedy: "capture the program started without seccomp (for example systemd's SystemCallFilter= off, docker --security-opt seccomp=unconfined)"})
-	}
+	pl.planSeccomp(p, subj)
+	pl.planTimers(p, subj)
 	if len(p.Threads) == 0 && !p.Exited {
 		pl.problem(Problem{Subject: subj, What: "the image records no thread for it", Remedy: "capture it again"})
 	}

@@ -319,6 +319,7 @@ func (r *restore) restoreProcess(lp *liveProc) error {
 		{"take POSIX locks", r.takePOSIXLocks},
 		{"create threads", r.createThreads},
 		{"thread state", r.threadState},
+		{"timers", r.restoreTimers},
 		{"credentials", r.setCreds},
 		{"set registers", r.finalRegs},
 	}

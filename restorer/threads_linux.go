@@ -136,6 +136,9 @@ func (r *restore) finalRegs(lp *liveProc) error {
 	if err := lp.scratch.Unmap(); err != nil {
 		return fmt.Errorf("unmapping the scratch area: %w", err)
 	}
+	if err := r.installSeccomp(lp); err != nil {
+		return err
+	}
 	p := lp.pp.Proc
 	for i := range p.Threads {
 		th := &p.Threads[i]

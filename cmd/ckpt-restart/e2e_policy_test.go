@@ -128,7 +128,7 @@ func TestUnsupportedNamed(t *testing.T) {
 	}{
 		{[]string{"shm"}, false, []string{"shm segment id", "part of the attachment was unmapped", "shmat maps it whole"}},
 		{[]string{"zombie"}, true, []string{"is a zombie", "has waited for it"}},
-		{[]string{"seccomp"}, false, []string{"seccomp (a seccomp filter)", "filters are not captured", "seccomp=unconfined"}},
+		{[]string{"seccomp"}, false, []string{"seccomp filters without no_new_privs or CAP_SYS_ADMIN", "PR_SET_NO_NEW_PRIVS"}},
 		{[]string{"connect", port}, false, []string{"TCP connection", "-> 127.0.0.1:" + port, "in state CLOSE_WAIT", "--tcp-close", "--subst f"}},
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {

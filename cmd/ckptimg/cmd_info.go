@@ -134,6 +134,9 @@ func (d infoDoc) rows() []kvRow {
 	}
 	add("Processes", fmt.Sprintf("%d: %s", s.Counts.Processes, strings.Join(procs, " ")))
 	add("Threads", strconv.Itoa(s.Counts.Threads))
+	if s.Counts.Timers > 0 {
+		add("Timers", strconv.Itoa(s.Counts.Timers))
+	}
 	add("Memory areas", strconv.Itoa(s.Counts.Areas))
 	add("Files", fmt.Sprintf("%d (%d fds)", s.Counts.Files, s.Counts.FDs))
 	if s.Counts.Locks > 0 {
@@ -229,6 +232,9 @@ func (d infoDoc) Text() []string {
 	if n.Shm+n.Shmem > 0 {
 		add("counts.shm", n.Shm)
 		add("counts.shmem", n.Shmem)
+	}
+	if n.Timers > 0 {
+		add("counts.timers", n.Timers)
 	}
 	pc := s.Pages
 	add("pages.total", pc.Total)

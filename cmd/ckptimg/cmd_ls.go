@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +17,7 @@ import (
 )
 
 // lsViews are the views of `ckptimg ls`, in the order they print.
-var lsViews = []string{"procs", "areas", "files", "fds", "threads", "ipc"}
+var lsViews = []string{"procs", "areas", "files", "fds", "threads", "ipc", "timers"}
 
 type lsOptions struct {
 	output string
@@ -43,6 +44,7 @@ func newLsCommand() *cobra.Command {
              objects, each with the areas that map it; System V semaphore
              sets (values) and message queues (messages) (shown without a
              view flag only when the image has some)
+  --timers   POSIX timers (timer_create) and interval timers (setitimer, alarm)
 
 ls reads only the image's metadata, never its pages: it stays fast on large images.
 Output forms (-o): table for people, text for scripts (one record a line; with
@@ -152,6 +154,9 @@ func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) 
 				x = filterIPC(x, opts.pid)
 			}
 			d.JSONDoc.IPC = &x
+		case "timers":
+			x := filterPID(inspect.Timers(r), opts.pid, func(t inspect.TimerInfo) int32 { return t.PID })
+			d.JSONDoc.Timers = &x
 		}
 	}
 	return p.Print(stdout, d)
@@ -193,6 +198,7 @@ type lsJSON struct {
 	FDs     *[]inspect.FDInfo     `json:"fds,omitempty"`
 	Threads *[]inspect.ThreadInfo `json:"threads,omitempty"`
 	IPC     *[]inspect.IPCInfo    `json:"ipc,omitempty"`
+	Timers  *[]inspect.TimerInfo  `json:"timers,omitempty"`
 }
 
 type lsDoc struct {
@@ -248,6 +254,11 @@ func (d *lsDoc) Text() []string {
 		case "ipc":
 			for _, o := range *d.JSONDoc.IPC {
 				lines = append(lines, IPCLine(o))
+			}
+		case "timers":
+			for _, t := range *d.JSONDoc.Timers {
+				lines = append(lines, fmt.Sprintf("%d %s %d %s %s %s %s %d %d %d %d", t.PID, t.Kind, t.ID, t.Clock, dash(t.Notify),
+					dash(t.Signal), t.SigValue, t.TID, t.ValueNs, t.IntervalNs, t.Overrun))
 			}
 		}
 	}
@@ -316,10 +327,18 @@ func (d *lsDoc) Tables() []render.Table {
 			}
 			ts = append(ts, t)
 		case "threads":
-			t := render.Table{Title: "Threads", Header: []string{"PID", "TID", "COMM", "ARCH", "PC", "SP", "SIGMASK", "PENDING"}, Right: []int{0, 1}}
+			t := render.Table{Title: "Threads", Header: []string{"PID", "TID", "COMM", "ARCH", "PC", "SP", "SIGMASK", "PENDING", "SECCOMP"}, Right: []int{0, 1}}
 			for _, th := range *d.JSONDoc.Threads {
 				t.Rows = append(t.Rows, []string{itoa(th.PID), itoa(th.TID), cell(th.Comm), th.Arch, th.PC.String(), th.SP.String(),
-					th.SigMask.String(), strings.Join(th.Pending, ",")})
+					th.SigMask.String(), strings.Join(th.Pending, ","), seccompCell(th)})
+			}
+			ts = append(ts, t)
+		case "timers":
+			t := render.Table{Title: "Timers", Header: []string{"PID", "KIND", "ID", "CLOCK", "NOTIFY", "SIGNAL", "SIGVAL", "TID", "LEFT", "INTERVAL", "OVERRUN"},
+				Right: []int{0, 2, 7, 8, 9, 10}}
+			for _, tm := range *d.JSONDoc.Timers {
+				t.Rows = append(t.Rows, []string{itoa(tm.PID), tm.Kind, itoa(tm.ID), tm.Clock, dash(tm.Notify), dash(tm.Signal), tm.SigValue.String(),
+					itoa(tm.TID), time.Duration(tm.ValueNs).String(), time.Duration(tm.IntervalNs).String(), itoa(tm.Overrun)})
 			}
 			ts = append(ts, t)
 		case "ipc":
@@ -396,6 +415,30 @@ func filterIPC(objs []inspect.IPCInfo, pid int32) []inspect.IPCInfo {
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
+
+// seccompCell is a thread's seccomp mode: "strict", or "filters" and the
+// indices of its filters in the process's list, oldest first.
+func seccompCell(th inspect.ThreadInfo) string {
+	switch th.Seccomp {
+	case 0:
+		return ""
+	case 1:
+		return "strict"
+	}
+	ids := make([]string, len(th.SeccompFilters))
+	for i, f := range th.SeccompFilters {
+		ids[i] = strconv.Itoa(int(f))
+	}
+	return "filters " + strings.Join(ids, ",")
+}
+
+// dash stands for an empty field, so that text lines keep their columns.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
 
 // cell keeps a table cell on one line.
 func cell(s string) string { return render.Escape(s, 0) }

@@ -7,12 +7,15 @@
 //            it, which a restore cannot attach again (removed with
 //            IPC_RMID at once, so nothing outlives the test)
 //   zombie   forks a child that exits and is never waited for
-//   seccomp  installs an allow-everything seccomp filter
+//   seccomp  installs an allow-everything seccomp filter with
+//            CAP_SYS_ADMIN and without no_new_privs, then drops the
+//            capability: the restored process could not install it
 //   connect  keeps a TCP connection to 127.0.0.1:PORT open at fd 5
 //
 // Prints "ready pid=P", then "count N" every 50 ms.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -24,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,8 +64,13 @@ int main(int argc, char **argv) {
 	} else if (strcmp(what, "seccomp") == 0) {
 		struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
 		struct sock_fprog prog = {.len = 1, .filter = allow};
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+		struct __user_cap_data_struct d[2];
+		if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0 || syscall(SYS_capget, &h, d) < 0)
 			die("seccomp");
+		d[0].effective &= ~(1u << CAP_SYS_ADMIN);
+		if (syscall(SYS_capset, &h, d) < 0)
+			die("capset");
 	} else if (strcmp(what, "connect") == 0 && argc > 2) {
 		int s = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2])),
