@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
@@ -504,4 +506,21 @@ func waitSleeping(t *testing.T, pid int) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("pid %d never slept in clock_nanosleep", pid)
+}
+
+// TestVDSOCodeHash: the vDSO code hash is the kernel's, the same in every
+// capture, whatever capture's injection wrote into the target's copy.
+func TestVDSOCodeHash(t *testing.T) {
+	p := testprog.Start(t, testprog.Build(t, "counter"), filepath.Join(t.TempDir(), "out"), "20", "4")
+	own, err := ptrace.OwnVDSO()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := xxhash.Sum64(own)
+	for i := range 2 {
+		r, _ := captureToMemory(t, p.PID, Options{}, nil)
+		if got := r.Meta().Machine.VDSOCodeHash; got != want {
+			t.Errorf("capture %d: vDSO code hash %#x, want this kernel's %#x", i, got, want)
+		}
+	}
 }

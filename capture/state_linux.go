@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -327,11 +328,16 @@ func (c *capturer) collectAreas(pr *proc) error {
 		if special := a.Flags & format.MapSpecial; special != 0 && first {
 			c.meta.Machine.VDSO = append(c.meta.Machine.VDSO, format.SpecialMapping{Flags: special, Start: m.Start, Size: m.Size()})
 			if special == format.MapVDSO {
-				buf := make([]byte, m.Size())
-				if _, err := ptrace.ReadMemory(pr.pid, []ptrace.Segment{{Addr: uintptr(m.Start), Buf: buf}}); err != nil {
-					return wrap("read [vdso]", pr.pid, 0, -1, err)
+				// The kernel's vDSO, from ckptimg's own untouched copy:
+				// the target's holds the injection trampoline.
+				own, err := ptrace.OwnVDSO()
+				if err != nil {
+					return wrap("read [vdso]", os.Getpid(), 0, -1, err)
 				}
-				c.meta.Machine.VDSOHash = xxhash.Sum64(buf)
+				if uint64(len(own)) == m.Size() {
+					c.meta.Machine.VDSOHash = xxhash.Sum64(own)
+					c.meta.Machine.VDSOCodeHash = c.meta.Machine.VDSOHash
+				}
 			}
 		}
 		pr.rec.Areas = append(pr.rec.Areas, a)

@@ -48,10 +48,15 @@ type Machine struct {
 	XStateFeatures uint64 `ckpt:"5"` // XCR0: the XSAVE features enabled
 	// VDSO is the layout of the kernel-provided mappings, in address order.
 	VDSO []SpecialMapping `ckpt:"6"`
-	// VDSOHash is the XXH64 of the [vdso] mapping's contents: equal hashes
-	// mean the restoring kernel's vDSO code is the same.
+	// VDSOHash is the XXH64 of the [vdso] mapping's contents. Images
+	// before 1.1 hashed the captured process's copy, which capture's
+	// injection trampoline had changed: readers do not compare it.
 	VDSOHash uint64 `ckpt:"7"`
 	Hostname string `ckpt:"8"` // for information only
+	// VDSOCodeHash is the XXH64 of the capturing kernel's vDSO as the
+	// kernel maps it (ckptimg's own [vdso]): equal hashes mean the
+	// restoring kernel's vDSO code is the same. 0 when unknown.
+	VDSOCodeHash uint64 `ckpt:"9"`
 }
 
 // SpecialMapping is one kernel-provided mapping ([vvar], [vdso], ...).

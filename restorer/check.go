@@ -22,7 +22,9 @@ type Host struct {
 	XStateSize     uint32
 	XStateFeatures uint64
 	// VDSO is the running kernel's special mappings, in address order.
-	VDSO     []format.SpecialMapping
+	VDSO []format.SpecialMapping
+	// VDSOHash is the XXH64 of the running kernel's vDSO (compared with
+	// Machine.VDSOCodeHash); 0 skips the check.
 	VDSOHash uint64
 	// CanSetPIDs: the restorer may choose PIDs (root or
 	// CAP_CHECKPOINT_RESTORE).
@@ -127,7 +129,7 @@ func (pl *Plan) checkVDSO(host *Host, add func(Problem)) {
 			return
 		}
 	}
-	if pl.Meta.Machine.VDSOHash != 0 && host.VDSOHash != 0 && pl.Meta.Machine.VDSOHash != host.VDSOHash {
+	if pl.Meta.Machine.VDSOCodeHash != 0 && host.VDSOHash != 0 && pl.Meta.Machine.VDSOCodeHash != host.VDSOHash {
 		add(Problem{Subject: "machine vDSO", Unsupported: true,
 			What:   fmt.Sprintf("this kernel's vDSO code differs from the image's (captured on %s)", pl.Meta.Machine.KernelRelease),
 			Remedy: "restore it on the kernel it was captured on"})

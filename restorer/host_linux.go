@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
@@ -49,6 +51,9 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 		if fl := kabi.SpecialFlag(m.Path); fl != 0 {
 			h.VDSO = append(h.VDSO, format.SpecialMapping{Flags: fl, Start: m.Start, Size: m.Size()})
 		}
+	}
+	if own, err := ptrace.OwnVDSO(); err == nil {
+		h.VDSOHash = xxhash.Sum64(own)
 	}
 	if h.Self, err = selfCreds(); err != nil {
 		return nil, err

@@ -176,6 +176,35 @@ func TestCheckMachine(t *testing.T) {
 	}
 }
 
+// TestCheckVDSOCode: a vDSO of the same layout but other code is refused
+// by its code hash; the hash of images before 1.1 (VDSOHash) is not
+// compared.
+func TestCheckVDSOCode(t *testing.T) {
+	vdsoProblems := func(imageOld, imageCode, host uint64) string {
+		m := testMeta()
+		m.Machine.VDSOHash, m.Machine.VDSOCodeHash = imageOld, imageCode
+		s, _ := testSession(t, m, Options{})
+		h := fakeHost(nil, nil)
+		h.VDSOHash = host
+		var out []string
+		for _, p := range checkProbs(s, h) {
+			if strings.Contains(p.Subject, "vDSO") {
+				out = append(out, p.What)
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	if p := vdsoProblems(1, 0, 2); p != "" {
+		t.Errorf("an image without a code hash: %s", p)
+	}
+	if p := vdsoProblems(1, 1, 2); !strings.Contains(p, "vDSO code differs") {
+		t.Errorf("a different vDSO code hash: %q, want it refused", p)
+	}
+	if p := vdsoProblems(1, 1, 1); p != "" {
+		t.Errorf("the same vDSO code: %s", p)
+	}
+}
+
 func TestSimulate(t *testing.T) {
 	m := testMeta()
 	s, _ := testSession(t, m, Options{AnyPID: true})

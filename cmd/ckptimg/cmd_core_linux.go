@@ -16,9 +16,9 @@ import (
 // [vdso] has its size: images do not store the vDSO, and gdb reads its
 // symbols and unwind tables from the core. nil otherwise.
 //
-// Machine.VDSOHash cannot decide it: capture hashes the vDSO after its
-// ptrace guard wrote a trampoline into the vDSO's padding, so the hash
-// differs from one capture to the next.
+// Images before format 1.1 have no reliable vDSO hash (their VDSOHash was
+// taken from the captured process's copy after capture's injection guard
+// wrote into it), so the release and size decide for every image.
 func hostVDSO(m *format.Machine) []byte {
 	var uts unix.Utsname
 	if unix.Uname(&uts) != nil || unix.ByteSliceToString(uts.Release[:]) != m.KernelRelease {
