@@ -32,6 +32,11 @@ type Meta struct {
 	// Blobs are byte streams stored in chunks that are not memory: contents
 	// of deleted files and memfds, pipe buffers too large to inline.
 	Blobs []Blob `ckpt:"10"`
+	// PIDNamespace is set when the tree ran in a PID namespace below the
+	// capturer's: its ids (processes, threads, groups, sessions) are the
+	// ones it saw inside, which it may have cached; a parent outside that
+	// namespace is 0. Either way a restorer gives the recorded ids.
+	PIDNamespace bool `ckpt:"12"`
 }
 
 // Machine holds facts about the machine the image was captured on.

@@ -19,15 +19,18 @@ type SummaryInfo struct {
 	Created string      `json:"created"`
 	Parent  *ParentInfo `json:"parent,omitempty"`
 	// Chain is set by the caller when it looked for the parent images.
-	Chain     *ChainInfo   `json:"chain,omitempty"`
-	Machine   MachineInfo  `json:"machine"`
-	Capture   CaptureJSON  `json:"capture"`
-	Processes []ProcBrief  `json:"processes"`
-	Counts    Counts       `json:"counts"`
-	Pages     PageCounts   `json:"pages"`
-	Bytes     ByteCounts   `json:"bytes"`
-	Remaps    []RemapInfo  `json:"remaps"`
-	Substs    []*SubstInfo `json:"substs"`
+	Chain     *ChainInfo  `json:"chain,omitempty"`
+	Machine   MachineInfo `json:"machine"`
+	Capture   CaptureJSON `json:"capture"`
+	Processes []ProcBrief `json:"processes"`
+	// PIDNamespace: the ids are the tree's own inside its PID namespace
+	// (format.Meta.PIDNamespace).
+	PIDNamespace bool         `json:"pid_namespace,omitempty"`
+	Counts       Counts       `json:"counts"`
+	Pages        PageCounts   `json:"pages"`
+	Bytes        ByteCounts   `json:"bytes"`
+	Remaps       []RemapInfo  `json:"remaps"`
+	Substs       []*SubstInfo `json:"substs"`
 }
 
 // ParentInfo names the parent of a delta image.
@@ -168,9 +171,10 @@ func Summary(r *format.Reader) SummaryInfo {
 			VDSO: []SpecialInfo{}, VDSOHash: Hex(m.Machine.VDSOHash)},
 		Capture: CaptureJSON{Method: m.Capture.Method, FrozenNs: m.Capture.FrozenNs, WallNs: m.Capture.WallNs,
 			Command: m.Capture.Command, Generation: m.Capture.Generation},
-		Processes: []ProcBrief{},
-		Remaps:    []RemapInfo{},
-		Substs:    []*SubstInfo{},
+		Processes:    []ProcBrief{},
+		PIDNamespace: m.PIDNamespace,
+		Remaps:       []RemapInfo{},
+		Substs:       []*SubstInfo{},
 	}
 	if s.Capture.Command == nil {
 		s.Capture.Command = []string{}

@@ -135,6 +135,18 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 			Remedy: "run as root, or use --any-pid (safe for single-threaded programs only)"})
 		return
 	}
+	if opts.PIDNS {
+		// A new namespace: PID 1 is its init (the few ids its threads
+		// and the stub take are found when they exist, in Restore).
+		for _, pp := range pl.Procs {
+			for _, t := range pp.Proc.Threads {
+				if t.TID == 1 {
+					add(nsTaken(pp, t.TID, "the namespace's init"))
+				}
+			}
+		}
+		return
+	}
 	if host.PIDUser == nil {
 		return
 	}
@@ -146,10 +158,18 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 					what = fmt.Sprintf("tid %d of process %d (%s)", t.TID, pp.Proc.PID, pp.Proc.Comm)
 				}
 				add(Problem{Subject: fmt.Sprintf("pid %d", t.TID), What: what + " is in use by " + who,
-					Remedy: "end that process, or use --any-pid (single-threaded programs only)"})
+					Remedy: "end that process, or use --pidns (a new PID namespace, where the recorded ids are free), or --any-pid (single-threaded programs only)"})
 			}
 		}
 	}
+}
+
+// nsTaken is the problem of an image id held inside the new PID
+// namespace by who.
+func nsTaken(pp *ProcPlan, tid int32, who string) Problem {
+	return Problem{Subject: fmt.Sprintf("pid %d", tid), Unsupported: true,
+		What:   fmt.Sprintf("tid %d of process %d (%s) is taken in the new PID namespace by %s", tid, pp.Proc.PID, pp.Proc.Comm, who),
+		Remedy: "restore without --pidns"}
 }
 
 func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn func(string)) {

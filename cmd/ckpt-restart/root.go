@@ -25,6 +25,7 @@ type restartOptions struct {
 	simulate     bool
 	detach       bool
 	anyPID       bool
+	pidns        bool
 	noTTY        bool
 	verbose      bool
 	parents      []string
@@ -32,6 +33,14 @@ type restartOptions struct {
 	substs       []string
 	grownOutput  string
 	changedInput string
+}
+
+// runAsInit runs ckpt-restart re-executed as the init of a --pidns
+// restore's PID namespace (restorer.RunInit), and exits.
+func runAsInit() {
+	if os.Args[0] == restorer.InitName {
+		os.Exit(restorer.RunInit(os.Args[1:]))
+	}
 }
 
 func newRootCommand() *cobra.Command {
@@ -73,6 +82,7 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
+	f.BoolVar(&opts.pidns, "pidns", false, "restore into a new PID namespace, where every process and thread gets its recorded id whatever runs on the host (--detach prints the pid outside it)")
 	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
 	f.BoolVarP(&opts.verbose, "verbose", "v", false, "print each restore phase with its duration on stderr")
 	f.StringArrayVar(&opts.parents, "parent", nil, "a directory to look for the parents of a delta image in (repeatable)")
@@ -85,7 +95,10 @@ See docs/restore.md.`,
 }
 
 func (o *restartOptions) restorerOptions() (restorer.Options, error) {
-	ro := restorer.Options{AnyPID: o.anyPID, NoTTY: o.noTTY}
+	ro := restorer.Options{AnyPID: o.anyPID, PIDNS: o.pidns, NoTTY: o.noTTY}
+	if o.anyPID && o.pidns {
+		return ro, cli.Usagef("--any-pid and --pidns do not go together")
+	}
 	switch o.grownOutput {
 	case "keep":
 		ro.GrownOutput = restorer.OutputKeep

@@ -132,6 +132,9 @@ func (d infoDoc) rows() []kvRow {
 		procs = append(procs, x)
 	}
 	add("Processes", fmt.Sprintf("%d: %s", s.Counts.Processes, strings.Join(procs, " ")))
+	if s.PIDNamespace {
+		add("PID namespace", "the tree's own: ids as seen inside it")
+	}
 	add("Threads", strconv.Itoa(s.Counts.Threads))
 	add("Memory areas", strconv.Itoa(s.Counts.Areas))
 	add("Files", fmt.Sprintf("%d (%d fds)", s.Counts.Files, s.Counts.FDs))
