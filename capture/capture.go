@@ -89,6 +89,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err != nil {
 		return nil, err
 	}
+	clocks := treeClocks(pid)
 	c.openTrackers()
 	if err := c.collect(); err != nil {
 		return nil, err
@@ -142,11 +143,13 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		c.frozen = time.Since(c.frozenAt)
 	}
 	c.meta.Capture = format.CaptureInfo{
-		Method:     c.trackMethod(),
-		FrozenNs:   c.frozen.Nanoseconds(),
-		WallNs:     time.Since(start).Nanoseconds(),
-		Command:    opts.Command,
-		Generation: opts.Generation,
+		Method:      c.trackMethod(),
+		FrozenNs:    c.frozen.Nanoseconds(),
+		WallNs:      time.Since(start).Nanoseconds(),
+		Command:     opts.Command,
+		Generation:  opts.Generation,
+		MonotonicNs: clocks[0],
+		BoottimeNs:  clocks[1],
 	}
 	c.recordTrackers()
 	// The image gets the ids the tree knows; the capture keeps its own.

@@ -404,6 +404,12 @@ type CaptureInfo struct {
 	// Trackers are the dirty-page trackers capture left in the captured
 	// processes for the next delta (method "uffd-wp"), one per process.
 	Trackers []DirtyTracker `ckpt:"6"`
+	// MonotonicNs and BoottimeNs are CLOCK_MONOTONIC and CLOCK_BOOTTIME
+	// as the tree saw them (in its time namespace) when it was frozen, in
+	// nanoseconds; 0 when not recorded. A restore into a new time
+	// namespace (ckpt-restart --timens) continues both from them.
+	MonotonicNs int64 `ckpt:"7"`
+	BoottimeNs  int64 `ckpt:"8"`
 }
 
 // Blob is a byte stream stored in chunks as a list of extents.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/kabi"
@@ -29,6 +30,8 @@ type Host struct {
 	CanSetPIDs bool
 	// HaveTTY: the caller has a terminal to give.
 	HaveTTY bool
+	// MonotonicNs is CLOCK_MONOTONIC here now; 0 when unknown.
+	MonotonicNs int64
 	// Stat returns a file's identity now (Path set to the argument).
 	Stat func(path string) (format.FileRef, error)
 	// PIDUser describes who holds pid, "" when it is free.
@@ -82,6 +85,7 @@ func (pl *Plan) check(host *Host, opts *Options) (probs []Problem, warnings []st
 	}
 	pl.checkVDSO(host, add)
 	pl.checkPIDs(host, opts, add)
+	pl.checkClocks(host, opts, add, warn)
 	pl.checkFiles(host, opts, add, warn)
 	pl.checkCreds(host, add)
 	return probs, warnings
@@ -161,6 +165,21 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 					Remedy: "end that process, or use --pidns (a new PID namespace, where the recorded ids are free), or --any-pid (single-threaded programs only)"})
 			}
 		}
+	}
+}
+
+// checkClocks: a time namespace needs the clocks recorded at capture;
+// without one, a clock behind the recorded one (another boot or host)
+// would go back for the program.
+func (pl *Plan) checkClocks(host *Host, opts *Options, add func(Problem), warn func(string)) {
+	rec := pl.Meta.Capture.MonotonicNs
+	switch {
+	case opts.TimeNS && rec == 0:
+		add(Problem{Subject: "clocks", Unsupported: true, What: "the image records no clocks (captured by an older ckptimg)",
+			Remedy: "restore without --timens"})
+	case !opts.TimeNS && rec != 0 && host.MonotonicNs != 0 && host.MonotonicNs < rec:
+		warn(fmt.Sprintf("CLOCK_MONOTONIC here is %s behind the capture's (another boot or host): the program sees it go back; --timens continues it",
+			time.Duration(rec-host.MonotonicNs).Round(time.Second)))
 	}
 }
 

@@ -53,6 +53,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 	}
 	h.CanSetPIDs = h.Self.CapEff&(1<<capSysAdmin) != 0 || h.Self.CapEff&(1<<capCheckpointRestore) != 0
 	h.HaveTTY = callerTTY() >= 0
+	h.MonotonicNs = hostMonotonic()
 	h.Images = imageFiles(chain)
 	return h, nil
 }

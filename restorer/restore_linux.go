@@ -188,6 +188,11 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	if err := r.stub.BlockSignals(); err != nil {
 		return nil, &Error{Step: "fork root", PID: root.PID, Err: err}
 	}
+	if r.opts.TimeNS {
+		if err := r.enterTimeNS(); err != nil {
+			return nil, &Error{Step: "make time namespace", Err: err}
+		}
+	}
 	lp, err := r.fork(r.stub, r.stub.PID(), r.plan.Procs[0], unix.CLONE_PARENT)
 	if err != nil {
 		return nil, &Error{Step: "fork root", PID: root.PID, Err: err}

@@ -150,7 +150,14 @@ type restarted struct {
 // its program running, as a killed shell does).
 func startRestart(t *testing.T, pids []int, args ...string) *restarted {
 	t.Helper()
-	cmd := testprog.Command(t, restartBin(t), args...)
+	return startRestartVia(t, pids, restartBin(t), args...)
+}
+
+// startRestartVia is startRestart with ckpt-restart run by prog (args
+// then name ckpt-restart), such as unshare.
+func startRestartVia(t *testing.T, pids []int, prog string, args ...string) *restarted {
+	t.Helper()
+	cmd := testprog.Command(t, prog, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ type restartOptions struct {
 	detach       bool
 	anyPID       bool
 	pidns        bool
+	timens       bool
 	noTTY        bool
 	verbose      bool
 	parents      []string
@@ -83,6 +84,7 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
 	f.BoolVar(&opts.pidns, "pidns", false, "restore into a new PID namespace, where every process and thread gets its recorded id whatever runs on the host (--detach prints the pid outside it)")
+	f.BoolVar(&opts.timens, "timens", false, "restore into a new time namespace where CLOCK_MONOTONIC and CLOCK_BOOTTIME continue from their values at capture (off: the program shares this host's clocks and sees the time since the capture pass)")
 	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
 	f.BoolVarP(&opts.verbose, "verbose", "v", false, "print each restore phase with its duration on stderr")
 	f.StringArrayVar(&opts.parents, "parent", nil, "a directory to look for the parents of a delta image in (repeatable)")
@@ -95,7 +97,7 @@ See docs/restore.md.`,
 }
 
 func (o *restartOptions) restorerOptions() (restorer.Options, error) {
-	ro := restorer.Options{AnyPID: o.anyPID, PIDNS: o.pidns, NoTTY: o.noTTY}
+	ro := restorer.Options{AnyPID: o.anyPID, PIDNS: o.pidns, TimeNS: o.timens, NoTTY: o.noTTY}
 	if o.anyPID && o.pidns {
 		return ro, cli.Usagef("--any-pid and --pidns do not go together")
 	}
