@@ -85,6 +85,10 @@ type CaptureJSON struct {
 	WallNs     int64    `json:"wall_ns"`
 	Command    []string `json:"command"`
 	Generation uint32   `json:"generation"`
+	// MonotonicNs and BoottimeNs are the tree's clocks when it was frozen,
+	// 0 when not recorded.
+	MonotonicNs int64 `json:"monotonic_ns,omitempty"`
+	BoottimeNs  int64 `json:"boottime_ns,omitempty"`
 }
 
 // ProcBrief is one process of the tree.
@@ -170,7 +174,8 @@ func Summary(r *format.Reader) SummaryInfo {
 			PageSize: m.Machine.PageSize, XStateSize: m.Machine.XStateSize, XStateFeatures: Hex(m.Machine.XStateFeatures),
 			VDSO: []SpecialInfo{}, VDSOHash: Hex(m.Machine.VDSOHash)},
 		Capture: CaptureJSON{Method: m.Capture.Method, FrozenNs: m.Capture.FrozenNs, WallNs: m.Capture.WallNs,
-			Command: m.Capture.Command, Generation: m.Capture.Generation},
+			Command: m.Capture.Command, Generation: m.Capture.Generation,
+			MonotonicNs: m.Capture.MonotonicNs, BoottimeNs: m.Capture.BoottimeNs},
 		Processes:    []ProcBrief{},
 		PIDNamespace: m.PIDNamespace,
 		Remaps:       []RemapInfo{},

@@ -123,6 +123,9 @@ func (d infoDoc) rows() []kvRow {
 	if len(c.Command) > 0 {
 		add("Capture command", strings.Join(c.Command, " "))
 	}
+	if c.MonotonicNs != 0 || c.BoottimeNs != 0 {
+		add("Clocks", fmt.Sprintf("monotonic %s, boottime %s", time.Duration(c.MonotonicNs), time.Duration(c.BoottimeNs)))
+	}
 	var procs []string
 	for _, p := range s.Processes {
 		x := fmt.Sprintf("%d(%s)", p.PID, p.Comm)
