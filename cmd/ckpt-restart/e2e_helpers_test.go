@@ -55,6 +55,7 @@ func restartBin(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	runAsInit() // the test binary is the init of an in-process --pidns restore
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
