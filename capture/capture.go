@@ -48,6 +48,7 @@ type capturer struct {
 	ex       *ptrace.Executor
 	procs    []*proc
 	meta     format.Meta
+	ns       *nsIDs // the tree's own ids when it is in a PID namespace below ours (pidns_linux.go)
 	w        *format.Writer
 	pageSize int
 	frozenAt time.Time
@@ -98,6 +99,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err != nil {
 		return nil, err
 	}
+	clocks := treeClocks(pid)
 	c.openTrackers()
 	if err := c.collect(); err != nil {
 		return nil, err
@@ -110,6 +112,9 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		return nil, err
 	}
 	if err := c.collectSemMsg(); err != nil {
+		return nil, err
+	}
+	if err := c.treeIDs(); err != nil {
 		return nil, err
 	}
 	if err := c.scanTrackers(); err != nil {
@@ -158,15 +163,19 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		c.frozen = time.Since(c.frozenAt)
 	}
 	c.meta.Capture = format.CaptureInfo{
-		Method:     c.trackMethod(),
-		FrozenNs:   c.frozen.Nanoseconds(),
-		WallNs:     time.Since(start).Nanoseconds(),
-		Command:    opts.Command,
-		Generation: opts.Generation,
+		Method:      c.trackMethod(),
+		FrozenNs:    c.frozen.Nanoseconds(),
+		WallNs:      time.Since(start).Nanoseconds(),
+		Command:     opts.Command,
+		Generation:  opts.Generation,
+		MonotonicNs: clocks[0],
+		BoottimeNs:  clocks[1],
 	}
 	c.recordTrackers()
+	// The image gets the ids the tree knows; the capture keeps its own.
+	meta := c.nsView(&c.meta)
 	done = c.ph.start("close")
-	id, err := w.Close(&c.meta)
+	id, err := w.Close(meta)
 	done()
 	if err != nil {
 		return nil, &Error{Op: "write image", PID: pid, FD: -1, Err: err}
@@ -182,7 +191,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if opts.Kill && opts.CheckKill != nil {
 		// The last moment to change our mind: the deferred release lets
 		// the tree go on as it was.
-		if err := opts.CheckKill(&c.meta); err != nil {
+		if err := opts.CheckKill(meta); err != nil {
 			return nil, err
 		}
 	}
@@ -205,7 +214,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		done()
 	}
 	c.stats.ID = id
-	c.stats.Meta = &c.meta
+	c.stats.Meta = meta
 	c.stats.Frozen = c.frozen
 	c.stats.Wall = time.Since(start)
 	c.stats.Phases = c.ph.list

@@ -166,7 +166,7 @@ func (c *capturer) dumpMemory(filter areaFilter) error {
 // parent pages interleaved in address order. It returns the time spent
 // adding parent pages.
 func (c *capturer) addBatch(b *batch) (time.Duration, error) {
-	pid := int32(b.pr.pid)
+	pid := c.imagePID(b.pr.pid)
 	var parentBusy time.Duration
 	pi := 0
 	parents := func(upTo int) error {

@@ -458,7 +458,7 @@ func (c *capturer) stopTracker(pr *proc) error {
 // parentPages returns the pages the parent image holds for pid, as sorted
 // ranges: every run, whatever its kind, is a page AddParentPages can take.
 func (c *capturer) parentPages(pid int) []dirty.Range {
-	p := c.opts.Parent.Process(int32(pid))
+	p := c.opts.Parent.Process(c.imagePID(pid))
 	if p == nil {
 		return nil
 	}

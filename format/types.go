@@ -35,6 +35,11 @@ type Meta struct {
 	// IPC holds the System V IPC objects of the tree (types_ipc.go); nil
 	// when it uses none.
 	IPC *IPCInfo `ckpt:"11"`
+	// PIDNamespace is set when the tree ran in a PID namespace below the
+	// capturer's: its ids (processes, threads, groups, sessions) are the
+	// ones it saw inside, which it may have cached; a parent outside that
+	// namespace is 0. Either way a restorer gives the recorded ids.
+	PIDNamespace bool `ckpt:"12"`
 }
 
 // Machine holds facts about the machine the image was captured on.
@@ -460,6 +465,12 @@ type CaptureInfo struct {
 	// Trackers are the dirty-page trackers capture left in the captured
 	// processes for the next delta (method "uffd-wp"), one per process.
 	Trackers []DirtyTracker `ckpt:"6"`
+	// MonotonicNs and BoottimeNs are CLOCK_MONOTONIC and CLOCK_BOOTTIME
+	// as the tree saw them (in its time namespace) when it was frozen, in
+	// nanoseconds; 0 when not recorded. A restore into a new time
+	// namespace (ckpt-restart --timens) continues both from them.
+	MonotonicNs int64 `ckpt:"7"`
+	BoottimeNs  int64 `ckpt:"8"`
 }
 
 // Blob is a byte stream stored in chunks as a list of extents.

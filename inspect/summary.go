@@ -19,15 +19,18 @@ type SummaryInfo struct {
 	Created string      `json:"created"`
 	Parent  *ParentInfo `json:"parent,omitempty"`
 	// Chain is set by the caller when it looked for the parent images.
-	Chain     *ChainInfo   `json:"chain,omitempty"`
-	Machine   MachineInfo  `json:"machine"`
-	Capture   CaptureJSON  `json:"capture"`
-	Processes []ProcBrief  `json:"processes"`
-	Counts    Counts       `json:"counts"`
-	Pages     PageCounts   `json:"pages"`
-	Bytes     ByteCounts   `json:"bytes"`
-	Remaps    []RemapInfo  `json:"remaps"`
-	Substs    []*SubstInfo `json:"substs"`
+	Chain     *ChainInfo  `json:"chain,omitempty"`
+	Machine   MachineInfo `json:"machine"`
+	Capture   CaptureJSON `json:"capture"`
+	Processes []ProcBrief `json:"processes"`
+	// PIDNamespace: the ids are the tree's own inside its PID namespace
+	// (format.Meta.PIDNamespace).
+	PIDNamespace bool         `json:"pid_namespace,omitempty"`
+	Counts       Counts       `json:"counts"`
+	Pages        PageCounts   `json:"pages"`
+	Bytes        ByteCounts   `json:"bytes"`
+	Remaps       []RemapInfo  `json:"remaps"`
+	Substs       []*SubstInfo `json:"substs"`
 }
 
 // ParentInfo names the parent of a delta image.
@@ -82,6 +85,10 @@ type CaptureJSON struct {
 	WallNs     int64    `json:"wall_ns"`
 	Command    []string `json:"command"`
 	Generation uint32   `json:"generation"`
+	// MonotonicNs and BoottimeNs are the tree's clocks when it was frozen,
+	// 0 when not recorded.
+	MonotonicNs int64 `json:"monotonic_ns,omitempty"`
+	BoottimeNs  int64 `json:"boottime_ns,omitempty"`
 }
 
 // ProcBrief is one process of the tree.
@@ -176,10 +183,12 @@ func Summary(r *format.Reader) SummaryInfo {
 			PageSize: m.Machine.PageSize, XStateSize: m.Machine.XStateSize, XStateFeatures: Hex(m.Machine.XStateFeatures),
 			VDSO: []SpecialInfo{}, VDSOHash: Hex(m.Machine.VDSOHash)},
 		Capture: CaptureJSON{Method: m.Capture.Method, FrozenNs: m.Capture.FrozenNs, WallNs: m.Capture.WallNs,
-			Command: m.Capture.Command, Generation: m.Capture.Generation},
-		Processes: []ProcBrief{},
-		Remaps:    []RemapInfo{},
-		Substs:    []*SubstInfo{},
+			Command: m.Capture.Command, Generation: m.Capture.Generation,
+			MonotonicNs: m.Capture.MonotonicNs, BoottimeNs: m.Capture.BoottimeNs},
+		Processes:    []ProcBrief{},
+		PIDNamespace: m.PIDNamespace,
+		Remaps:       []RemapInfo{},
+		Substs:       []*SubstInfo{},
 	}
 	if s.Capture.Command == nil {
 		s.Capture.Command = []string{}

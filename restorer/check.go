@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/kabi"
@@ -31,6 +32,8 @@ type Host struct {
 	CanSetPIDs bool
 	// HaveTTY: the caller has a terminal to give.
 	HaveTTY bool
+	// MonotonicNs is CLOCK_MONOTONIC here now; 0 when unknown.
+	MonotonicNs int64
 	// Stat returns a file's identity now (Path set to the argument).
 	Stat func(path string) (format.FileRef, error)
 	// PIDUser describes who holds pid, "" when it is free.
@@ -90,6 +93,7 @@ func (pl *Plan) check(host *Host, opts *Options) (probs []Problem, warnings []st
 	}
 	pl.checkVDSO(host, add)
 	pl.checkPIDs(host, opts, add)
+	pl.checkClocks(host, opts, add, warn)
 	pl.checkFiles(host, opts, add, warn)
 	pl.checkLocks(host, add, warn)
 	pl.checkCreds(host, add)
@@ -145,6 +149,18 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 			Remedy: "run as root, or use --any-pid (safe for single-threaded programs only)"})
 		return
 	}
+	if opts.PIDNS {
+		// A new namespace: PID 1 is its init (the few ids its threads
+		// and the stub take are found when they exist, in Restore).
+		for _, pp := range pl.Procs {
+			for _, t := range pp.Proc.Threads {
+				if t.TID == 1 {
+					add(nsTaken(pp, t.TID, "the namespace's init"))
+				}
+			}
+		}
+		return
+	}
 	if host.PIDUser == nil {
 		return
 	}
@@ -156,10 +172,33 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 					what = fmt.Sprintf("tid %d of process %d (%s)", t.TID, pp.Proc.PID, pp.Proc.Comm)
 				}
 				add(Problem{Subject: fmt.Sprintf("pid %d", t.TID), What: what + " is in use by " + who,
-					Remedy: "end that process, or use --any-pid (single-threaded programs only)"})
+					Remedy: "end that process, or use --pidns (a new PID namespace, where the recorded ids are free), or --any-pid (single-threaded programs only)"})
 			}
 		}
 	}
+}
+
+// checkClocks: a time namespace needs the clocks recorded at capture;
+// without one, a clock behind the recorded one (another boot or host)
+// would go back for the program.
+func (pl *Plan) checkClocks(host *Host, opts *Options, add func(Problem), warn func(string)) {
+	rec := pl.Meta.Capture.MonotonicNs
+	switch {
+	case opts.TimeNS && rec == 0:
+		add(Problem{Subject: "clocks", Unsupported: true, What: "the image records no clocks (captured by an older ckptimg)",
+			Remedy: "restore without --timens"})
+	case !opts.TimeNS && rec != 0 && host.MonotonicNs != 0 && host.MonotonicNs < rec:
+		warn(fmt.Sprintf("CLOCK_MONOTONIC here is %s behind the capture's (another boot or host): the program sees it go back; --timens continues it",
+			time.Duration(rec-host.MonotonicNs).Round(time.Second)))
+	}
+}
+
+// nsTaken is the problem of an image id held inside the new PID
+// namespace by who.
+func nsTaken(pp *ProcPlan, tid int32, who string) Problem {
+	return Problem{Subject: fmt.Sprintf("pid %d", tid), Unsupported: true,
+		What:   fmt.Sprintf("tid %d of process %d (%s) is taken in the new PID namespace by %s", tid, pp.Proc.PID, pp.Proc.Comm, who),
+		Remedy: "restore without --pidns"}
 }
 
 func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn func(string)) {

@@ -54,4 +54,6 @@ package restorer
 // address space), memory_linux.go with uffd_linux.go (the pages),
 // advice_linux.go, files_linux.go and anonfiles_linux.go (making the open
 // files), fds_linux.go (installing them), threads_linux.go (threads and
-// registers) and creds_linux.go (credentials).
+// registers) and creds_linux.go (credentials); pidns_linux.go and
+// timens_linux.go make the new PID and time namespaces of Options.PIDNS
+// and Options.TimeNS (the namespace's init is RunInit).

@@ -60,6 +60,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 	}
 	h.CanSetPIDs = h.Self.CapEff&(1<<capSysAdmin) != 0 || h.Self.CapEff&(1<<capCheckpointRestore) != 0
 	h.HaveTTY = callerTTY() >= 0
+	h.MonotonicNs = hostMonotonic()
 	h.Images = imageFiles(chain)
 	return h, nil
 }
@@ -113,10 +114,23 @@ func stubCommand() *exec.Cmd {
 	return cmd
 }
 
+// stubPIDFD is the stub's fd of the restorer's pidfd (its first
+// ExtraFiles entry).
+const stubPIDFD = 3
+
 // startStub starts the stub traced and stopped at its exec.
 func startStub(ex *ptrace.Executor, dir string) (*ptrace.Tracee, *exec.Cmd, error) {
 	cmd := stubCommand()
 	cmd.Dir = dir
+	// The restorer's pidfd, from which the processes take their files: a
+	// stub in a new PID namespace could not open it by pid.
+	self, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pidfd_open(self): %w", err)
+	}
+	selfFile := os.NewFile(uintptr(self), "pidfd")
+	defer selfFile.Close()
+	cmd.ExtraFiles = []*os.File{selfFile}
 	t, err := ex.StartTraced(cmd, unix.PTRACE_O_TRACECLONE| // threads made by injected clone3 start traced
 		unix.PTRACE_O_TRACEFORK| // so do processes
 		unix.PTRACE_O_EXITKILL) // if ckpt-restart dies mid-restore, nothing half-made survives

@@ -95,15 +95,16 @@ func (r *restore) clearStub(lp *liveProc) error {
 			start = keep[i+1]
 		}
 	}
-	if _, err := lp.call("close_range", lp.pid, unix.SYS_CLOSE_RANGE, 0, ^uintptr(0)>>32, 0); err != nil {
+	// Every fd but the restorer's pidfd the stub inherited.
+	if _, err := lp.call("close_range", lp.pid, unix.SYS_CLOSE_RANGE, 0, stubPIDFD-1, 0); err != nil {
 		return err
 	}
-	fd, err := lp.call("pidfd_open", lp.pid, unix.SYS_PIDFD_OPEN, uintptr(r.self), 0)
-	if err != nil {
+	if _, err := lp.call("close_range", lp.pid, unix.SYS_CLOSE_RANGE, stubPIDFD+1, ^uintptr(0)>>32, 0); err != nil {
 		return err
 	}
+	fd := uintptr(stubPIDFD)
 	// Keep it above every fd of the image.
-	high := 0
+	high := stubPIDFD + 1
 	for _, f := range lp.pp.FDs {
 		high = max(high, int(f.Num)+1)
 	}

@@ -22,6 +22,19 @@ type Options struct {
 	// multi-threaded glibc and Go programs cache their TIDs and break.
 	AnyPID bool
 
+	// PIDNS restores into a new PID namespace, where every process gets
+	// its recorded PID and TIDs whatever runs on the host; its PID 1 is
+	// an init (RunInit) that reaps orphans. The root is still the
+	// caller's child. Not with AnyPID.
+	PIDNS bool
+
+	// TimeNS restores into a new time namespace whose CLOCK_MONOTONIC and
+	// CLOCK_BOOTTIME continue from the values recorded at capture, so the
+	// program sees no jump (on another host, after a reboot, after a long
+	// pause). Off, the tree shares the host's clocks and sees the time
+	// the image waited pass, as after a suspend.
+	TimeNS bool
+
 	// GrownOutput says what to do with a file open for writing that
 	// changed since capture (typically an output file that grew): the
 	// default reopens it at the recorded offset and leaves its contents

@@ -29,19 +29,19 @@ func (r *restore) fork(parent *ptrace.Tracee, tid int, pp *ProcPlan, flags uint6
 	if _, err := ptrace.WriteMemory(parent.PID(), []ptrace.Segment{{Addr: uintptr(at), Buf: args}}); err != nil {
 		return nil, err
 	}
-	child, err := parent.Syscall(tid, unix.SYS_CLONE3, uintptr(at), cloneArgsSize)
+	inner, err := parent.Syscall(tid, unix.SYS_CLONE3, uintptr(at), cloneArgsSize)
 	if err != nil {
 		return nil, pidError("clone3", pp.Proc.PID, pp.Proc.PID, err)
 	}
-	parent.TakeEvents()
-	t, err := r.ex.Adopt(int(child))
+	child := bornID(parent.TakeEvents(), int(inner))
+	t, err := r.ex.Adopt(child)
 	if err != nil {
-		unix.Kill(int(child), unix.SIGKILL)
+		unix.Kill(child, unix.SIGKILL)
 		return nil, err
 	}
-	lp := &liveProc{pp: pp, t: t, pid: int(child), tids: map[int32]int{pp.Proc.PID: int(child)}, pidfd: -1}
+	lp := &liveProc{pp: pp, t: t, pid: child, tids: map[int32]int{pp.Proc.PID: child}, pidfd: -1}
 	r.procs = append(r.procs, lp)
-	r.res.PIDs[pp.Proc.PID] = int(child)
+	r.res.PIDs[pp.Proc.PID] = child
 	if err := t.BlockSignals(); err != nil {
 		return nil, err
 	}
@@ -65,9 +65,32 @@ func cloneArgs(flags, exitSignal, setTIDAddr uint64, tid int32, anyPID bool) []b
 	return b.u32(uint32(tid)).u32(0)
 }
 
+// bornID is the id, in the restorer's PID namespace, of the task an
+// injected clone3 made: the fork or clone event reports it so (clone3
+// itself returns the id in the tracee's namespace, which differs with
+// Options.PIDNS); ret without an event.
+func bornID(evs []ptrace.Event, ret int) int {
+	for _, ev := range evs {
+		if ev.Child > 0 {
+			return ev.Child
+		}
+	}
+	return ret
+}
+
+// nsID is the id to pass to a syscall injected into the tree for the
+// image's id image, now id now in the restorer's namespace: inside a new
+// PID namespace every id is the recorded one.
+func (r *restore) nsID(image int32, now int) uintptr {
+	if r.opts.PIDNS {
+		return uintptr(image)
+	}
+	return uintptr(now)
+}
+
 func pidError(call string, pid, tid int32, err error) error {
 	if errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("%s: pid %d is taken (it was free when checked): %w", call, tid, err)
+		return fmt.Errorf("%s: pid %d is taken (it was free when checked; --pidns restores into a new PID namespace where it is free): %w", call, tid, err)
 	}
 	if errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("%s: choosing pid %d needs root or CAP_CHECKPOINT_RESTORE (or use --any-pid): %w", call, tid, err)
@@ -89,7 +112,7 @@ func (r *restore) forkTree(root *liveProc) error {
 			_, err = lp.t.Syscall(lp.pid, unix.SYS_SETPGID, 0, 0)
 		case pp.JoinGroup != 0:
 			if pg, ok := r.res.PIDs[pp.JoinGroup]; ok {
-				_, err = lp.t.Syscall(lp.pid, unix.SYS_SETPGID, 0, uintptr(pg))
+				_, err = lp.t.Syscall(lp.pid, unix.SYS_SETPGID, 0, r.nsID(pp.JoinGroup, pg))
 			}
 		}
 		if err != nil {

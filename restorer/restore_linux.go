@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"time"
 
@@ -23,6 +22,10 @@ type Restored struct {
 	// OwnGroup: the root leads its own process group (signals go to the
 	// group).
 	OwnGroup bool
+	// InitPID is the pid of the init of the new PID namespace
+	// (Options.PIDNS), 0 without one. PID and PIDs are the pids outside
+	// it; inside, every process has its recorded PID.
+	InitPID int
 	// Warnings are things restored differently from how they were,
 	// with control characters escaped (Printable).
 	Warnings []string
@@ -56,7 +59,7 @@ type restore struct {
 	shmem *shmemSet
 	sems  *semMsgSet
 	procs []*liveProc
-	self  int
+	pidns *pidNS // the new PID namespace (Options.PIDNS), nil if none
 	res   *Restored
 	last  time.Time
 }
@@ -123,7 +126,7 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	if len(chain.Images()) == 0 {
 		return nil, errNoImage
 	}
-	r := &restore{ctx: ctx, opts: &s.opts, plan: s.plan, chain: chain, self: os.Getpid(), last: time.Now(),
+	r := &restore{ctx: ctx, opts: &s.opts, plan: s.plan, chain: chain, last: time.Now(),
 		res: &Restored{PIDs: map[int32]int{}}}
 	r.res.Phases = append(r.res.Phases, Phase{"plan", s.planned})
 	r.logPhase("plan", s.planned)
@@ -135,7 +138,15 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 		r.ex.Close()
 	}()
 	root := r.plan.Procs[0].Proc
-	r.stub, r.cmd, err = startStub(r.ex, "/")
+	if r.opts.PIDNS {
+		if r.pidns, err = startPIDNS(root.PID); err != nil {
+			return nil, &Error{Step: "start PID namespace", Err: err}
+		}
+		r.res.InitPID = r.pidns.cmd.Process.Pid
+		r.stub, r.cmd, err = r.pidns.startStubIn(r.ex)
+	} else {
+		r.stub, r.cmd, err = startStub(r.ex, "/")
+	}
 	if err != nil {
 		return nil, &Error{Step: "start stub", Err: err}
 	}
@@ -148,6 +159,19 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 		return nil, err
 	}
 	probs, warnings := s.CheckHost(host)
+	if r.pidns != nil {
+		taken, err := r.pidns.taken(r.stub.PID())
+		if err != nil {
+			return nil, &Error{Step: "start PID namespace", Err: err}
+		}
+		for _, pp := range r.plan.Procs {
+			for _, t := range pp.Proc.Threads {
+				if who := taken[t.TID]; who != "" {
+					probs = append(probs, nsTaken(pp, t.TID, who))
+				}
+			}
+		}
+	}
 	if len(probs) > 0 {
 		return nil, &CheckError{Problems: probs}
 	}
@@ -169,6 +193,11 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	// ckpt-restart itself: it can wait for it and pass its status on.
 	if err := r.stub.BlockSignals(); err != nil {
 		return nil, &Error{Step: "fork root", PID: root.PID, Err: err}
+	}
+	if r.opts.TimeNS {
+		if err := r.enterTimeNS(); err != nil {
+			return nil, &Error{Step: "make time namespace", Err: err}
+		}
 	}
 	lp, err := r.fork(r.stub, r.stub.PID(), r.plan.Procs[0], unix.CLONE_PARENT)
 	if err != nil {
@@ -205,6 +234,9 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	r.phase("detach")
 	r.files.close()
 	r.shmem.close()
+	if r.pidns != nil {
+		r.pidns.release()
+	}
 	if r.opts.AnyPID {
 		for _, lp := range r.procs {
 			if int32(lp.pid) != lp.pp.Proc.PID {
@@ -248,6 +280,9 @@ func (r *restore) abort() {
 	if r.stub != nil {
 		r.stub.Kill()
 		r.cmd.Process.Release()
+	}
+	if r.pidns != nil {
+		r.pidns.kill()
 	}
 	if r.files != nil {
 		r.files.close()

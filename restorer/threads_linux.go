@@ -27,16 +27,16 @@ func (r *restore) createThreads(lp *liveProc) error {
 		if _, err := lp.mem(0, args); err != nil {
 			return err
 		}
-		tid, err := lp.t.Syscall(lp.pid, unix.SYS_CLONE3, at, cloneArgsSize)
+		inner, err := lp.t.Syscall(lp.pid, unix.SYS_CLONE3, at, cloneArgsSize)
 		if err != nil {
 			return &Error{Step: "create threads", PID: lp.pp.Proc.PID, TID: th.TID, Err: pidError("clone3", lp.pp.Proc.PID, th.TID, err)}
 		}
-		lp.t.TakeEvents()
-		if err := lp.t.AddThread(int(tid)); err != nil {
+		tid := bornID(lp.t.TakeEvents(), int(inner))
+		if err := lp.t.AddThread(tid); err != nil {
 			return err
 		}
-		lp.tids[th.TID] = int(tid)
-		if err := lp.t.SetSigMask(int(tid), ^uint64(0)); err != nil {
+		lp.tids[th.TID] = tid
+		if err := lp.t.SetSigMask(tid, ^uint64(0)); err != nil {
 			return err
 		}
 	}
@@ -93,7 +93,7 @@ func (r *restore) threadState(lp *liveProc) error {
 			if err != nil {
 				return fail(err)
 			}
-			if _, err := lp.call(fmt.Sprintf("rt_tgsigqueueinfo(%d)", si.Signal), tid, unix.SYS_RT_TGSIGQUEUEINFO, uintptr(lp.pid), uintptr(tid), uintptr(si.Signal), at); err != nil {
+			if _, err := lp.call(fmt.Sprintf("rt_tgsigqueueinfo(%d)", si.Signal), tid, unix.SYS_RT_TGSIGQUEUEINFO, r.nsID(p.PID, lp.pid), r.nsID(th.TID, tid), uintptr(si.Signal), at); err != nil {
 				return fail(err)
 			}
 		}
@@ -103,7 +103,7 @@ func (r *restore) threadState(lp *liveProc) error {
 		if err != nil {
 			return err
 		}
-		if _, err := lp.call(fmt.Sprintf("rt_sigqueueinfo(%d)", si.Signal), lp.pid, unix.SYS_RT_SIGQUEUEINFO, uintptr(lp.pid), uintptr(si.Signal), at); err != nil {
+		if _, err := lp.call(fmt.Sprintf("rt_sigqueueinfo(%d)", si.Signal), lp.pid, unix.SYS_RT_SIGQUEUEINFO, r.nsID(p.PID, lp.pid), uintptr(si.Signal), at); err != nil {
 			return err
 		}
 	}

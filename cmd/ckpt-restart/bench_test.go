@@ -21,16 +21,32 @@ import (
 // MiB written zeros) with the image in the page cache, as issue 4's target
 // and CRIU's figures (0.71–1.02 s) have it; BenchmarkRestore1GiBCold with
 // the image dropped from the page cache first (CRIU: 1.24–2.50 s); and
-// BenchmarkRestoreSmall a small program: the fixed cost. Each iteration
+// BenchmarkRestoreSmall a small program: the fixed cost, also into a new
+// PID namespace, a new time namespace and both (what --pidns and --timens
+// add). Each iteration
 // captures afresh (not timed) and times Restore alone; the "write pages"
 // phase is reported on its own.
-func BenchmarkRestore1GiB(b *testing.B) { benchRestore(b, true, "bigmem", "1024") }
+func BenchmarkRestore1GiB(b *testing.B) { benchRestore(b, true, restorer.Options{}, "bigmem", "1024") }
 
-func BenchmarkRestore1GiBCold(b *testing.B) { benchRestore(b, false, "bigmem", "1024") }
+func BenchmarkRestore1GiBCold(b *testing.B) {
+	benchRestore(b, false, restorer.Options{}, "bigmem", "1024")
+}
 
-func BenchmarkRestoreSmall(b *testing.B) { benchRestore(b, true, "counter", "/dev/null", "100", "1") }
+func BenchmarkRestoreSmall(b *testing.B) { benchSmall(b, restorer.Options{}) }
 
-func benchRestore(b *testing.B, cached bool, fixture string, args ...string) {
+func BenchmarkRestoreSmallPIDNS(b *testing.B) { benchSmall(b, restorer.Options{PIDNS: true}) }
+
+func BenchmarkRestoreSmallTimeNS(b *testing.B) { benchSmall(b, restorer.Options{TimeNS: true}) }
+
+func BenchmarkRestoreSmallPIDNSTimeNS(b *testing.B) {
+	benchSmall(b, restorer.Options{PIDNS: true, TimeNS: true})
+}
+
+func benchSmall(b *testing.B, opts restorer.Options) {
+	benchRestore(b, true, opts, "counter", "/dev/null", "100", "1")
+}
+
+func benchRestore(b *testing.B, cached bool, opts restorer.Options, fixture string, args ...string) {
 	if os.Geteuid() != 0 {
 		b.Skip("restoring exact PIDs needs root")
 	}
@@ -67,7 +83,8 @@ func benchRestore(b *testing.B, cached bool, fixture string, args ...string) {
 		}
 		start := time.Now()
 		var res *restorer.Restored
-		s, err := restorer.NewSession(chain, restorer.Options{Rewrite: devNull})
+		opts.Rewrite = devNull
+		s, err := restorer.NewSession(chain, opts)
 		if err == nil {
 			res, err = s.Restore(context.Background())
 		}
@@ -86,6 +103,10 @@ func benchRestore(b *testing.B, cached bool, fixture string, args ...string) {
 		unix.Kill(res.PID, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(res.PID, &ws, 0, nil)
+		if res.InitPID != 0 {
+			// The namespace's init leaves once the root is gone.
+			unix.Wait4(res.InitPID, &ws, 0, nil)
+		}
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/restore")
 	b.ReportMetric(float64(write.Microseconds())/1000/float64(b.N), "ms/write-pages")

@@ -55,6 +55,7 @@ func restartBin(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	runAsInit() // the test binary is the init of an in-process --pidns restore
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
@@ -150,14 +151,22 @@ type restarted struct {
 // its program running, as a killed shell does).
 func startRestart(t *testing.T, pids []int, args ...string) *restarted {
 	t.Helper()
-	return startRestartStdin(t, pids, nil, args...)
+	return startRestartVia(t, pids, nil, restartBin(t), args...)
 }
 
 // startRestartStdin is startRestart with stdin as ckpt-restart's standard
 // input (a pipe, when it is not a file).
 func startRestartStdin(t *testing.T, pids []int, stdin io.Reader, args ...string) *restarted {
 	t.Helper()
-	cmd := testprog.Command(t, restartBin(t), args...)
+	return startRestartVia(t, pids, stdin, restartBin(t), args...)
+}
+
+// startRestartVia is startRestart with ckpt-restart run by prog (args
+// then name ckpt-restart), such as unshare, and stdin as its standard
+// input when not nil.
+func startRestartVia(t *testing.T, pids []int, stdin io.Reader, prog string, args ...string) *restarted {
+	t.Helper()
+	cmd := testprog.Command(t, prog, args...)
 	cmd.Stdin = stdin
 	out, err := cmd.StdoutPipe()
 	if err != nil {

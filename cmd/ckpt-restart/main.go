@@ -12,6 +12,7 @@ import (
 )
 
 func main() {
+	runAsInit()
 	cli.Main("ckpt-restart", func(ctx context.Context) error {
 		return newRootCommand().ExecuteContext(ctx)
 	})

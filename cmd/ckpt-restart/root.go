@@ -25,6 +25,8 @@ type restartOptions struct {
 	simulate     bool
 	detach       bool
 	anyPID       bool
+	pidns        bool
+	timens       bool
 	noTTY        bool
 	tcpClose     bool
 	extUnixSk    bool
@@ -34,6 +36,14 @@ type restartOptions struct {
 	substs       []string
 	grownOutput  string
 	changedInput string
+}
+
+// runAsInit runs ckpt-restart re-executed as the init of a --pidns
+// restore's PID namespace (restorer.RunInit), and exits.
+func runAsInit() {
+	if os.Args[0] == restorer.InitName {
+		os.Exit(restorer.RunInit(os.Args[1:]))
+	}
 }
 
 func newRootCommand() *cobra.Command {
@@ -75,6 +85,8 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
+	f.BoolVar(&opts.pidns, "pidns", false, "restore into a new PID namespace, where every process and thread gets its recorded id whatever runs on the host (--detach prints the pid outside it)")
+	f.BoolVar(&opts.timens, "timens", false, "restore into a new time namespace where CLOCK_MONOTONIC and CLOCK_BOOTTIME continue from their values at capture (off: the program shares this host's clocks and sees the time since the capture pass)")
 	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
 	f.BoolVar(&opts.tcpClose, "tcp-close", false, "restore TCP connections as reset by their peer (the program reads ECONNRESET and reconnects) instead of rebuilding established ones with TCP_REPAIR")
 	f.BoolVar(&opts.extUnixSk, "ext-unix-sk", false, "reconnect unix stream sockets connected outside the image to their peer's address (the peer sees a new connection)")
@@ -89,7 +101,10 @@ See docs/restore.md.`,
 }
 
 func (o *restartOptions) restorerOptions() (restorer.Options, error) {
-	ro := restorer.Options{AnyPID: o.anyPID, NoTTY: o.noTTY, TCPClose: o.tcpClose, ExtUnixSk: o.extUnixSk}
+	ro := restorer.Options{AnyPID: o.anyPID, PIDNS: o.pidns, TimeNS: o.timens, NoTTY: o.noTTY, TCPClose: o.tcpClose, ExtUnixSk: o.extUnixSk}
+	if o.anyPID && o.pidns {
+		return ro, cli.Usagef("--any-pid and --pidns do not go together")
+	}
 	switch o.grownOutput {
 	case "keep":
 		ro.GrownOutput = restorer.OutputKeep

@@ -124,6 +124,9 @@ func (d infoDoc) rows() []kvRow {
 	if len(c.Command) > 0 {
 		add("Capture command", strings.Join(c.Command, " "))
 	}
+	if c.MonotonicNs != 0 || c.BoottimeNs != 0 {
+		add("Clocks", fmt.Sprintf("monotonic %s, boottime %s", time.Duration(c.MonotonicNs), time.Duration(c.BoottimeNs)))
+	}
 	var procs []string
 	for _, p := range s.Processes {
 		x := fmt.Sprintf("%d(%s)", p.PID, p.Comm)
@@ -133,6 +136,9 @@ func (d infoDoc) rows() []kvRow {
 		procs = append(procs, x)
 	}
 	add("Processes", fmt.Sprintf("%d: %s", s.Counts.Processes, strings.Join(procs, " ")))
+	if s.PIDNamespace {
+		add("PID namespace", "the tree's own: ids as seen inside it")
+	}
 	add("Threads", strconv.Itoa(s.Counts.Threads))
 	if s.Counts.Timers > 0 {
 		add("Timers", strconv.Itoa(s.Counts.Timers))

@@ -54,8 +54,11 @@ func restoreProblems(meta *format.Meta, output string, ro restorer.Options) (pro
 	// frozen tree still holds its own listening ports, which the kill frees.
 	host.Images = []restorer.ImageFile{{Name: output, UID: uint32(os.Geteuid()), Mode: unix.S_IFREG | 0o600}}
 	host.Bind = nil
+	// A tree captured inside its own PID namespace is restored into a new
+	// one (--pidns), where its ids are free whatever the host runs.
 	opts := ro
 	opts.AnyPID = !host.CanSetPIDs
+	opts.PIDNS = meta.PIDNamespace && host.CanSetPIDs
 	// Where pages are stored does not change the problems: a delta's
 	// parent runs are counted as zero runs so that no parent image is
 	// needed.

@@ -256,10 +256,10 @@ func pinToOneCPU(t *testing.T, pid int) {
 // of the fields that describe how or when an image was taken, which a
 // merged image and a full capture legitimately disagree on: the parent
 // link, the creation time, and the capture's method, durations,
-// generation and command. Capture.Trackers is not among them: it says
+// generation, command and clocks. Capture.Trackers is not among them: it says
 // what the image leaves in the process.
 func captureOnlyPath(p string) bool {
-	for _, f := range []string{"Parent", "Created", "Capture.Method", "Capture.FrozenNs", "Capture.WallNs", "Capture.Command", "Capture.Generation"} {
+	for _, f := range []string{"Parent", "Created", "Capture.Method", "Capture.FrozenNs", "Capture.WallNs", "Capture.Command", "Capture.Generation", "Capture.MonotonicNs", "Capture.BoottimeNs"} {
 		if p == f || strings.HasPrefix(p, f+".") || strings.HasPrefix(p, f+"[") {
 			return true
 		}

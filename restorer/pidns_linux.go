@@ -1,0 +1,187 @@
+package restorer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/ptrace"
+)
+
+// Restoring into a new PID namespace (Options.PIDNS). The namespace's
+// PID 1 is an init: ckpt-restart itself re-executed as InitName, which
+// reaps orphans and leaves once the restored root has exited and nothing
+// is left to reap. The stub is started inside the namespace (setns of the
+// executor thread's pid_for_children), so the root forked from it by
+// clone3 gets its recorded PID inside (set_tid names the innermost level
+// only) and whatever PID is free outside; with CLONE_PARENT its parent is
+// still ckpt-restart, which waits for it as without a namespace. The
+// restorer drives everything with the outside ids (ptrace, /proc); only
+// the ids passed to injected syscalls are the inside ones.
+
+// InitName is argv[0] of the namespace's init. A program that restores
+// with Options.PIDNS must, first thing in main, run RunInit when its
+// argv[0] is InitName (ckpt-restart does).
+const InitName = "ckpt-restart-init"
+
+// pidNS is the namespace of a restore: its init, running.
+type pidNS struct {
+	cmd   *exec.Cmd
+	start *os.File // closed to let the init start its watch over the root
+}
+
+// startPIDNS starts the init of a new PID namespace for a tree whose
+// root has PID root inside it.
+func startPIDNS(root int32) (*pidNS, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd := exec.Command("/proc/self/exe", strconv.Itoa(int(root)))
+	cmd.Args[0] = InitName
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	cmd.Stdin = r
+	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("starting the PID namespace's init: %w", err)
+	}
+	return &pidNS{cmd: cmd, start: w}, nil
+}
+
+// startStubIn starts the stub inside the namespace: the executor
+// thread forks it after joining the namespace for its children, and
+// leaves it again at once.
+func (ns *pidNS) startStubIn(ex *ptrace.Executor) (t *ptrace.Tracee, cmd *exec.Cmd, err error) {
+	err = ex.Do(func() error {
+		own, err := unix.Open("/proc/self/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(own)
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/pid", ns.cmd.Process.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWPID); err != nil {
+			return fmt.Errorf("setns(CLONE_NEWPID): %w", err)
+		}
+		t, cmd, err = startStub(ex, "/")
+		if back := unix.Setns(own, unix.CLONE_NEWPID); back != nil && err == nil {
+			err = fmt.Errorf("setns(CLONE_NEWPID) back: %w", back)
+		}
+		return err
+	})
+	return t, cmd, err
+}
+
+// taken returns the ids held inside the namespace, besides PID 1, when
+// the tree is about to be forked there: the threads of the init (a Go
+// program) and the stub, each named. An image id among them cannot be
+// given.
+func (ns *pidNS) taken(stub int) (map[int32]string, error) {
+	out := map[int32]string{}
+	add := func(p procfs.Proc, who string) error {
+		st, err := p.Status()
+		if err != nil {
+			return err
+		}
+		if len(st.NSpid) > 0 {
+			out[int32(st.NSpid[len(st.NSpid)-1])] = who
+		}
+		return nil
+	}
+	init := procfs.NewFS("").Proc(ns.cmd.Process.Pid)
+	tids, err := init.Tasks()
+	if err != nil {
+		return nil, err
+	}
+	for _, tid := range tids {
+		if err := add(init.Task(tid), "a thread of the namespace's init"); err != nil {
+			return nil, err
+		}
+	}
+	return out, add(procfs.NewFS("").Proc(stub), "the restore stub")
+}
+
+// release lets the init watch the root: once the root has exited and
+// nothing is left to reap, the init exits and the namespace ends.
+func (ns *pidNS) release() {
+	ns.start.Close()
+	ns.cmd.Process.Release()
+}
+
+// kill ends the namespace: killing its init kills every process in it.
+func (ns *pidNS) kill() {
+	ns.start.Close()
+	ns.cmd.Process.Kill()
+	ns.cmd.Wait()
+}
+
+// RunInit is the init of a restore's PID namespace (argv[0] InitName,
+// args the root's PID inside): it waits for the restorer to close its
+// stdin, then reaps every process that ends up its child until the root
+// has exited and it has no child left. It returns the exit code.
+func RunInit(args []string) int {
+	if len(args) != 1 || os.Getpid() != 1 {
+		fmt.Fprintf(os.Stderr, "%s: run by ckpt-restart --pidns only\n", InitName)
+		return 2
+	}
+	root, err := strconv.Atoi(args[0])
+	if err != nil {
+		return 2
+	}
+	// A signal from inside the namespace must not end it.
+	signal.Ignore(unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	io.Copy(io.Discard, os.Stdin)
+	os.Stdin.Close()
+	rootDone := make(chan struct{})
+	if fd, err := unix.PidfdOpen(root, 0); err != nil {
+		close(rootDone) // gone already (or the restore failed)
+	} else {
+		go func() {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			for {
+				if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
+					break
+				}
+			}
+			close(rootDone)
+		}()
+	}
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOHANG, nil)
+		switch {
+		case err == nil && pid > 0:
+			continue // reaped one; there may be more
+		case err == nil:
+			// Children left, none ended yet.
+		case errors.Is(err, unix.ECHILD):
+			select {
+			case <-rootDone:
+				return 0
+			default:
+			}
+		case !errors.Is(err, unix.EINTR):
+			fmt.Fprintf(os.Stderr, "%s: wait4: %v\n", InitName, err)
+			return 1
+		}
+		select {
+		case <-chld:
+		case <-rootDone:
+		}
+	}
+}
