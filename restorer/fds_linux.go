@@ -2,6 +2,7 @@ package restorer
 
 import (
 	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,11 +23,17 @@ func (r *restore) takeFile(lp *liveProc, fp *FilePlan) (int, error) {
 
 // installFDs gives the process its fds at their numbers: every file from
 // the restorer by pidfd_getfd, then the epoll instances, rebuilt inside
-// the process once the fds they watch are in place.
+// the process once the fds they watch are in place. An epoll instance
+// shared by several processes is rebuilt in the first (Holders[0]), whose
+// fd numbers its interest list names; the restorer then holds it too, and
+// the others take it like any file.
 func (r *restore) installFDs(lp *liveProc) error {
 	var epolls []FDPlan
 	for _, fd := range lp.pp.FDs {
-		if fd.File.Source == SrcEpoll {
+		if _, shared := r.files.fd[fd.File]; fd.File.Source == SrcEpoll && !shared {
+			if first := fd.File.Holders[0].PID; first != lp.pp.Proc.PID {
+				return fmt.Errorf("fd %d: the epoll instance it shares with process %d, whose fds it watches, is not rebuilt yet", fd.Num, first)
+			}
 			epolls = append(epolls, fd)
 			continue
 		}
@@ -69,7 +76,34 @@ func (r *restore) installFDs(lp *liveProc) error {
 			return err
 		}
 		made[fd.File] = fd.Num
+		if err := r.shareEpoll(lp, fd); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// shareEpoll takes the epoll instance just rebuilt at fd of lp into the
+// restorer when processes other than lp hold it too.
+func (r *restore) shareEpoll(lp *liveProc, fd FDPlan) error {
+	shared := false
+	for _, h := range fd.File.Holders {
+		shared = shared || h.PID != lp.pp.Proc.PID
+	}
+	if !shared {
+		return nil
+	}
+	pidfd, err := unix.PidfdOpen(lp.pid, 0)
+	if err != nil {
+		return fmt.Errorf("sharing the epoll instance at fd %d: %w", fd.Num, os.NewSyscallError("pidfd_open", err))
+	}
+	defer unix.Close(pidfd)
+	n, err := unix.PidfdGetfd(pidfd, int(fd.Num), 0)
+	if err != nil {
+		return fmt.Errorf("sharing the epoll instance at fd %d: %w", fd.Num, os.NewSyscallError("pidfd_getfd", err))
+	}
+	unix.CloseOnExec(n)
+	r.files.keep(fd.File, n)
 	return nil
 }
 

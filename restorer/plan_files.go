@@ -214,11 +214,12 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 		for _, h := range fp.Holders {
 			pids[h.PID] = true
 		}
-		if len(pids) > 1 {
-			unsupported("an epoll instance shared by several processes")
-			return
-		}
 		fp.Source, fp.Note = SrcEpoll, fmt.Sprintf("rebuilt with %d watched fds", len(f.Epoll.Targets))
+		if len(pids) > 1 {
+			// Rebuilt in the first process that holds it, whose fd numbers
+			// the interest list names; the others take that instance.
+			fp.Note += fmt.Sprintf(" in process %d, and shared with %d other processes", fp.Holders[0].PID, len(pids)-1)
+		}
 	case format.FileMemfd, format.FileDeleted:
 		if f.Contents == 0 {
 			unsupported(fmt.Sprintf("a %s whose contents are not in the image", f.Type))
