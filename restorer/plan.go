@@ -305,11 +305,16 @@ func (pl *Plan) planProcState(pp *ProcPlan) {
 	p := pp.Proc
 	subj := fmt.Sprintf("process %d (%s)", p.PID, p.Comm)
 	if p.Exited {
-		pl.problem(Problem{Subject: subj, Unsupported: true, What: "it is a zombie (exited, not yet waited for); zombies are not recreated",
-			Remedy: fmt.Sprintf("capture again once process %d has waited for it, or capture a subtree without it", p.PPID)})
+		// Recreated as a zombie (zombies_linux.go): its parent, group,
+		// session and status are what remain of it.
+		if pl.procByID[p.PPID] == nil || pp == pl.Procs[0] {
+			pl.problem(Problem{Subject: subj, Unsupported: true, What: "it is a zombie whose parent is not in the image: nobody could wait for it",
+				Remedy: fmt.Sprintf("capture its parent %d with --tree", p.PPID)})
+		}
+	} else {
+		pl.planSeccomp(p, subj)
+		pl.planTimers(p, subj)
 	}
-	pl.planSeccomp(p, subj)
-	pl.planTimers(p, subj)
 	if len(p.Threads) == 0 && !p.Exited {
 		pl.problem(Problem{Subject: subj, What: "the image records no thread for it", Remedy: "capture it again"})
 	}

@@ -209,8 +209,14 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	if err := r.forkTree(lp); err != nil {
 		return nil, err
 	}
+	if err := r.makeZombies(); err != nil {
+		return nil, err
+	}
 	r.phase("fork processes")
 	for _, lp := range r.procs {
+		if lp.pp.Proc.Exited {
+			continue
+		}
 		if err := r.restoreProcess(lp); err != nil {
 			return nil, err
 		}

@@ -127,7 +127,6 @@ func TestUnsupportedNamed(t *testing.T) {
 		want []string
 	}{
 		{[]string{"shm"}, false, []string{"shm segment id", "part of the attachment was unmapped", "shmat maps it whole"}},
-		{[]string{"zombie"}, true, []string{"is a zombie", "has waited for it"}},
 		{[]string{"seccomp"}, false, []string{"seccomp filters without no_new_privs or CAP_SYS_ADMIN", "PR_SET_NO_NEW_PRIVS"}},
 		{[]string{"connect", port}, false, []string{"TCP connection", "-> 127.0.0.1:" + port, "in state CLOSE_WAIT", "--tcp-close", "--subst f"}},
 	} {

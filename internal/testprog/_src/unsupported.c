@@ -1,12 +1,11 @@
 // unsupported: a program holding one thing ckpt-restart cannot recreate,
 // for the tests that check it is named before anything is restored.
 //
-// usage: unsupported shm | zombie | seccomp | connect PORT
+// usage: unsupported shm | seccomp | connect PORT
 //
 //   shm      attaches a System V shared memory segment and unmaps half of
 //            it, which a restore cannot attach again (removed with
 //            IPC_RMID at once, so nothing outlives the test)
-//   zombie   forks a child that exits and is never waited for
 //   seccomp  installs an allow-everything seccomp filter with
 //            CAP_SYS_ADMIN and without no_new_privs, then drops the
 //            capability: the restored process could not install it
@@ -38,7 +37,7 @@ static void die(const char *what) {
 
 int main(int argc, char **argv) {
 	if (argc < 2) {
-		fprintf(stderr, "usage: unsupported shm|zombie|seccomp|connect PORT\n");
+		fprintf(stderr, "usage: unsupported shm|seccomp|connect PORT\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -54,13 +53,6 @@ int main(int argc, char **argv) {
 		strcpy(p, "shared");
 		if (munmap(p + (1 << 15), 1 << 15) < 0)
 			die("munmap");
-	} else if (strcmp(what, "zombie") == 0) {
-		pid_t c = fork();
-		if (c < 0)
-			die("fork");
-		if (c == 0)
-			_exit(3);
-		printf("child %d\n", c);
 	} else if (strcmp(what, "seccomp") == 0) {
 		struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
 		struct sock_fprog prog = {.len = 1, .filter = allow};
