@@ -86,4 +86,3 @@ func TestRestoreZombies(t *testing.T) {
 		t.Errorf("the parent reaped %q and %q, want exit 42 and SIGTERM", a, b)
 	}
 }
-
