@@ -54,6 +54,34 @@ func (r *Reader) OpenBlob(i int) (*BlobReader, error) {
 // Size returns the blob's size in bytes.
 func (b *BlobReader) Size() int64 { return int64(b.b.Size) }
 
+// ReadAt reads len(p) bytes of the blob from off, skipping the extents
+// before it without reading their chunks.
+func (b *BlobReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errorf("blob offset %d is negative", off)
+	}
+	n, pos := 0, uint64(off)
+	for _, e := range b.b.Extents {
+		if n == len(p) {
+			break
+		}
+		if pos >= uint64(e.Length) {
+			pos -= uint64(e.Length)
+			continue
+		}
+		data, err := b.r.chunk(int(e.Chunk)) // the extent lies inside it: validateMeta
+		if err != nil {
+			return n, err
+		}
+		n += copy(p[n:], data[e.Offset+uint32(pos):e.Offset+e.Length])
+		pos = 0
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
 // Read reads the next bytes of the blob.
 func (b *BlobReader) Read(p []byte) (int, error) {
 	n := 0

@@ -112,7 +112,8 @@ func (c *Chain) resolve(level int, pid int32, r Run, out []Piece) ([]Piece, erro
 }
 
 // ReadMemory reads len(p) bytes of process pid's memory at addr, as the
-// image records it. It returns the bytes read and, when short, why:
+// image records it (an area mapping shared memory from the contents of
+// its object in Meta.IPC). It returns the bytes read and, when short, why:
 // ErrNotMapped, ErrFromFile, or a read or corruption error.
 func (c *Chain) ReadMemory(pid int32, addr uint64, p []byte) (int, error) {
 	top := c.images[0]
@@ -131,6 +132,14 @@ func (c *Chain) ReadMemory(pid int32, addr uint64, p []byte) (int, error) {
 		pageStart := at &^ (ps - 1)
 		want := min(uint64(len(p)-n), pageStart+ps-at)
 		r, _ := findRun(a, at, ps)
+		if r == nil && (a.Shm != 0 || a.Shmem != 0) {
+			k, err := top.readShared(a, at, p[n:n+int(want)])
+			n += k
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
 		if r == nil {
 			if a.Flags&MapFile != 0 {
 				return n, fmt.Errorf("%w: %#x in %s", ErrFromFile, at, a.Name)
@@ -164,6 +173,46 @@ func (c *Chain) ReadMemory(pid int32, addr uint64, p []byte) (int, error) {
 // ErrInParent (use a Chain).
 func (r *Reader) ReadMemory(pid int32, addr uint64, p []byte) (int, error) {
 	return (&Chain{images: []*Reader{r}}).ReadMemory(pid, addr, p)
+}
+
+// readShared reads p (inside one page) of area a at addr from the System
+// V segment or shared anonymous object the area maps (Area.Shm,
+// Area.Shmem): their pages are stored once, as a blob, not in the area's
+// runs. The end of the object's last page reads as zeros, as mapped.
+func (r *Reader) readShared(a *Area, addr uint64, p []byte) (int, error) {
+	var size uint64
+	var blob uint32
+	if a.Shm != 0 {
+		s := &r.meta.IPC.Shm[a.Shm-1] // in range: validateMeta
+		size, blob = s.Size, s.Contents
+	} else {
+		s := &r.meta.IPC.Shmem[a.Shmem-1]
+		size, blob = s.Size, s.Contents
+	}
+	if blob == 0 {
+		return 0, fmt.Errorf("format: %#x in %s: the shared memory's contents are not stored", addr, a.Name)
+	}
+	ps := uint64(r.meta.Machine.PageSize)
+	off := a.Offset + (addr - a.Start)
+	pages := size / ps
+	if size%ps != 0 {
+		pages++
+	}
+	if off < a.Offset || off/ps >= pages {
+		return 0, fmt.Errorf("%w: %#x in %s is past the end of the shared memory (%d bytes)", ErrNotMapped, addr, a.Name, size)
+	}
+	n := 0
+	if off < size {
+		br, err := r.OpenBlob(int(blob) - 1)
+		if err != nil {
+			return 0, err
+		}
+		if n, err = br.ReadAt(p[:min(uint64(len(p)), size-off)], int64(off)); err != nil {
+			return n, err
+		}
+	}
+	clear(p[n:])
+	return len(p), nil
 }
 
 // parentIndex answers "what was the hash of this page in the parent".

@@ -198,3 +198,43 @@ func TestOpenBlob(t *testing.T) {
 		t.Errorf("reading a blob in a damaged chunk: %v, want ErrChecksum", err)
 	}
 }
+
+// TestBlobReadAt reads a blob that spans chunks at offsets in and across
+// its extents, and past its end.
+func TestBlobReadAt(t *testing.T) {
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, WithConcurrency(1), WithChunkSize(4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := &Meta{Machine: Machine{Arch: ArchAMD64, PageSize: 4096}}
+	b, err := w.AddBlob(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.Blobs = []Blob{b}
+	if _, err := w.Close(meta); err != nil {
+		t.Fatal(err)
+	}
+	r := mustReader(t, buf.Bytes())
+	if len(r.Meta().Blobs[0].Extents) < 3 {
+		t.Fatalf("%d extents, want a blob across chunks", len(r.Meta().Blobs[0].Extents))
+	}
+	br, err := r.OpenBlob(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ off, n int }{{0, 10}, {4090, 20}, {4096, 4096}, {9990, 10}, {3000, 7000}} {
+		p := make([]byte, c.n)
+		if k, err := br.ReadAt(p, int64(c.off)); err != nil || k != c.n || !bytes.Equal(p, data[c.off:c.off+c.n]) {
+			t.Errorf("ReadAt(%d bytes at %d): %d, %v, or wrong bytes", c.n, c.off, k, err)
+		}
+	}
+	if k, err := br.ReadAt(make([]byte, 20), 9990); k != 10 || err != io.EOF {
+		t.Errorf("ReadAt past the end: %d, %v; want 10, EOF", k, err)
+	}
+}

@@ -33,6 +33,11 @@ func generate() ([]generated, error) {
 		return nil, fmt.Errorf("full-amd64: %w", err)
 	}
 	out = append(out, generated{"full-amd64", full})
+	full11, err := genFull11AMD64()
+	if err != nil {
+		return nil, fmt.Errorf("full-1.1-amd64: %w", err)
+	}
+	out = append(out, generated{"full-1.1-amd64", full11})
 	arm, err := genARM64()
 	if err != nil {
 		return nil, fmt.Errorf("arm64: %w", err)
@@ -439,4 +444,250 @@ func genChain() ([]generated, error) {
 		return nil, err
 	}
 	return []generated{{"base", base}, {"delta", delta}, {"delta2", delta2}}, nil
+}
+
+// Addresses of the full-1.1-amd64 image.
+const (
+	v11Heap    = 0x2000000
+	v11Shm     = 0x7f4000000000 // the keyed segment in the server
+	v11ShmW    = 0x7f5000000000 // the keyed segment in the worker
+	v11ShmPriv = 0x7f5000010000 // the removed private segment in the worker
+	v11Shmem   = 0x7f6000000000 // shared anonymous memory, inherited by the worker
+	v11Stack   = 0x7ffffffdd000
+)
+
+// bpf encodes one classic BPF instruction (struct sock_filter).
+func bpf(code uint16, jt, jf uint8, k uint32) []byte {
+	return []byte{byte(code), byte(code >> 8), jt, jf, byte(k), byte(k >> 8), byte(k >> 16), byte(k >> 24)}
+}
+
+// seccompDeny is a filter that checks the architecture and fails syscall
+// nr with errno.
+func seccompDeny(nr, errno uint32) []byte {
+	const (
+		ldAbs  = 0x20 // BPF_LD|BPF_W|BPF_ABS
+		jeqK   = 0x15 // BPF_JMP|BPF_JEQ|BPF_K
+		retK   = 0x06 // BPF_RET|BPF_K
+		x86_64 = 0xc000003e
+	)
+	var p []byte
+	for _, ins := range [][]byte{
+		bpf(ldAbs, 0, 0, 4), bpf(jeqK, 1, 0, x86_64), bpf(retK, 0, 0, 0x80000000), // SECCOMP_RET_KILL_PROCESS
+		bpf(ldAbs, 0, 0, 0), bpf(jeqK, 0, 1, nr), bpf(retK, 0, 0, 0x00050000|errno), // SECCOMP_RET_ERRNO
+		bpf(retK, 0, 0, 0x7fff0000), // SECCOMP_RET_ALLOW
+	} {
+		p = append(p, ins...)
+	}
+	return p
+}
+
+// genFull11AMD64 covers every record format 1.1 added: file locks of
+// each kind, unix sockets with their queues, shutdown and peer states,
+// an established TCP connection's repair state, System V IPC and shared
+// anonymous memory shared by two processes, POSIX and interval timers,
+// seccomp filters, and Machine.VDSOCodeHash.
+func genFull11AMD64() ([]byte, error) {
+	g := newPageGen(11)
+	const ps = 4096
+	exe := format.FileRef{Path: "/usr/sbin/dbserver", Dev: 0x803, Ino: 262145, Mode: 0o100755, Size: 16384, MtimeNs: 1767000000_000000000}
+	meta := &format.Meta{
+		Tool:    "ckptimg golden generator",
+		Created: genCreated,
+		Machine: format.Machine{Arch: format.ArchAMD64, KernelRelease: "6.18.0-golden", PageSize: ps, XStateSize: 2696,
+			XStateFeatures: 0x2e7, Hostname: "golden", VDSOHash: 0x1234abcd5678ef11, VDSOCodeHash: 0x9a8b7c6d5e4f3021,
+			VDSO: []format.SpecialMapping{{Flags: format.MapVVAR, Start: vvar, Size: 0x4000}, {Flags: format.MapVDSO, Start: vdso, Size: 0x2000}}},
+		Capture: format.CaptureInfo{Method: "full", FrozenNs: 3456789, WallNs: 4567890,
+			Command: []string{"ckptimg", "capture", "--pid", "400", "-o", "full-1.1-amd64.ckpt"}},
+		IPC: &format.IPCInfo{
+			Shm: []format.ShmSegment{
+				{Perm: format.IPCPerm{Key: 0x0000beef, ID: 32769, Mode: 0o640, UID: 1000, GID: 1000, CUID: 1000, CGID: 1000},
+					Size: 2 * ps, Attaches: 3, Outside: 1, CPID: 400},
+				{Perm: format.IPCPerm{Key: 0, ID: 32770, Mode: 0o600, UID: 1000, GID: 1000, CUID: 1000, CGID: 1000},
+					Size: 5000, Removed: true, Attaches: 1, CPID: 410},
+			},
+			Shmem: []format.ShmemObject{{Ino: 1031, Size: 2 * ps}},
+			Sem: []format.SemSet{{Perm: format.IPCPerm{Key: 0x0000cafe, ID: 3, Mode: 0o600, UID: 1000, GID: 1000, CUID: 1000, CGID: 1000},
+				Values: []uint32{1, 0, 5}, PIDs: []int32{400, 410, 0}}},
+			Msg: []format.MsgQueue{{Perm: format.IPCPerm{Key: 0x0000f00d, ID: 4, Mode: 0o620, UID: 1000, GID: 1000, CUID: 1000, CGID: 1000},
+				QBytes: 16384, Messages: []format.IPCMessage{{Type: 1, Data: []byte("job 17\x00")}, {Type: 2, Data: []byte("urgent: flush")}, {Type: 1, Data: nil}}}},
+		},
+	}
+	filters := []format.SeccompFilter{
+		{Prog: seccompDeny(101, 1)},           // ptrace: EPERM
+		{Prog: seccompDeny(165, 1), Flags: 2}, // mount: EPERM, SECCOMP_FILTER_FLAG_LOG
+		{Prog: seccompDeny(41, 97)},           // socket: EAFNOSUPPORT
+	}
+	creds := userCreds(1000)
+	creds.Seccomp = 2
+	// A segment's area covers whole pages; maps shows its shm id as the
+	// inode and its byte size as the file's.
+	shmArea := func(start uint64, seg uint32, key uint32, size uint64, prot format.Prot) format.Area {
+		name := fmt.Sprintf("/SYSV%08x (deleted)", key)
+		return format.Area{Start: start, End: start + (size+ps-1)/ps*ps, Prot: prot, Flags: format.MapShared | format.MapFile | format.MapSysVShm,
+			Name: name, File: format.FileRef{Path: name, Dev: 0x1, Ino: uint64(32768 + seg), Mode: 0o100600, Size: int64(size)}, Shm: seg, VMFlags: "rd sh mr mw me ms"}
+	}
+	shmemArea := format.Area{Start: v11Shmem, End: v11Shmem + 2*ps, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapShared,
+		Name: "/dev/zero (deleted)", Shmem: 1, VMFlags: "rd wr sh mr mw me ms"}
+	server := format.Process{
+		PID: 400, PPID: 1, PGID: 400, SID: 400, Comm: "dbserver",
+		Cmdline: []string{"/usr/sbin/dbserver", "--data", "/srv/db"}, Environ: []string{"PATH=/usr/bin:/bin"},
+		Exe: exe, Cwd: "/srv/db", Root: "/", Umask: 0o027, Creds: creds, Rlimits: stdRlimits,
+		Threads: []format.Thread{
+			// The first two threads share their filters (installed with TSYNC);
+			// the third added one of its own.
+			{TID: 400, Comm: "dbserver", Regs: amd64Regs(0x401000, v11Stack+0x1e00), Seccomp: 2, SeccompChain: []uint32{0, 1}},
+			{TID: 401, Comm: "db-timer", Regs: amd64Regs(0x401080, v11Heap+0x3f00), Seccomp: 2, SeccompChain: []uint32{0, 1}},
+			{TID: 402, Comm: "db-sandbox", Regs: amd64Regs(0x4010c0, v11Heap+0x1f00), Seccomp: 2, SeccompChain: []uint32{0, 1, 2}},
+		},
+		Areas: []format.Area{
+			{Start: exeText, End: exeText + 0x4000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapFile, Name: exe.Path, File: exe, VMFlags: "rd ex mr mw me"},
+			{Start: v11Heap, End: v11Heap + 4*ps, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]", VMFlags: "rd wr mr mw me ac"},
+			shmArea(v11Shm, 1, 0xbeef, 2*ps, format.ProtRead|format.ProtWrite),
+			shmemArea,
+			{Start: vvar, End: vvar + 0x4000, Prot: format.ProtRead, Flags: format.MapVVAR, Name: "[vvar]"},
+			{Start: vdso, End: vdso + 0x2000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapVDSO, Name: "[vdso]"},
+			{Start: v11Stack, End: v11Stack + 2*ps, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapStack | format.MapGrowsDown, Name: "[stack]", VMFlags: "rd wr mr mw me gd ac"},
+		},
+		FDs: []format.FD{
+			{Num: 0, FileID: 1}, {Num: 1, FileID: 1}, {Num: 2, FileID: 1},
+			{Num: 3, FileID: 2, CloseOnExec: true}, {Num: 4, FileID: 3, CloseOnExec: true}, {Num: 5, FileID: 4}, {Num: 6, FileID: 5},
+			{Num: 7, FileID: 6}, {Num: 8, FileID: 8}, {Num: 9, FileID: 9}, {Num: 10, FileID: 10},
+			{Num: 11, FileID: 13}, {Num: 12, FileID: 14},
+		},
+		Locks: []format.Lock{
+			{Kind: format.LockPOSIX, Mode: format.LockWrite, Start: 0, Len: 512, FD: 6},
+			{Kind: format.LockPOSIX, Mode: format.LockRead, Start: 4096, Len: 0, FD: 6},
+		},
+		PosixTimers: []format.PosixTimer{
+			{ID: 0, ClockID: 1, Notify: format.SigevSignal, Signal: 14, ValueNs: 750_000_000, IntervalNs: 1_000_000_000, Overrun: 2}, // CLOCK_MONOTONIC, SIGALRM
+			{ID: 1, ClockID: 0, Notify: format.SigevThreadID, Signal: 37, SigValue: 0x2001040, TID: 401, ValueNs: 59_000_000_000},    // CLOCK_REALTIME, SIGRTMIN+3 to a thread
+			{ID: 2, ClockID: 7, Notify: format.SigevNone, ValueNs: 0},                                                                // CLOCK_BOOTTIME, disarmed, polled
+			{ID: 3, ClockID: 2, Notify: format.SigevSignal, Signal: 24, SigValue: 3, ValueNs: 5_000_000, IntervalNs: 5_000_000},      // CLOCK_PROCESS_CPUTIME_ID, SIGXCPU
+		},
+		IntervalTimers: []format.IntervalTimer{
+			{Which: 0, ValueNs: 29_500_000_000},                       // alarm(30)
+			{Which: 1, ValueNs: 10_000_000, IntervalNs: 10_000_000},   // ITIMER_VIRTUAL
+			{Which: 2, ValueNs: 100_000_000, IntervalNs: 100_000_000}, // ITIMER_PROF
+		},
+		SeccompFilters: filters,
+	}
+	workerCreds := userCreds(1000)
+	worker := format.Process{
+		PID: 410, PPID: 400, PGID: 400, SID: 400, Comm: "db-worker",
+		Cmdline: []string{"/usr/sbin/dbserver", "--worker"}, Exe: exe, Cwd: "/srv/db", Root: "/", Umask: 0o027,
+		Creds: workerCreds, Rlimits: stdRlimits,
+		Threads: []format.Thread{{TID: 410, Comm: "db-worker", Regs: amd64Regs(0x401040, v11Stack+0x1f00)}},
+		Areas: []format.Area{
+			{Start: exeText, End: exeText + 0x4000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapFile, Name: exe.Path, File: exe, VMFlags: "rd ex mr mw me"},
+			{Start: v11Heap, End: v11Heap + 2*ps, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]", VMFlags: "rd wr mr mw me ac"},
+			// The keyed segment again, read-only and at another address.
+			shmArea(v11ShmW, 1, 0xbeef, 2*ps, format.ProtRead),
+			// A private segment marked for removal: its key reads 0.
+			shmArea(v11ShmPriv, 2, 0, 5000, format.ProtRead|format.ProtWrite),
+			shmemArea,
+			{Start: vvar, End: vvar + 0x4000, Prot: format.ProtRead, Flags: format.MapVVAR, Name: "[vvar]"},
+			{Start: vdso, End: vdso + 0x2000, Prot: format.ProtRead | format.ProtExec, Flags: format.MapVDSO, Name: "[vdso]"},
+			{Start: v11Stack, End: v11Stack + 2*ps, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapStack | format.MapGrowsDown, Name: "[stack]", VMFlags: "rd wr mr mw me gd ac"},
+		},
+		FDs: []format.FD{
+			{Num: 0, FileID: 1}, {Num: 1, FileID: 1}, {Num: 2, FileID: 1},
+			{Num: 3, FileID: 5}, {Num: 4, FileID: 7}, {Num: 5, FileID: 11}, {Num: 6, FileID: 12}, {Num: 7, FileID: 15},
+		},
+		Locks: []format.Lock{{Kind: format.LockPOSIX, Mode: format.LockRead, Start: 1024, Len: 16, FD: 3}},
+		// A CPU clock of another process (clock_getcpuclockid(400)).
+		PosixTimers: []format.PosixTimer{{ID: 0, ClockID: ^int32(400)<<3 | 2, Notify: format.SigevSignal, Signal: 10, ValueNs: 200_000_000}},
+	}
+	meta.Processes = []format.Process{server, worker}
+
+	file := func(path string, ino uint64, size int64) format.FileRef {
+		return format.FileRef{Path: path, Dev: 0x803, Ino: ino, Mode: 0o100640, Size: size, MtimeNs: 1767323000_000000000}
+	}
+	unix := func(typ uint32, state format.SocketState, ino, peer uint64) *format.SocketInfo {
+		return &format.SocketInfo{Family: 1, Type: typ, State: state, Ino: ino, PeerIno: peer}
+	}
+	const sockStream, sockDgram = 1, 2
+	pairA := unix(sockStream, format.SocketConnected, 8001, 8002)
+	pairA.Shutdown = 2 // shutdown(SHUT_WR)
+	pairB := unix(sockStream, format.SocketConnected, 8002, 8001)
+	pairB.Shutdown = 1 // its peer's SHUT_WR: nothing more to receive
+	pairB.Queued = []byte("last words before shutdown\n")
+	orphan := unix(sockDgram, format.SocketConnected, 8003, 0)
+	orphan.PeerClosed = true
+	orphan.Messages = []uint32{1200, 64, 2800, 1}
+	listener := unix(sockStream, format.SocketListening, 8004, 0)
+	listener.Local, listener.Backlog, listener.Pending, listener.PassCred = "/run/db.sock", 16, 2, true
+	accepted := unix(sockStream, format.SocketConnected, 8005, 8006)
+	accepted.Local, accepted.PassCred = "/run/db.sock", true
+	client := unix(sockStream, format.SocketConnected, 8006, 8005)
+	client.Peer = "/run/db.sock"
+	unaccepted := unix(sockStream, format.SocketConnected, 8007, 0)
+	unaccepted.Peer, unaccepted.Unaccepted = "/run/db.sock", true
+	tcp := &format.SocketInfo{Family: 2, Type: sockStream, Protocol: 6, State: format.SocketConnected, Local: "10.0.0.1:5432", Peer: "10.0.0.2:40112", Ino: 8010,
+		TCP: &format.TCPInfo{State: format.TCPEstablished, SendSeq: 0x9c3b2a10, RecvSeq: 0x1f2e3d4c,
+			SendQueue: []byte("R\x00\x00\x00\x08\x00\x00\x00\x00Z\x00\x00\x00\x05I"),
+			Options:   7, SndWscale: 7, RcvWscale: 9, MSS: 1448, Timestamp: 0x12345678,
+			Window:  []uint32{0x1f2e3d4c, 64256, 65160, 65536, 0x1f2e3d4c},
+			NoDelay: true, KeepAlive: true, KeepIdle: 60, KeepIntvl: 10, KeepCnt: 5, ReuseAddr: true, SndBuf: 87040, RcvBuf: 131072}}
+	closing := &format.SocketInfo{Family: 10, Type: sockStream, Protocol: 6, State: format.SocketConnected, Local: "[::1]:5432", Peer: "[::1]:40200", Ino: 8011,
+		TCP: &format.TCPInfo{State: format.TCPCloseWait}}
+	meta.Files = []format.File{
+		{ID: 1, Type: format.FileTTY, Name: "/dev/pts/1", Flags: 0o2, TTY: &format.TTYInfo{Index: 1, Termios: text(60, "termios"), Winsize: []byte{24, 0, 80, 0, 0, 0, 0, 0}},
+			Ident: format.FileRef{Path: "/dev/pts/1", Dev: 0x19, Ino: 4, Mode: 0o20620}},
+		{ID: 2, Type: format.FileRegular, Name: "/srv/db/db.pid", Flags: 0o2 | 0o2000000, Pos: 4, Ident: file("/srv/db/db.pid", 9001, 4),
+			Locks: []format.Lock{{Kind: format.LockFlock, Mode: format.LockWrite}}},
+		{ID: 3, Type: format.FileRegular, Name: "/srv/db/journal", Flags: 0o2 | 0o2000000, Pos: 8192, Ident: file("/srv/db/journal", 9002, 8192),
+			Locks: []format.Lock{{Kind: format.LockOFD, Mode: format.LockRead, Start: 0, Len: 4096}, {Kind: format.LockOFD, Mode: format.LockWrite, Start: 8192, Len: 0}}},
+		{ID: 4, Type: format.FileRegular, Name: "/srv/db/db.conf", Flags: 0, Ident: file("/srv/db/db.conf", 9003, 311),
+			Locks: []format.Lock{{Kind: format.LockLease, Mode: format.LockRead}}},
+		{ID: 5, Type: format.FileRegular, Name: "/srv/db/table.dat", Flags: 0o2, Pos: 4096, Ident: file("/srv/db/table.dat", 9004, 65536)},
+		{ID: 6, Type: format.FileUnix, Name: "socket:[8001]", Flags: 0o2, Socket: pairA},
+		{ID: 7, Type: format.FileUnix, Name: "socket:[8002]", Flags: 0o2, Socket: pairB},
+		{ID: 8, Type: format.FileUnix, Name: "socket:[8003]", Flags: 0o2 | 0o4000, Socket: orphan},
+		{ID: 9, Type: format.FileUnix, Name: "socket:[8004]", Flags: 0o2, Socket: listener},
+		{ID: 10, Type: format.FileUnix, Name: "socket:[8005]", Flags: 0o2, Socket: accepted},
+		{ID: 11, Type: format.FileUnix, Name: "socket:[8006]", Flags: 0o2, Socket: client},
+		{ID: 12, Type: format.FileUnix, Name: "socket:[8007]", Flags: 0o2, Socket: unaccepted},
+		{ID: 13, Type: format.FileInet, Name: "socket:[8010]", Flags: 0o2, Socket: tcp},
+		{ID: 14, Type: format.FileInet, Name: "socket:[8011]", Flags: 0o2, Socket: closing},
+		{ID: 15, Type: format.FileRegular, Name: "/srv/db/table.dat", Flags: 0, Ident: file("/srv/db/table.dat", 9004, 65536)},
+	}
+	dgrams := text(1200+64+2800+1, "datagram")
+	recvQueue := text(6000, "SELECT 1;")
+	shmKeyed := text(2*ps, "sysv-keyed")
+	shmPriv := text(5000, "sysv-private")
+	shmem := append(text(ps, "shared-anon"), make([]byte, ps)...)
+	return writeImage(meta, nil, func(w *format.Writer) error {
+		for _, s := range []struct {
+			pid  int32
+			addr uint64
+			data []byte
+		}{
+			{400, v11Heap, append(g.random(ps), text(3*ps, "heap11")...)},
+			{400, v11Stack + ps, g.random(ps)},
+			{410, v11Heap, text(2*ps, "worker")},
+			{410, v11Stack + ps, g.random(ps)},
+		} {
+			if err := w.AddPages(s.pid, s.addr, s.data); err != nil {
+				return err
+			}
+		}
+		for _, b := range []struct {
+			data []byte
+			set  func(i uint32)
+		}{
+			{dgrams, func(i uint32) { orphan.QueuedBlob = i }},
+			{recvQueue, func(i uint32) { tcp.TCP.RecvQueueBlob = i }},
+			{shmKeyed, func(i uint32) { meta.IPC.Shm[0].Contents = i }},
+			{shmPriv, func(i uint32) { meta.IPC.Shm[1].Contents = i }},
+			{shmem, func(i uint32) { meta.IPC.Shmem[0].Contents = i }},
+		} {
+			blob, err := w.AddBlob(bytes.NewReader(b.data))
+			if err != nil {
+				return err
+			}
+			meta.Blobs = append(meta.Blobs, blob)
+			b.set(uint32(len(meta.Blobs)))
+		}
+		return nil
+	})
 }

@@ -197,7 +197,9 @@ type coreMemory struct {
 // there on are zeros, with a warning, as gcore writes what it cannot read.
 func (m *coreMemory) area(a *format.Area, res *CoreResult) error {
 	ranges := storedRanges(a, m.ps)
-	if a.Flags&format.MapFile != 0 {
+	if sharedObject(a) {
+		ranges = [][2]uint64{{a.Start, a.End}}
+	} else if a.Flags&format.MapFile != 0 {
 		if _, err := m.files.get(a); err == nil {
 			ranges = [][2]uint64{{a.Start, a.End}}
 		}
@@ -261,7 +263,7 @@ func planArea(a *format.Area, ps uint64, files *areaFiles, res *CoreResult) core
 		return ca // the kernel's own pages are not stored
 	case a.Prot&(format.ProtRead|format.ProtWrite|format.ProtExec) == 0:
 		return ca // unreadable (a guard or a reservation): gcore skips it
-	case a.Flags&format.MapFile == 0:
+	case a.Flags&format.MapFile == 0, sharedObject(a):
 		ca.dump = true
 		return ca
 	}
@@ -283,6 +285,11 @@ func planArea(a *format.Area, ps uint64, files *areaFiles, res *CoreResult) core
 	ca.dump = true
 	return ca
 }
+
+// sharedObject reports whether area a maps a System V segment or a shared
+// anonymous object, whose pages the image stores once in the object's
+// contents (format.Chain.ReadMemory reads them), not in the area's runs.
+func sharedObject(a *format.Area) bool { return a.Shm != 0 || a.Shmem != 0 }
 
 // holdsPage reports whether a run of area a covers the page at addr.
 func holdsPage(a *format.Area, addr, ps uint64) bool {

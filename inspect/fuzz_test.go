@@ -74,7 +74,7 @@ const fuzzTimeout = 5 * time.Second
 // fuzzBases are the golden images mutated, each with the parents a delta
 // needs (the parents stay as they are).
 var fuzzBases = [][]string{
-	{"full-amd64"}, {"arm64"}, {"base"}, {"delta", "base"}, {"delta2", "delta", "base"},
+	{"full-amd64"}, {"full-1.1-amd64"}, {"arm64"}, {"base"}, {"delta", "base"}, {"delta2", "delta", "base"},
 	{"captured-fdzoo-static"}, {"captured-counter-static"}, {"captured-counter-static-delta", "captured-counter-static"},
 }
 

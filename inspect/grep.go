@@ -115,7 +115,9 @@ func Grep(ctx context.Context, c *format.Chain, o GrepOptions, fn func(GrepMatch
 				continue
 			}
 			ranges := storedRanges(a, ps)
-			if a.Flags&format.MapFile != 0 {
+			if sharedObject(a) {
+				ranges = [][2]uint64{{a.Start, a.End}}
+			} else if a.Flags&format.MapFile != 0 {
 				if _, ferr := files.get(a); ferr != nil {
 					if len(ranges) == 0 || ranges[0] != [2]uint64{a.Start, a.End} {
 						warnings = append(warnings, fmt.Sprintf("process %d %s: the pages that come from the file are not searched: %v", p.PID, areaLabel(a), ferr))

@@ -65,7 +65,7 @@ func TestPageCountsAddUp(t *testing.T) {
 		ps := uint64(r.Meta().Machine.PageSize)
 		for _, a := range inspect.Areas(r) {
 			pc := a.Pages
-			if pc.Total != a.Size/ps || pc.Data+pc.Zero+pc.Parent+pc.File+pc.Untouched+pc.Kernel != pc.Total {
+			if pc.Total != a.Size/ps || pc.Data+pc.Zero+pc.Parent+pc.File+pc.Untouched+pc.Kernel+pc.Shared != pc.Total {
 				t.Errorf("%s: area %s-%s: counts %+v do not add up to %d pages", name, a.Start, a.End, pc, a.Size/ps)
 			}
 			if a.StoredBytes != pc.Data*ps {

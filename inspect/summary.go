@@ -69,6 +69,9 @@ type MachineInfo struct {
 	XStateFeatures Hex           `json:"xstate_features"`
 	VDSO           []SpecialInfo `json:"vdso"`
 	VDSOHash       Hex           `json:"vdso_hash"`
+	// VDSOCodeHash is the hash of the capturing kernel's vDSO code
+	// (format 1.1); omitted when the image has none.
+	VDSOCodeHash Hex `json:"vdso_code_hash,omitempty"`
 }
 
 // SpecialInfo is one kernel-provided mapping.
@@ -116,6 +119,9 @@ type Counts struct {
 	// objects (ls --ipc).
 	Shm   int `json:"shm,omitempty"`
 	Shmem int `json:"shmem,omitempty"`
+	// Sem and Msg count the System V semaphore sets and message queues.
+	Sem int `json:"sem,omitempty"`
+	Msg int `json:"msg,omitempty"`
 	// Timers are the POSIX and interval timers (ls --timers).
 	Timers int `json:"timers,omitempty"`
 }
@@ -181,7 +187,7 @@ func Summary(r *format.Reader) SummaryInfo {
 		Created:       TimeString(m.Created),
 		Machine: MachineInfo{Arch: m.Machine.Arch.String(), KernelRelease: m.Machine.KernelRelease, Hostname: m.Machine.Hostname,
 			PageSize: m.Machine.PageSize, XStateSize: m.Machine.XStateSize, XStateFeatures: Hex(m.Machine.XStateFeatures),
-			VDSO: []SpecialInfo{}, VDSOHash: Hex(m.Machine.VDSOHash)},
+			VDSO: []SpecialInfo{}, VDSOHash: Hex(m.Machine.VDSOHash), VDSOCodeHash: Hex(m.Machine.VDSOCodeHash)},
 		Capture: CaptureJSON{Method: m.Capture.Method, FrozenNs: m.Capture.FrozenNs, WallNs: m.Capture.WallNs,
 			Command: m.Capture.Command, Generation: m.Capture.Generation,
 			MonotonicNs: m.Capture.MonotonicNs, BoottimeNs: m.Capture.BoottimeNs},
@@ -222,6 +228,7 @@ func Summary(r *format.Reader) SummaryInfo {
 	s.Counts.Blobs = len(m.Blobs)
 	if m.IPC != nil {
 		s.Counts.Shm, s.Counts.Shmem = len(m.IPC.Shm), len(m.IPC.Shmem)
+		s.Counts.Sem, s.Counts.Msg = len(m.IPC.Sem), len(m.IPC.Msg)
 	}
 	s.Counts.Chunks = len(r.Chunks())
 	s.Bytes.Pages = s.Pages.Data * ps

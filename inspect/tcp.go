@@ -28,5 +28,8 @@ func tcpJSON(m *format.Meta, t *format.TCPInfo) (*TCPJSON, string) {
 	}
 	j := &TCPJSON{State: t.State.String(), SendQueueBytes: size(t.SendQueue, t.SendQueueBlob),
 		RecvQueueBytes: size(t.RecvQueue, t.RecvQueueBlob), SendSeq: t.SendSeq, RecvSeq: t.RecvSeq, MSS: t.MSS}
+	if t.State != format.TCPEstablished {
+		return j, " tcp " + j.State // only an established connection carries queues
+	}
 	return j, fmt.Sprintf(" tcp %s, %d bytes unacked, %d unread", j.State, j.SendQueueBytes, j.RecvQueueBytes)
 }

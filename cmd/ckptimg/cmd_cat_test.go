@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,7 +170,7 @@ func TestCatEveryGoldenArea(t *testing.T) {
 			for _, a := range p.Areas {
 				out, err := runRead(t, "cat", "--no-file", "--pid", fmt.Sprint(p.PID), "--addr", fmt.Sprintf("%#x", a.Start), goldenImage(name))
 				fromFile := false
-				if a.Flags&format.MapFile != 0 {
+				if a.Flags&format.MapFile != 0 && a.Shm == 0 {
 					var covered uint64
 					for _, run := range a.Runs {
 						covered += run.Pages
@@ -195,6 +196,9 @@ func TestCatEveryGoldenArea(t *testing.T) {
 					t.Errorf("%s: cat %#x: %d bytes, want %d", name, a.Start, len(out), a.End-a.Start)
 					continue
 				}
+				if a.Shm != 0 || a.Shmem != 0 {
+					checkSharedArea(t, r, &a, out)
+				}
 				for _, run := range a.Runs {
 					for k := uint64(0); k < run.Pages; k++ {
 						off := run.Addr - a.Start + k*ps
@@ -211,5 +215,30 @@ func TestCatEveryGoldenArea(t *testing.T) {
 			}
 		}
 		r.Close()
+	}
+}
+
+// checkSharedArea: an area mapping a System V segment or a shared
+// anonymous object cats as the object's contents, zeros after its end.
+func checkSharedArea(t *testing.T, r *format.Reader, a *format.Area, out string) {
+	t.Helper()
+	ipc := r.Meta().IPC
+	var blob uint32
+	if a.Shm != 0 {
+		blob = ipc.Shm[a.Shm-1].Contents
+	} else {
+		blob = ipc.Shmem[a.Shmem-1].Contents
+	}
+	br, err := r.OpenBlob(int(blob) - 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, make([]byte, a.End-a.Start)...)[a.Offset : a.Offset+a.End-a.Start]
+	if out != string(want) {
+		t.Errorf("%s %#x: cat does not give the contents of the shared memory it maps", a.Name, a.Start)
 	}
 }

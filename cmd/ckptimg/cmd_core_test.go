@@ -39,7 +39,7 @@ func coreNotes(t *testing.T, f *elf.File) (types []uint32, pids []int32) {
 }
 
 func TestCoreGolden(t *testing.T) {
-	for _, name := range []string{"full-amd64.ckpt", "delta2.ckpt"} {
+	for _, name := range []string{"full-amd64.ckpt", "full-1.1-amd64.ckpt", "delta2.ckpt"} {
 		t.Run(name, func(t *testing.T) { checkGoldenCore(t, golden.Path("images/"+name)) })
 	}
 }

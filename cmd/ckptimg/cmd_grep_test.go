@@ -114,6 +114,7 @@ func TestGrepUsage(t *testing.T) {
 func TestGrepGolden(t *testing.T) {
 	for _, tc := range []struct{ image, pattern string }{
 		{"full-amd64", "memfd"},
+		{"full-1.1-amd64", "private"}, // a System V segment's contents
 		{"delta2", "gen2"},
 	} {
 		for _, form := range []string{"table", "text", "json"} {

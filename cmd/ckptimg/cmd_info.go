@@ -114,6 +114,9 @@ func (d infoDoc) rows() []kvRow {
 		vdso = []string{"none"}
 	}
 	add("Special mappings", strings.Join(vdso, ", "))
+	if m.VDSOCodeHash != 0 {
+		add("vDSO code hash", m.VDSOCodeHash.String())
+	}
 	c := s.Capture
 	add("Capture method", c.Method)
 	add("Frozen for", time.Duration(c.FrozenNs).String())
@@ -148,8 +151,9 @@ func (d infoDoc) rows() []kvRow {
 	if s.Counts.Locks > 0 {
 		add("File locks", fmt.Sprintf("%d (ckptimg ls --files lists them)", s.Counts.Locks))
 	}
-	if s.Counts.Shm+s.Counts.Shmem > 0 {
-		add("Shared memory", fmt.Sprintf("%d System V segments, %d shared anonymous objects (ls --ipc)", s.Counts.Shm, s.Counts.Shmem))
+	if n := s.Counts; n.Shm+n.Shmem+n.Sem+n.Msg > 0 {
+		add("IPC objects", fmt.Sprintf("%d System V shm segments, %d shared anonymous objects, %d semaphore sets, %d message queues (ls --ipc)",
+			n.Shm, n.Shmem, n.Sem, n.Msg))
 	}
 	pc := s.Pages
 	pages := fmt.Sprintf("%d: %d stored, %d zero, %d in parent, %d from files, %d untouched, %d kernel",
@@ -216,6 +220,9 @@ func (d infoDoc) Text() []string {
 	for _, v := range m.VDSO {
 		add("machine.vdso", fmt.Sprintf("%s %s %d", v.Name, v.Start, v.Size))
 	}
+	if m.VDSOCodeHash != 0 {
+		add("machine.vdso_code_hash", m.VDSOCodeHash)
+	}
 	add("capture.method", s.Capture.Method)
 	add("capture.frozen_ns", s.Capture.FrozenNs)
 	add("capture.wall_ns", s.Capture.WallNs)
@@ -235,9 +242,11 @@ func (d infoDoc) Text() []string {
 	}
 	add("counts.blobs", n.Blobs)
 	add("counts.chunks", n.Chunks)
-	if n.Shm+n.Shmem > 0 {
+	if n.Shm+n.Shmem+n.Sem+n.Msg > 0 {
 		add("counts.shm", n.Shm)
 		add("counts.shmem", n.Shmem)
+		add("counts.sem", n.Sem)
+		add("counts.msg", n.Msg)
 	}
 	if n.Timers > 0 {
 		add("counts.timers", n.Timers)

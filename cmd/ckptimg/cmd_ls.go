@@ -337,15 +337,22 @@ func (d *lsDoc) Tables() []render.Table {
 			t := render.Table{Title: "Timers", Header: []string{"PID", "KIND", "ID", "CLOCK", "NOTIFY", "SIGNAL", "SIGVAL", "TID", "LEFT", "INTERVAL", "OVERRUN"},
 				Right: []int{0, 2, 7, 8, 9, 10}}
 			for _, tm := range *d.JSONDoc.Timers {
-				t.Rows = append(t.Rows, []string{itoa(tm.PID), tm.Kind, itoa(tm.ID), tm.Clock, dash(tm.Notify), dash(tm.Signal), tm.SigValue.String(),
-					itoa(tm.TID), time.Duration(tm.ValueNs).String(), time.Duration(tm.IntervalNs).String(), itoa(tm.Overrun)})
+				sigval, tid := "-", "-"
+				if tm.Kind == "posix" {
+					sigval = tm.SigValue.String()
+				}
+				if tm.TID != 0 {
+					tid = itoa(tm.TID)
+				}
+				t.Rows = append(t.Rows, []string{itoa(tm.PID), tm.Kind, itoa(tm.ID), tm.Clock, dash(tm.Notify), dash(tm.Signal), sigval,
+					tid, time.Duration(tm.ValueNs).String(), time.Duration(tm.IntervalNs).String(), itoa(tm.Overrun)})
 			}
 			ts = append(ts, t)
 		case "ipc":
 			t := render.Table{Title: "Shared memory objects", Header: []string{"KIND", "ID", "KEY", "SIZE", "MODE", "OWNER", "STATE", "USERS (PID@ADDR)"},
 				Right: []int{1, 3}}
 			for _, o := range *d.JSONDoc.IPC {
-				t.Rows = append(t.Rows, []string{o.Kind, strconv.FormatInt(o.ID, 10), o.Key.String(), humanBytes(o.Size), o.Mode,
+				t.Rows = append(t.Rows, []string{o.Kind, strconv.FormatInt(o.ID, 10), o.Key.String(), ipcSize(o), o.Mode,
 					ipcOwner(o), ipcState(o), ipcUsers(o)})
 			}
 			ts = append(ts, t)
@@ -374,7 +381,7 @@ func ipcOwner(o inspect.IPCInfo) string {
 }
 
 func ipcState(o inspect.IPCInfo) string {
-	s := "-"
+	var s string
 	switch {
 	case o.Removed:
 		s = "removed"
@@ -384,9 +391,18 @@ func ipcState(o inspect.IPCInfo) string {
 		s = fmt.Sprintf("messages=%d", o.Messages)
 	}
 	if o.Outside > 0 {
-		s += fmt.Sprintf(",outside=%d", o.Outside)
+		s = strings.TrimPrefix(s+fmt.Sprintf(",outside=%d", o.Outside), ",")
 	}
-	return s
+	return dash(s)
+}
+
+// ipcSize is the bytes of a segment, object or queue, or the number of
+// semaphores of a set.
+func ipcSize(o inspect.IPCInfo) string {
+	if o.Kind == "sem" {
+		return fmt.Sprintf("%d sems", o.Size)
+	}
+	return humanBytes(o.Size)
 }
 
 func ipcUsers(o inspect.IPCInfo) string {

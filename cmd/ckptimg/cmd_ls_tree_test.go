@@ -9,7 +9,7 @@ import (
 // TestLsTreeGolden compares ls --tree in each form with
 // golden/expected/<image>/tree.<form>.
 func TestLsTreeGolden(t *testing.T) {
-	for _, name := range []string{"full-amd64", "arm64", "delta2", "captured-fdzoo-static"} {
+	for _, name := range []string{"full-amd64", "full-1.1-amd64", "arm64", "delta2", "captured-fdzoo-static"} {
 		for _, form := range []string{"table", "text", "json"} {
 			t.Run(name+"/"+form, func(t *testing.T) {
 				out, err := runCLIOut(t, "ls", "--tree", golden.Path("images/"+name+".ckpt"), "-o", form)

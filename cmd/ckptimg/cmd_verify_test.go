@@ -15,7 +15,7 @@ import (
 )
 
 func TestVerifyGoldenImages(t *testing.T) {
-	for _, name := range []string{"full-amd64", "arm64", "base", "delta", "delta2"} {
+	for _, name := range []string{"full-amd64", "full-1.1-amd64", "arm64", "base", "delta", "delta2"} {
 		out, err := runRead(t, "verify", "-o", "json", goldenImage(name))
 		if err != nil {
 			t.Errorf("verify %s: %v", name, err)
