@@ -146,7 +146,7 @@ func (pl *Plan) checkPIDs(host *Host, opts *Options, add func(Problem)) {
 	}
 	if !host.CanSetPIDs {
 		add(Problem{Subject: "pids", What: "restoring the recorded PIDs needs root or CAP_CHECKPOINT_RESTORE",
-			Remedy: "run as root, or use --any-pid (safe for single-threaded programs only)"})
+			Remedy: "run as root, or use --userns (a user namespace of your own), or --any-pid (safe for single-threaded programs only)"})
 		return
 	}
 	if opts.PIDNS {

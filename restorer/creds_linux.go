@@ -85,14 +85,15 @@ func (r *restore) setCreds(lp *liveProc) error {
 	for i := range p.Threads {
 		th := &p.Threads[i]
 		tid := lp.tids[th.TID]
-		if err := lp.setThreadCreds(tid, c, top, st.Uid != c.UID); err != nil {
+		groupsChange := !slices.Equal(sortedGroups(c.Groups), sortedGroups(st.Groups))
+		if err := lp.setThreadCreds(tid, c, top, st.Uid != c.UID, groupsChange); err != nil {
 			return &Error{Step: "credentials", PID: p.PID, TID: th.TID, Err: err}
 		}
 	}
 	return nil
 }
 
-func (lp *liveProc) setThreadCreds(tid int, c *format.Creds, top int, uidChanges bool) error {
+func (lp *liveProc) setThreadCreds(tid int, c *format.Creds, top int, uidChanges, groupsChange bool) error {
 	// The bounding set can only shrink, and only with CAP_SETPCAP: first.
 	for cp := 0; cp <= top && cp < 64; cp++ {
 		if c.CapBnd&(1<<cp) == 0 {
@@ -101,19 +102,23 @@ func (lp *liveProc) setThreadCreds(tid int, c *format.Creds, top int, uidChanges
 			}
 		}
 	}
-	groups := make(buf, 0, 4*len(c.Groups))
-	for _, g := range c.Groups {
-		groups = groups.u32(g)
-	}
-	at := lp.scratch.Addr
-	if len(groups) > 0 {
-		var err error
-		if at, err = lp.mem(0, groups); err != nil {
+	// Left alone when they are the recorded ones already: in a user
+	// namespace (--userns) setgroups is denied.
+	if groupsChange {
+		groups := make(buf, 0, 4*len(c.Groups))
+		for _, g := range c.Groups {
+			groups = groups.u32(g)
+		}
+		at := lp.scratch.Addr
+		if len(groups) > 0 {
+			var err error
+			if at, err = lp.mem(0, groups); err != nil {
+				return err
+			}
+		}
+		if _, err := lp.call("setgroups", tid, unix.SYS_SETGROUPS, uintptr(len(c.Groups)), at); err != nil {
 			return err
 		}
-	}
-	if _, err := lp.call("setgroups", tid, unix.SYS_SETGROUPS, uintptr(len(c.Groups)), at); err != nil {
-		return err
 	}
 	if _, err := lp.call(fmt.Sprintf("setresgid(%d, %d, %d)", c.GID[0], c.GID[1], c.GID[2]), tid, unix.SYS_SETRESGID, uintptr(c.GID[0]), uintptr(c.GID[1]), uintptr(c.GID[2])); err != nil {
 		return err

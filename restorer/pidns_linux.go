@@ -50,7 +50,10 @@ func startPIDNS(root int32) (*pidNS, error) {
 	cmd.Env = []string{}
 	cmd.Dir = "/"
 	cmd.Stdin = r
-	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+	// A process group of its own: killing ckpt-restart's group (a job
+	// ended by its shell or supervisor after --detach) must not end the
+	// namespace and the restored program with it.
+	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("starting the PID namespace's init: %w", err)
@@ -77,7 +80,10 @@ func (ns *pidNS) startStubIn(ex *ptrace.Executor) (t *ptrace.Tracee, cmd *exec.C
 			return fmt.Errorf("setns(CLONE_NEWPID): %w", err)
 		}
 		t, cmd, err = startStub(ex, "/")
-		if back := unix.Setns(own, unix.CLONE_NEWPID); back != nil && err == nil {
+		// In a user namespace of its own (--userns) the thread may not
+		// go back (its first namespace belongs to another): it stays,
+		// which only matters for its children, and it forks nothing else.
+		if back := unix.Setns(own, unix.CLONE_NEWPID); back != nil && err == nil && !errors.Is(back, unix.EPERM) {
 			err = fmt.Errorf("setns(CLONE_NEWPID) back: %w", back)
 		}
 		return err

@@ -93,7 +93,7 @@ func pidError(call string, pid, tid int32, err error) error {
 		return fmt.Errorf("%s: pid %d is taken (it was free when checked; --pidns restores into a new PID namespace where it is free): %w", call, tid, err)
 	}
 	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("%s: choosing pid %d needs root or CAP_CHECKPOINT_RESTORE (or use --any-pid): %w", call, tid, err)
+		return fmt.Errorf("%s: choosing pid %d needs root or CAP_CHECKPOINT_RESTORE (or use --userns, or --any-pid): %w", call, tid, err)
 	}
 	return fmt.Errorf("%s: %w", call, err)
 }

@@ -26,6 +26,7 @@ type restartOptions struct {
 	detach       bool
 	anyPID       bool
 	pidns        bool
+	userns       bool
 	timens       bool
 	noTTY        bool
 	tcpClose     bool
@@ -85,6 +86,7 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
+	f.BoolVar(&opts.userns, "userns", false, "restore without root: in a new user namespace mapping your uid and gid, and a PID namespace it owns (implies --pidns; the program's recorded ids must be yours)")
 	f.BoolVar(&opts.pidns, "pidns", false, "restore into a new PID namespace, where every process and thread gets its recorded id whatever runs on the host (--detach prints the pid outside it)")
 	f.BoolVar(&opts.timens, "timens", false, "restore into a new time namespace where CLOCK_MONOTONIC and CLOCK_BOOTTIME continue from their values at capture (off: the program shares this host's clocks and sees the time since the capture pass)")
 	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
@@ -133,6 +135,12 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, sys
 func runRestart(ctx context.Context, o *restartOptions, image string, stdout, stderr io.Writer) error {
 	if o.check && o.simulate {
 		return cli.Usagef("--check and --simulate do not go together")
+	}
+	if o.userns {
+		if os.Getenv(inUserNSEnv) == "" {
+			return runInUserNS()
+		}
+		o.pidns = true
 	}
 	chain, closeChain, err := cli.OpenChain(ctx, image, o.parents...)
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -57,8 +59,16 @@ func restoreProblems(meta *format.Meta, output string, ro restorer.Options) (pro
 	// A tree captured inside its own PID namespace is restored into a new
 	// one (--pidns), where its ids are free whatever the host runs.
 	opts := ro
-	opts.AnyPID = !host.CanSetPIDs
-	opts.PIDNS = meta.PIDNamespace && host.CanSetPIDs
+	switch {
+	case host.CanSetPIDs:
+		opts.PIDNS = meta.PIDNamespace
+	case userNamespaces():
+		// ckpt-restart --userns chooses the ids in namespaces of its own.
+		host.CanSetPIDs, opts.PIDNS = true, true
+		notes = append(notes, "restore it with ckpt-restart --userns: restoring the recorded PIDs needs root or CAP_CHECKPOINT_RESTORE, or a user namespace of your own")
+	default:
+		opts.AnyPID = true
+	}
 	// Where pages are stored does not change the problems: a delta's
 	// parent runs are counted as zero runs so that no parent image is
 	// needed.
@@ -170,3 +180,11 @@ func (e *killRefusedError) Error() string {
 }
 
 func (e *killRefusedError) Unwrap() error { return e.check }
+
+// userNamespaces reports whether this user may make a user namespace (as
+// ckpt-restart --userns does): a child tried in one, which says so.
+func userNamespaces() bool {
+	cmd := exec.Command("/proc/self/exe", "--version")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+	return cmd.Run() == nil
+}
