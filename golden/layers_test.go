@@ -41,10 +41,11 @@ var projectImports = map[string][]string{
 	"internal/dirty":      {"internal/ptrace", "internal/procfs"},
 	"internal/snapshot":   {"internal/ptrace", "internal/procfs"},
 	"internal/version":    {},
+	"internal/hostcheck":  {"internal/dirty", "internal/procfs", "internal/ptrace", "internal/sysvipc", "internal/tcprepair"},
 	"internal/testprog":   {}, // test fixtures: imported by _test.go files only
 	"cmd/internal/cli":    {"format", "internal/version"},
 	"cmd/internal/render": {},
-	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "restorer", "cmd/internal/cli", "cmd/internal/render"},
+	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "restorer", "internal/hostcheck", "cmd/internal/cli", "cmd/internal/render"},
 	"cmd/ckpt-restart":    {"format", "restorer", "rewrite", "cmd/internal/cli"},
 	"golden":              {}, // imported by _test.go files only
 }
