@@ -65,7 +65,7 @@ func TestTextAndJSON(t *testing.T) {
 	if got := printDoc(t, "text", d); got != "a|b\nc\n" {
 		t.Errorf("text = %q", got)
 	}
-	if got := printDoc(t, "json", d); got != "{\n  \"n\": 1,\n  \"path\": \"/a<b>&c\"\n}\n" {
+	if got := printDoc(t, "json", d); got != "{\n  \"schema\": 1,\n  \"n\": 1,\n  \"path\": \"/a<b>&c\"\n}\n" {
 		t.Errorf("json = %q", got)
 	}
 	if _, err := New("yaml"); err == nil || !strings.Contains(err.Error(), "table, text, json") {
@@ -85,5 +85,15 @@ func TestEscape(t *testing.T) {
 		if got := Escape(tt.in, '|'); got != tt.want {
 			t.Errorf("Escape(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestJSONSchema(t *testing.T) {
+	if got := printDoc(t, "json", testDoc{json: struct{}{}}); got != "{\n  \"schema\": 1\n}\n" {
+		t.Errorf("empty object = %q", got)
+	}
+	var b strings.Builder
+	if err := (jsonPrinter{}).Print(&b, testDoc{json: []int{1}}); err == nil {
+		t.Errorf("an array document printed %q", b.String())
 	}
 }
