@@ -82,6 +82,8 @@ var externalRules = []externalRule{
 	{"golang.org/x/sys/", func(pkg, _ string, _ bool) bool {
 		return under(pkg, "capture", "restorer", "internal", "cmd")
 	}},
+	// Terminal detection and size only in the commands' shared code.
+	{"golang.org/x/term", func(pkg, _ string, _ bool) bool { return pkg == "cmd/internal/cli" }},
 	// nftables (the TCP network lock) only behind internal/tcprepair.
 	{"github.com/google/nftables", func(pkg, _ string, test bool) bool { return pkg == "internal/tcprepair" || test }},
 	// Netlink (sock_diag) is how capture asks the kernel about sockets.

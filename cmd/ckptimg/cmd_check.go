@@ -36,7 +36,7 @@ something essential is missing (the line says "missing" and "essential").`,
 }
 
 func runCheck(opts *checkOptions, stdout io.Writer) error {
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func grepPattern(opts *grepOptions, pattern string) (inspect.GrepOptions, error)
 }
 
 func runGrep(ctx context.Context, opts *grepOptions, path, pattern string, stdout, stderr io.Writer) error {
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}

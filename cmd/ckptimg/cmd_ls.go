@@ -94,9 +94,10 @@ func completeImages(*cobra.Command, []string, string) ([]string, cobra.ShellComp
 	return []string{"ckpt"}, cobra.ShellCompDirectiveFilterFileExt
 }
 
-// newPrinter checks -o; a bad value is a usage error.
-func newPrinter(output string) (render.Printer, error) {
-	p, err := render.New(output)
+// newPrinter checks -o; a bad value is a usage error. Tables for a
+// terminal are fitted to its width.
+func newPrinter(output string, stdout io.Writer) (render.Printer, error) {
+	p, err := render.New(output, cli.TerminalWidth(stdout))
 	if err != nil {
 		return nil, &cli.UsageError{Err: err}
 	}
@@ -107,7 +108,7 @@ func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) 
 	if opts.tree {
 		return runLsTree(opts, path, stdout)
 	}
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}
@@ -338,7 +339,7 @@ func (d *lsDoc) Tables() []render.Table {
 				Right: []int{0, 2, 7, 8, 9, 10}}
 			for _, tm := range *d.JSONDoc.Timers {
 				t.Rows = append(t.Rows, []string{itoa(tm.PID), tm.Kind, itoa(tm.ID), tm.Clock, dash(tm.Notify), dash(tm.Signal), tm.SigValue.String(),
-					itoa(tm.TID), time.Duration(tm.ValueNs).String(), time.Duration(tm.IntervalNs).String(), itoa(tm.Overrun)})
+					itoa(tm.TID), render.Duration(time.Duration(tm.ValueNs)), render.Duration(time.Duration(tm.IntervalNs)), itoa(tm.Overrun)})
 			}
 			ts = append(ts, t)
 		case "ipc":

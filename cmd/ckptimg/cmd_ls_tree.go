@@ -20,7 +20,7 @@ func runLsTree(opts *lsOptions, path string, stdout io.Writer) error {
 			return cli.Usagef("ls: --tree is a view of its own; it does not combine with --%s", v)
 		}
 	}
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}
