@@ -52,7 +52,7 @@ func runCheck(opts *checkOptions, stdout io.Writer) error {
 
 type checkDoc []hostcheck.Result
 
-// checkFeature is one entry of `check -o json` (docs/json-output.md).
+// checkFeature is one entry of `check --format json` (docs/json-output.md).
 type checkFeature struct {
 	Name      string `json:"name"`
 	OK        bool   `json:"ok"`

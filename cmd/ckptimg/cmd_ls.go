@@ -83,10 +83,14 @@ func completePIDs(_ *cobra.Command, args []string, _ string) ([]string, cobra.Sh
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
-// addOutputFlag adds -o/--output with completion of its values.
+// addOutputFlag adds --format with completion of its values, and -o /
+// --output, its old spelling (-o names an output file everywhere else).
 func addOutputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", "table", "output `form`: "+strings.Join(render.Formats, ", "))
-	cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(render.Formats, cobra.ShellCompDirectiveNoFileComp))
+	cmd.Flags().StringVar(out, "format", "table", "output `form`: "+strings.Join(render.Formats, ", "))
+	cli.Alias(cmd, "output", "o", "format")
+	for _, name := range []string{"format", "output"} {
+		cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(render.Formats, cobra.ShellCompDirectiveNoFileComp))
+	}
 }
 
 // completeImages completes image file names.
@@ -94,7 +98,7 @@ func completeImages(*cobra.Command, []string, string) ([]string, cobra.ShellComp
 	return []string{"ckpt"}, cobra.ShellCompDirectiveFilterFileExt
 }
 
-// newPrinter checks -o; a bad value is a usage error. Tables for a
+// newPrinter checks --format; a bad value is a usage error. Tables for a
 // terminal are fitted to its width.
 func newPrinter(output string, stdout io.Writer) (render.Printer, error) {
 	p, err := render.New(output, cli.TerminalWidth(stdout))

@@ -52,7 +52,7 @@ func findTree(ps []inspect.TreeProc, pid int32) *inspect.TreeProc {
 	return nil
 }
 
-// treeJSON is the -o json document of ls --tree (docs/json-output.md).
+// treeJSON is the --format json document of ls --tree (docs/json-output.md).
 type treeJSON struct {
 	ImageID string             `json:"image_id"`
 	Tree    []inspect.TreeProc `json:"tree"`

@@ -123,6 +123,20 @@ func TerminalWidth(w io.Writer) int {
 	return width
 }
 
+// Alias adds old (with the one-letter shorthand short, if not empty) as a
+// hidden spelling of cmd's flag name: both set the same value. Old
+// spellings are kept this way for one release after a rename (docs/cli.md,
+// "Flag vocabulary").
+func Alias(cmd *cobra.Command, old, short, name string) {
+	f := cmd.Flags().Lookup(name)
+	if f == nil {
+		panic("cli.Alias: no flag --" + name)
+	}
+	cmd.Flags().VarP(f.Value, old, short, "old spelling of --"+name)
+	cmd.Flags().Lookup(old).NoOptDefVal = f.NoOptDefVal
+	cmd.Flags().MarkHidden(old)
+}
+
 // Setup gives a program's root command what both binaries share: --version
 // (the build's version, internal/version), usage errors exiting with
 // ExitUsage (MarkUsageErrors), and, for a command of subcommands, an

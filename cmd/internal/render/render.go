@@ -1,5 +1,5 @@
 // Package render prints command output in the form the user chose with
-// -o: tables for people, text lines for scripts, or JSON (an add-only
+// --format: tables for people, text lines for scripts, or JSON (an add-only
 // contract described in docs/json-output.md). Commands describe their
 // output once, as a Document, and a Printer chosen once prints it.
 package render
@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 )
 
-// Formats accepted by -o, in the order shell completion offers them.
+// Formats accepted by --format, in the order shell completion offers them.
 var Formats = []string{"table", "text", "json"}
 
 // Table is one table of a document. A nil Header prints no header row
@@ -33,7 +33,7 @@ type Document interface {
 	Tables() []Table
 	// Text are the lines for scripts, without newlines.
 	Text() []string
-	// JSON is the value encoded for -o json.
+	// JSON is the value encoded for --format json.
 	JSON() any
 }
 
