@@ -41,10 +41,11 @@ var projectImports = map[string][]string{
 	"internal/dirty":      {"internal/ptrace", "internal/procfs"},
 	"internal/snapshot":   {"internal/ptrace", "internal/procfs"},
 	"internal/version":    {},
+	"internal/hostcheck":  {"internal/dirty", "internal/procfs", "internal/ptrace", "internal/sysvipc", "internal/tcprepair"},
 	"internal/testprog":   {}, // test fixtures: imported by _test.go files only
 	"cmd/internal/cli":    {"format", "internal/version"},
 	"cmd/internal/render": {},
-	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "restorer", "cmd/internal/cli", "cmd/internal/render"},
+	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "restorer", "internal/hostcheck", "cmd/internal/cli", "cmd/internal/render"},
 	"cmd/ckpt-restart":    {"format", "restorer", "rewrite", "cmd/internal/cli"},
 	"golden":              {}, // imported by _test.go files only
 }
@@ -81,6 +82,8 @@ var externalRules = []externalRule{
 	{"golang.org/x/sys/", func(pkg, _ string, _ bool) bool {
 		return under(pkg, "capture", "restorer", "internal", "cmd")
 	}},
+	// Terminal detection and size only in the commands' shared code.
+	{"golang.org/x/term", func(pkg, _ string, _ bool) bool { return pkg == "cmd/internal/cli" }},
 	// nftables (the TCP network lock) only behind internal/tcprepair.
 	{"github.com/google/nftables", func(pkg, _ string, test bool) bool { return pkg == "internal/tcprepair" || test }},
 	// Netlink (sock_diag) is how capture asks the kernel about sockets.

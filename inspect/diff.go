@@ -156,18 +156,24 @@ func (r *metaReporter) Report(res cmp.Result) {
 		}
 	}
 	vx, vy := r.path.Last().Values()
-	r.changes = append(r.changes, MetaChange{Path: strings.TrimPrefix(b.String(), "."), A: showValue(vx), B: showValue(vy)})
+	name := ""
+	if f, ok := r.path.Last().(cmp.StructField); ok {
+		name = f.Name()
+	}
+	r.changes = append(r.changes, MetaChange{Path: strings.TrimPrefix(b.String(), "."), A: showValue(vx, name), B: showValue(vy, name)})
 }
 
 // showValue prints a value of the metadata on one line, bounded. It
 // follows pointers (so the output never holds an address) and prints
-// enums by name.
-func showValue(v reflect.Value) string {
+// enums by name. Unsigned 64-bit values print in hex (addresses,
+// registers, masks, device numbers), except the sizes and counts that
+// decimalField names; name is the field v was read from, if any.
+func showValue(v reflect.Value, name string) string {
 	if !v.IsValid() {
 		return ""
 	}
 	var b strings.Builder
-	writeValue(&b, v)
+	writeValue(&b, v, name)
 	const max = 200
 	s := b.String()
 	if len(s) > max {
@@ -178,7 +184,17 @@ func showValue(v reflect.Value) string {
 
 var stringerType = reflect.TypeOf((*fmt.Stringer)(nil)).Elem()
 
-func writeValue(b *strings.Builder, v reflect.Value) {
+// decimalField reports whether a uint64 field of the format is a size or a
+// count, printed in decimal; the others are addresses or bit sets.
+func decimalField(name string) bool {
+	switch name {
+	case "Size", "Ino", "PeerIno", "Cur", "Max", "RobustListLen", "Count", "Ticks", "Pages", "HashIndex", "Data":
+		return true
+	}
+	return false
+}
+
+func writeValue(b *strings.Builder, v reflect.Value, name string) {
 	if b.Len() > 400 { // enough for showValue's bound
 		return
 	}
@@ -192,7 +208,7 @@ func writeValue(b *strings.Builder, v reflect.Value) {
 			b.WriteString("nil")
 			return
 		}
-		writeValue(b, v.Elem())
+		writeValue(b, v.Elem(), name)
 	case reflect.String:
 		b.WriteString(strconv.Quote(v.String()))
 	case reflect.Slice, reflect.Array:
@@ -207,7 +223,7 @@ func writeValue(b *strings.Builder, v reflect.Value) {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
-			writeValue(b, v.Index(i))
+			writeValue(b, v.Index(i), name)
 		}
 		b.WriteByte(']')
 	case reflect.Struct:
@@ -223,9 +239,15 @@ func writeValue(b *strings.Builder, v reflect.Value) {
 			}
 			first = false
 			b.WriteString(v.Type().Field(i).Name + ":")
-			writeValue(b, f)
+			writeValue(b, f, v.Type().Field(i).Name)
 		}
 		b.WriteByte('}')
+	case reflect.Uint64, reflect.Uintptr:
+		if decimalField(name) {
+			fmt.Fprint(b, v.Uint())
+		} else {
+			fmt.Fprintf(b, "%#x", v.Uint())
+		}
 	default:
 		if v.CanInterface() {
 			fmt.Fprint(b, v.Interface())

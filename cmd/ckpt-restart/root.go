@@ -69,7 +69,7 @@ others, or when they are the image owner's own unprivileged ones.
 See docs/security.md.
 
 A delta image is restored with its parents, found next to it by image id
-(or in --parent directories), without writing a merged file.
+(or in --dir directories), without writing a merged file.
 
 Exit codes: the program's own status once it runs; before that 1 error,
 2 usage, 3 corrupt image, 5 unsupported resource, 130 interrupted.
@@ -93,7 +93,8 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.tcpClose, "tcp-close", false, "restore TCP connections as reset by their peer (the program reads ECONNRESET and reconnects) instead of rebuilding established ones with TCP_REPAIR")
 	f.BoolVar(&opts.extUnixSk, "ext-unix-sk", false, "reconnect unix stream sockets connected outside the image to their peer's address (the peer sees a new connection)")
 	f.BoolVarP(&opts.verbose, "verbose", "v", false, "print each restore phase with its duration on stderr")
-	f.StringArrayVar(&opts.parents, "parent", nil, "a directory to look for the parents of a delta image in (repeatable)")
+	f.StringArrayVar(&opts.parents, "dir", nil, "a directory to look for the parents of a delta image in (repeatable)")
+	cli.Alias(cmd, "parent", "", "dir")
 	f.StringArrayVar(&opts.prefixes, "prefix", nil, "rewrite paths starting with OLD to start with NEW, as `OLD=NEW` (repeatable; the rules of ckptimg rewrite)")
 	f.StringArrayVar(&opts.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an inherited fd or a path: `ID,FD` or ID,PATH (repeatable)")
 	f.StringVar(&opts.grownOutput, "grown-output", "keep", "an output file that changed since capture: keep (reopen at the recorded offset, no truncation), truncate (to its recorded size), error")

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
@@ -280,9 +279,7 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 	defer signal.Stop(sigs)
 	// A terminal sends SIGINT to its whole foreground process group, CMD
 	// included: forwarding it would deliver it twice.
-	// (cli.IsTerminal says yes for any character device, /dev/null too.)
-	_, ttyErr := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
-	intFromTTY := ttyErr == nil
+	intFromTTY := cli.IsTerminal(os.Stdin)
 
 	sched := &capture.Schedule{After: o.after, Interval: o.interval}
 	gens := &capture.Generations{Output: o.output, Single: sched.Single(), Keep: o.keep, Incremental: o.incremental}

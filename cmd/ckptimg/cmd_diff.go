@@ -40,7 +40,7 @@ Exit status 0 when the images are equal, 6 when they differ.`,
 }
 
 func runDiff(ctx context.Context, opts *diffOptions, pathA, pathB string, stdout io.Writer) error {
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}

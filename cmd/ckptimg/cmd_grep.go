@@ -55,7 +55,7 @@ pid address area_start context_hex area_name), json (docs/json-output.md).
 Without a match nothing is listed and the exit status is still 0.`,
 		Example: `  ckptimg grep app.ckpt 'password='
   ckptimg grep app.ckpt --hex 'de ad be ef' --pid 1234
-  ckptimg grep app.ckpt --regex 'sk-[A-Za-z0-9]{20,}' -o json`,
+  ckptimg grep app.ckpt --regex 'sk-[A-Za-z0-9]{20,}' --format json`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -109,7 +109,7 @@ func grepPattern(opts *grepOptions, pattern string) (inspect.GrepOptions, error)
 }
 
 func runGrep(ctx context.Context, opts *grepOptions, path, pattern string, stdout, stderr io.Writer) error {
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func runGrep(ctx context.Context, opts *grepOptions, path, pattern string, stdou
 	return p.Print(stdout, d)
 }
 
-// grepJSON is the -o json document (docs/json-output.md).
+// grepJSON is the --format json document (docs/json-output.md).
 type grepJSON struct {
 	Matches []inspect.GrepMatch `json:"matches"`
 	// Truncated is set when -m stopped the search.

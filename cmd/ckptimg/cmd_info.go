@@ -47,7 +47,7 @@ info reads only the image's metadata, never its pages: it stays fast on large im
 }
 
 func runInfo(ctx context.Context, opts *infoOptions, path string, stdout io.Writer) error {
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}
@@ -119,8 +119,8 @@ func (d infoDoc) rows() []kvRow {
 	}
 	c := s.Capture
 	add("Capture method", c.Method)
-	add("Frozen for", time.Duration(c.FrozenNs).String())
-	add("Capture took", time.Duration(c.WallNs).String())
+	add("Frozen for", render.Duration(time.Duration(c.FrozenNs)))
+	add("Capture took", render.Duration(time.Duration(c.WallNs)))
 	if c.Generation != 0 {
 		add("Generation", strconv.Itoa(int(c.Generation)))
 	}

@@ -83,10 +83,14 @@ func completePIDs(_ *cobra.Command, args []string, _ string) ([]string, cobra.Sh
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
-// addOutputFlag adds -o/--output with completion of its values.
+// addOutputFlag adds --format with completion of its values, and -o /
+// --output, its old spelling (-o names an output file everywhere else).
 func addOutputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", "table", "output `form`: "+strings.Join(render.Formats, ", "))
-	cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(render.Formats, cobra.ShellCompDirectiveNoFileComp))
+	cmd.Flags().StringVar(out, "format", "table", "output `form`: "+strings.Join(render.Formats, ", "))
+	cli.Alias(cmd, "output", "o", "format")
+	for _, name := range []string{"format", "output"} {
+		cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(render.Formats, cobra.ShellCompDirectiveNoFileComp))
+	}
 }
 
 // completeImages completes image file names.
@@ -94,9 +98,10 @@ func completeImages(*cobra.Command, []string, string) ([]string, cobra.ShellComp
 	return []string{"ckpt"}, cobra.ShellCompDirectiveFilterFileExt
 }
 
-// newPrinter checks -o; a bad value is a usage error.
-func newPrinter(output string) (render.Printer, error) {
-	p, err := render.New(output)
+// newPrinter checks --format; a bad value is a usage error. Tables for a
+// terminal are fitted to its width.
+func newPrinter(output string, stdout io.Writer) (render.Printer, error) {
+	p, err := render.New(output, cli.TerminalWidth(stdout))
 	if err != nil {
 		return nil, &cli.UsageError{Err: err}
 	}
@@ -107,7 +112,7 @@ func runLs(ctx context.Context, opts *lsOptions, path string, stdout io.Writer) 
 	if opts.tree {
 		return runLsTree(opts, path, stdout)
 	}
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}
@@ -345,7 +350,7 @@ func (d *lsDoc) Tables() []render.Table {
 					tid = itoa(tm.TID)
 				}
 				t.Rows = append(t.Rows, []string{itoa(tm.PID), tm.Kind, itoa(tm.ID), tm.Clock, dash(tm.Notify), dash(tm.Signal), sigval,
-					tid, time.Duration(tm.ValueNs).String(), time.Duration(tm.IntervalNs).String(), itoa(tm.Overrun)})
+					tid, render.Duration(time.Duration(tm.ValueNs)), render.Duration(time.Duration(tm.IntervalNs)), itoa(tm.Overrun)})
 			}
 			ts = append(ts, t)
 		case "ipc":

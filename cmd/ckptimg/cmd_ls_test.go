@@ -167,13 +167,15 @@ func TestReadCommandErrors(t *testing.T) {
 }
 
 func TestOutputFlagCompletion(t *testing.T) {
-	out, err := runRead(t, "__complete", "ls", "-o", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"table", "text", "json"} {
-		if !strings.Contains(out, f+"\n") {
-			t.Errorf("completion of -o lacks %q:\n%s", f, out)
+	for _, flag := range []string{"--format", "-o"} {
+		out, err := runRead(t, "__complete", "ls", flag, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"table", "text", "json"} {
+			if !strings.Contains(out, f+"\n") {
+				t.Errorf("completion of %s lacks %q:\n%s", flag, f, out)
+			}
 		}
 	}
 }

@@ -20,7 +20,7 @@ func runLsTree(opts *lsOptions, path string, stdout io.Writer) error {
 			return cli.Usagef("ls: --tree is a view of its own; it does not combine with --%s", v)
 		}
 	}
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func findTree(ps []inspect.TreeProc, pid int32) *inspect.TreeProc {
 	return nil
 }
 
-// treeJSON is the -o json document of ls --tree (docs/json-output.md).
+// treeJSON is the --format json document of ls --tree (docs/json-output.md).
 type treeJSON struct {
 	ImageID string             `json:"image_id"`
 	Tree    []inspect.TreeProc `json:"tree"`

@@ -30,7 +30,7 @@ delta, every page read from wherever the chain stores it, no parent link.
 
   merge BASE D1 D2 ... -o FULL   the chain given oldest first
   merge D -o FULL                the chain of D, its parents found by image id
-                                 next to D (and in --parent-dir directories)
+                                 next to D (and in --dir directories)
 
 Source chunks still mostly in use are copied byte for byte, without
 decompression; the live pages of mostly-stale chunks are decoded and stored
@@ -44,7 +44,8 @@ replaces, which can be deleted once it is kept. See docs/rewrite.md.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.keepChain, "keep-chain", false, "print the images of the chain the result replaces (none is ever deleted)")
-	cmd.Flags().StringArrayVar(&opts.parentDirs, "parent-dir", nil, "also look for parents in `dir` (repeatable)")
+	cmd.Flags().StringArrayVar(&opts.parentDirs, "dir", nil, "also look for parents in `dir` (repeatable)")
+	cli.Alias(cmd, "parent-dir", "", "dir")
 	cmd.Flags().Float64Var(&opts.minLive, "min-live", 0.5, "copy a source chunk raw when at least this `fraction` of it is still used")
 	addOutputFlags(cmd, &opts.output)
 	return cmd

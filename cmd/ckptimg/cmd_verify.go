@@ -54,7 +54,7 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	p, err := newPrinter(opts.output)
+	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
 	}

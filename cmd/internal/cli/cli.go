@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/version"
@@ -101,14 +102,39 @@ func Main(prog string, run func(ctx context.Context) error) {
 	os.Exit(ExitCode(err))
 }
 
-// IsTerminal reports whether w is a terminal, for progress output.
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+// IsTerminal reports whether f is an *os.File open on a terminal (a tty,
+// not just any character device: /dev/null is not one), for progress
+// output and terminal-only behaviour.
+func IsTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
+}
+
+// TerminalWidth is the width in columns of the terminal w writes to, or 0
+// when w is not a terminal (then tables keep their full width).
+func TerminalWidth(w io.Writer) int {
+	if !IsTerminal(w) {
+		return 0
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	width, _, err := term.GetSize(int(w.(*os.File).Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
+}
+
+// Alias adds old (with the one-letter shorthand short, if not empty) as a
+// hidden spelling of cmd's flag name: both set the same value. Old
+// spellings are kept this way for one release after a rename (docs/cli.md,
+// "Flag vocabulary").
+func Alias(cmd *cobra.Command, old, short, name string) {
+	f := cmd.Flags().Lookup(name)
+	if f == nil {
+		panic("cli.Alias: no flag --" + name)
+	}
+	cmd.Flags().VarP(f.Value, old, short, "old spelling of --"+name)
+	cmd.Flags().Lookup(old).NoOptDefVal = f.NoOptDefVal
+	cmd.Flags().MarkHidden(old)
 }
 
 // Setup gives a program's root command what both binaries share: --version

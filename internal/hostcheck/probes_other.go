@@ -1,0 +1,9 @@
+//go:build !linux
+
+package hostcheck
+
+import "errors"
+
+var probes = []probe{
+	{"linux", true, "capture and restore", func() (string, error) { return "", errors.New("capture and restore need Linux") }},
+}
