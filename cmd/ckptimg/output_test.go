@@ -42,7 +42,7 @@ func buildCLI(t *testing.T) string {
 // TestOutputStdoutOnlyImage: with -o -, standard output carries the image
 // and nothing else (rewrite and subst printed their change list there
 // first, merge its --keep-chain list after), byte for byte what -o FILE
-// writes, and it verifies.
+// writes, and it verifies, from a file and from a pipe (verify -).
 func TestOutputStdoutOnlyImage(t *testing.T) {
 	bin := buildCLI(t)
 	dir := t.TempDir()
@@ -72,6 +72,12 @@ func TestOutputStdoutOnlyImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustRun(t, "verify", piped)
+			// And straight from the pipe: rewrite -o - | ckptimg verify -.
+			v := subprocess(t, bin, "verify", "-")
+			v.Stdin = bytes.NewReader(stdout.Bytes())
+			if out, err := v.CombinedOutput(); err != nil {
+				t.Errorf("verify - of the piped image: %v\n%s", err, out)
+			}
 			file := filepath.Join(t.TempDir(), "file.ckpt")
 			mustRun(t, append(tc.args, "-o", file)...)
 			want, err := os.ReadFile(file)
