@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 )
 
@@ -19,26 +20,14 @@ func (c *capturer) recordLocks(pr *proc, num int, id uint32, info *procfs.FDInfo
 	}
 	f := &c.meta.Files[id-1]
 	for _, l := range locks {
-		rec := format.Lock{Mode: format.LockRead, Start: l.Start}
-		if l.Write {
-			rec.Mode = format.LockWrite
-		}
-		if l.End >= 0 {
-			rec.Len = l.End - l.Start + 1
-		}
-		switch l.Kind {
-		case "FLOCK":
-			rec.Kind = format.LockFlock
-		case "OFDLCK":
-			rec.Kind = format.LockOFD
-		case "LEASE":
-			rec.Kind = format.LockLease
-		case "POSIX":
-			rec.Kind, rec.FD = format.LockPOSIX, int32(num)
-			pr.rec.Locks = append(pr.rec.Locks, rec)
-			continue
-		default:
+		rec, ok := kabi.Lock(l)
+		switch {
+		case !ok:
 			f.Unsupported = "a " + l.Kind + " lock, which the format does not describe"
+			continue
+		case rec.Kind == format.LockPOSIX:
+			rec.FD = int32(num)
+			pr.rec.Locks = append(pr.rec.Locks, rec)
 			continue
 		}
 		if !slices.Contains(f.Locks, rec) {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/kabi"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
@@ -22,23 +23,11 @@ func hostLocks() ([]HostLock, error) {
 	}
 	var out []HostLock
 	for _, l := range ls {
-		h := HostLock{Dev: unix.Mkdev(l.Major, l.Minor), Ino: l.Ino, Start: l.Start, PID: int32(l.PID), Mode: format.LockRead}
-		if l.Write {
-			h.Mode = format.LockWrite
+		rec, ok := kabi.Lock(l)
+		if !ok {
+			rec.Kind = format.LockLease // delegations and the like: they do not keep a lock from being taken
 		}
-		if l.End >= 0 {
-			h.Len = l.End - l.Start + 1
-		}
-		switch l.Kind {
-		case "FLOCK":
-			h.Kind = format.LockFlock
-		case "OFDLCK":
-			h.Kind = format.LockOFD
-		case "POSIX":
-			h.Kind = format.LockPOSIX
-		default:
-			h.Kind = format.LockLease // leases, delegations: they do not keep a lock from being taken
-		}
+		h := HostLock{Dev: unix.Mkdev(l.Major, l.Minor), Ino: l.Ino, Start: rec.Start, Len: rec.Len, PID: int32(l.PID), Kind: rec.Kind, Mode: rec.Mode}
 		out = append(out, h)
 	}
 	return out, nil
