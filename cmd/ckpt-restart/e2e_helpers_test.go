@@ -70,9 +70,8 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// captureKill captures process pid (with its descendants when tree) into
-// dir/name and kills it.
-func captureKill(t *testing.T, pid int, path string, tree bool) []int {
+// captureTo captures process pid into the file path with opts.
+func captureTo(t *testing.T, pid int, path string, opts capture.Options) *capture.Result {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -83,12 +82,20 @@ func captureKill(t *testing.T, pid int, path string, tree bool) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(testprog.Context(t), 2*time.Minute)
 	defer cancel()
-	res, err := capture.Capture(ctx, pid, w, capture.Options{Kill: true, Tree: tree})
+	res, err := capture.Capture(ctx, pid, w, opts)
 	if err != nil {
 		t.Fatalf("capture %d: %v", pid, err)
 	}
+	return res
+}
+
+// captureKill captures process pid (with its descendants when tree) into
+// dir/name and kills it.
+func captureKill(t *testing.T, pid int, path string, tree bool) []int {
+	t.Helper()
+	res := captureTo(t, pid, path, capture.Options{Kill: true, Tree: tree})
 	// Wait until the killed processes are reaped (by the fixture harness,
 	// ckpt-restart, or init for orphans) so their PIDs are free.
 	var pids []int

@@ -266,18 +266,7 @@ func TestE2EFIFOKeptOpenOutside(t *testing.T) {
 // captureLeave captures pid without killing it.
 func captureLeave(t *testing.T, pid int, path string, leaveRunning bool) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w, err := format.NewWriter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := capture.Capture(testprog.Context(t), pid, w, capture.Options{LeaveRunning: leaveRunning}); err != nil {
-		t.Fatalf("capture %d: %v", pid, err)
-	}
+	captureTo(t, pid, path, capture.Options{LeaveRunning: leaveRunning})
 }
 
 // TestE2EFIFOSharedByProcesses: a FIFO open in two processes, through two

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/format"
@@ -70,21 +68,7 @@ func inPIDNS(t *testing.T, r *restarted, pid int) int {
 // the ids the tree knows.
 func captureKillNS(t *testing.T, pid int, path string) *format.Meta {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w, err := format.NewWriter(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := capture.Capture(ctx, pid, w, capture.Options{Kill: true})
-	if err != nil {
-		t.Fatalf("capture %d: %v", pid, err)
-	}
+	res := captureTo(t, pid, path, capture.Options{Kill: true})
 	waitGone(t, pid)
 	return res.Meta
 }
