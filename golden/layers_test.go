@@ -46,7 +46,7 @@ var projectImports = map[string][]string{
 	"cmd/internal/cli":    {"format", "internal/version"},
 	"cmd/internal/render": {},
 	"cmd/ckptimg":         {"format", "inspect", "rewrite", "capture", "restorer", "internal/hostcheck", "cmd/internal/cli", "cmd/internal/render"},
-	"cmd/ckpt-restart":    {"format", "restorer", "rewrite", "cmd/internal/cli"},
+	"cmd/ckpt-restart":    {"format", "restorer", "rewrite", "cmd/internal/cli", "cmd/internal/render"},
 	"golden":              {}, // imported by _test.go files only
 }
 

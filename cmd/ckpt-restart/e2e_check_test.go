@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/golden"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -181,5 +183,30 @@ func TestSubstNotTruncated(t *testing.T) {
 	b, _ := os.ReadFile(sub)
 	if !strings.Contains(string(b[:64]), fmt.Sprint(lastCount(p)+1)) {
 		t.Errorf("the program did not write to the substitute at its recorded offset: %q", b[:64])
+	}
+}
+
+// TestCheckJSON: --check --format json prints the report as one JSON
+// document (docs/json-output.md) on stdout, with the exit status of the
+// check.
+func TestCheckJSON(t *testing.T) {
+	stdout, _, code := runRestartCmd(t, "--check", "--format", "json", golden.Path("images/base.ckpt"))
+	var doc struct {
+		Schema    int  `json:"schema"`
+		Ready     bool `json:"ready"`
+		Processes int  `json:"processes"`
+		Problems  []struct {
+			Subject, What, Remedy string
+			Unsupported           bool
+		} `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("not one JSON document (%v):\n%s", err, stdout)
+	}
+	if code == 0 || doc.Schema != 1 || doc.Ready || doc.Processes != 1 || len(doc.Problems) == 0 || doc.Problems[0].Remedy == "" {
+		t.Errorf("exit %d, document %+v: want a failed check with its problems and remedies", code, doc)
+	}
+	if _, _, code := runRestartCmd(t, "--simulate", "--format", "json", golden.Path("images/base.ckpt")); code != 2 {
+		t.Errorf("--simulate --format json: exit %d, want 2 (usage)", code)
 	}
 }

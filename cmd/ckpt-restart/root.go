@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/cmd/internal/render"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/restorer"
 	"github.com/ckptimg/ckptimg/rewrite"
@@ -26,6 +27,7 @@ type restartOptions struct {
 	detach       bool
 	anyPID       bool
 	pidns        bool
+	format       string
 	userns       bool
 	timens       bool
 	noTTY        bool
@@ -83,6 +85,7 @@ See docs/restore.md.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&opts.check, "check", false, "verify every chunk of the image chain, run the checks only (binding ports and opening files as the program's user, without side effects), report every problem, and exit")
+	f.StringVar(&opts.format, "format", "text", "form of the --check report: text, or json (docs/json-output.md)")
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
@@ -195,6 +198,23 @@ func checkOnly(ctx context.Context, o *restartOptions, chain *format.Chain, ro r
 	problems, warnings, err := s.Check(ctx)
 	if err != nil {
 		return err
+	}
+	if o.format != "text" && o.format != "json" {
+		return cli.Usagef("--format %q: want text or json", o.format)
+	}
+	if o.format == "json" {
+		if !o.check {
+			return cli.Usagef("--format json goes with --check")
+		}
+		p, _ := render.New("json", 0)
+		doc := newCheckDoc(image, len(s.Plan().Procs), problems, slices.Concat(s.Plan().Warnings, warnings))
+		if err := p.Print(stdout, doc); err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			return &restorer.CheckError{Problems: problems}
+		}
+		return nil
 	}
 	if o.simulate {
 		if err := s.Simulate(stdout); err != nil {
