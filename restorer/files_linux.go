@@ -165,6 +165,11 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 		return fs.openInotify(fp)
 	case SrcContents:
 		return fs.openContents(fp, pl, top)
+	case SrcPTYMaster:
+		return fs.openPTY(fp, pl, done)
+	case SrcPTYSlave:
+		done[fp.Peer] = true
+		return fs.openPTY(fp.Peer, pl, done)
 	case SrcEpoll:
 		// Rebuilt inside the process once its other fds are in place.
 	default:

@@ -48,13 +48,15 @@ const (
 	SrcNull                         // /dev/null: the recorded stdio is gone
 	SrcLone                         // a pipe end whose peer is outside the image: the caller's fd of that number if open, else a pipe with the other end closed
 	SrcInotify                      // a new inotify instance with the recorded watches at their numbers
+	SrcPTYMaster                    // the master of a new pseudo-terminal pair
+	SrcPTYSlave                     // the slave of the new pair made for its master (Peer)
 )
 
 var sourceNames = map[Source]string{
 	SrcPath: "open", SrcInherit: "inherit", SrcTTY: "tty", SrcPipe: "pipe", SrcSocketpair: "socketpair",
 	SrcListen: "listen", SrcEventfd: "eventfd", SrcTimerfd: "timerfd", SrcSignalfd: "signalfd",
 	SrcContents: "contents", SrcEpoll: "epoll", SrcNull: "null", SrcLone: "lone-end",
-	SrcInotify: "inotify",
+	SrcInotify: "inotify", SrcPTYMaster: "pty-master", SrcPTYSlave: "pty-slave",
 }
 
 func (s Source) String() string {
@@ -100,6 +102,9 @@ type ProcPlan struct {
 	NewSession bool
 	NewGroup   bool
 	JoinGroup  int32
+	// CTTY is the pty master whose slave is the controlling terminal of
+	// the session the process leads; nil when none.
+	CTTY *FilePlan
 }
 
 // AreaKind says how an area is mapped.
@@ -164,7 +169,8 @@ type FilePlan struct {
 	Flags int
 	// FD is the restorer's fd for SrcInherit.
 	FD int
-	// Peer is the other end of a pipe or socket pair created together.
+	// Peer is the other end of a pipe or socket pair created together,
+	// or a pty slave's master.
 	Peer *FilePlan
 	// Readonly: the file is open for reading only (an input).
 	Readonly bool
@@ -219,6 +225,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		root.NewSession, root.NewGroup = false, true
 		pl.Warnings = append(pl.Warnings, fmt.Sprintf("process %d led its own session; it is restored as a process group in the caller's session, so it gets the caller's terminal", root.Proc.PID))
 	}
+	pl.planControllingTTYs()
 	if opts.AnyPID {
 		for _, pp := range pl.Procs {
 			if len(pp.Proc.Threads) > 1 {

@@ -303,6 +303,7 @@ func (r *restore) restoreProcess(lp *liveProc) error {
 		{"set mm fields", r.setMM},
 		{"process state", r.procState},
 		{"install fds", r.installFDs},
+		{"controlling terminal", r.setCTTY},
 		{"create threads", r.createThreads},
 		{"thread state", r.threadState},
 		{"credentials", r.setCreds},
