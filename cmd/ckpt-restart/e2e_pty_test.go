@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
@@ -115,5 +120,168 @@ func TestRestorePTYPairShell(t *testing.T) {
 		d.waitOut(t, "33 111")
 		d.waitOut(t, "-echo noflsh")
 		d.waitOut(t, "done")
+	}
+}
+
+// TestRestoreTmuxServer captures a tmux server (holding the master of its
+// pane, whose shell leads a session on the slave) once every client has
+// gone, and restores it twice in a chain. After each restore a command
+// client drives the pane (send-keys, capture-pane) and a real client
+// attaches in a terminal the test opens, types into the shell and sees its
+// answer, then detaches; ^C typed into the pane interrupts its foreground
+// job.
+func TestRestoreTmuxServer(t *testing.T) {
+	needRoot(t)
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Skip("tmux not found (Debian package tmux)")
+	}
+	setsid, err := exec.LookPath("setsid")
+	if err != nil {
+		t.Skip("setsid not found (Debian package util-linux)")
+	}
+	dir := testDir(t)
+	sock := filepath.Join(dir, "tmux.sock")
+	tm := func(args ...string) string {
+		t.Helper()
+		out, err := testprog.Command(t, tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	tm("-f", "/dev/null", "new-session", "-d", "-s", "w", "-x", "100", "-y", "30", "env PS1='$ ' ENV= /bin/sh")
+	t.Cleanup(func() { testprog.Command(t, tmux, "-S", sock, "kill-server").Run() })
+	var server int
+	fmt.Sscan(tm("display-message", "-p", "#{pid}"), &server)
+	screenHas := func(want string) {
+		t.Helper()
+		testprog.Eventually(t, testprog.Timeout, func() error {
+			if screen := tm("capture-pane", "-p", "-t", "w"); !strings.Contains(screen, want) {
+				return fmt.Errorf("the pane does not show %q:\n%s", want, screen)
+			}
+			return nil
+		})
+	}
+	tm("send-keys", "-t", "w", "echo before-$((6*7))", "Enter")
+	screenHas("before-42")
+	for round := 1; round <= 2; round++ {
+		// Only the listening socket: the command clients are gone.
+		waitSockets(t, server, 1)
+		img := filepath.Join(dir, fmt.Sprintf("%d.ckpt", round))
+		pids := captureKill(t, server, img, true)
+		r := startRestart(t, pids, img)
+		testprog.Eventually(t, testprog.Timeout, func() error {
+			if out, err := testprog.Command(t, tmux, "-S", sock, "has-session", "-t", "w").CombinedOutput(); err != nil {
+				return fmt.Errorf("the restored server does not answer: %v: %s", err, out)
+			}
+			return nil
+		})
+		tm("send-keys", "-t", "w", fmt.Sprintf("echo round-$((%d*1000))", round), "Enter")
+		screenHas(fmt.Sprintf("round-%d000", round))
+		// ^C reaches the pane's foreground job: the slave is the
+		// shell's controlling terminal again.
+		tm("send-keys", "-t", "w", "sleep 1000", "Enter")
+		testprog.Eventually(t, testprog.Timeout, func() error {
+			if c := tm("display-message", "-p", "-t", "w", "#{pane_current_command}"); c != "sleep" {
+				return fmt.Errorf("the pane runs %q, not sleep", c)
+			}
+			return nil
+		})
+		tm("send-keys", "-t", "w", "C-c", "")
+		tm("send-keys", "-t", "w", fmt.Sprintf("echo interrupted-$((%d*7))", round), "Enter")
+		screenHas(fmt.Sprintf("interrupted-%d", round*7))
+		attachTmux(t, setsid, tmux, sock, fmt.Sprintf("echo attached-$((%d*11))", round), fmt.Sprintf("attached-%d", round*11))
+		if _, stderr := r.snapshot(); stderr != "" {
+			t.Logf("ckpt-restart, round %d:\n%s", round, stderr)
+		}
+	}
+}
+
+// waitSockets waits until process pid holds n sockets.
+func waitSockets(t *testing.T, pid, n int) {
+	t.Helper()
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			return err
+		}
+		var socks []string
+		for _, e := range ents {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); strings.HasPrefix(l, "socket:") {
+				socks = append(socks, e.Name()+" "+l)
+			}
+		}
+		if len(socks) != n {
+			return fmt.Errorf("process %d holds %d sockets, want %d: %v", pid, len(socks), n, socks)
+		}
+		return nil
+	})
+}
+
+// attachTmux runs "tmux attach" in a new terminal (a pty pair the test
+// holds the master of), types cmd into the attached pane, waits for want
+// on the client's screen, and detaches.
+func attachTmux(t *testing.T, setsid, tmux, sock, cmd, want string) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	mfd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetWinsize(mfd, unix.TIOCSWINSZ, &unix.Winsize{Row: 30, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(mfd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	slave := os.NewFile(sfd, "pty slave")
+	// setsid -c: a session of its own with the slave as its controlling
+	// terminal, as a terminal emulator gives its shell.
+	c := testprog.Command(t, setsid, "-w", "-c", tmux, "-S", sock, "attach", "-t", "w")
+	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+	c.Env = append(os.Environ(), "TERM=xterm")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var mu sync.Mutex
+	var screen bytes.Buffer
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := master.Read(b)
+			mu.Lock()
+			screen.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	seen := func(s string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !bytes.Contains(screen.Bytes(), []byte(s)) {
+			return fmt.Errorf("the attached client's screen has no %q:\n%q", s, screen.String())
+		}
+		return nil
+	}
+	// The client draws the pane once attached; type only then.
+	testprog.Eventually(t, testprog.Timeout, func() error { return seen("$ ") })
+	if _, err := master.Write([]byte(cmd + "\r")); err != nil {
+		t.Fatal(err)
+	}
+	testprog.Eventually(t, testprog.Timeout, func() error { return seen(want) })
+	if _, err := master.Write([]byte("\x02d")); err != nil { // the prefix key, then d: detach
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("tmux attach: %v\n%q", err, screen.String())
 	}
 }
