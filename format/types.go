@@ -296,7 +296,8 @@ type SocketInfo struct {
 
 // TTYInfo describes a terminal.
 type TTYInfo struct {
-	// Index is the pty number for /dev/pts/N, -1 otherwise.
+	// Index is the pty number N of /dev/pts/N (for /dev/tty, of the pty
+	// slave it stands for), -1 otherwise.
 	Index  int32 `ckpt:"1"`
 	Master bool  `ckpt:"2"` // the master side of a pty
 	// Termios is the raw struct termios (TCGETS), Winsize struct winsize.

@@ -56,6 +56,9 @@ func (fs *fileSet) openPTY(m *FilePlan, pl *Plan, done map[*FilePlan]bool) error
 		}
 	}
 	if len(input) > 0 || len(t.Buffered) > 0 {
+		if len(input) > maxPTYBuffered {
+			return fmt.Errorf("%d buffered input bytes, at most %d", len(input), maxPTYBuffered)
+		}
 		if len(slaves) == 0 {
 			return fmt.Errorf("buffered bytes for a pair without a slave")
 		}

@@ -59,6 +59,9 @@ func DecodeWinsize(b []byte) (*unix.Winsize, error) {
 	return &unix.Winsize{Row: le(b[0:]), Col: le(b[2:]), Xpixel: le(b[4:]), Ypixel: le(b[6:])}, nil
 }
 
+// ldiscBuf is the line discipline's buffer (N_TTY_BUF_SIZE).
+const ldiscBuf = 4096
+
 // MaxBuffered bounds the bytes one side of a pair can hold: the line
 // discipline's buffer (N_TTY_BUF_SIZE) and the flip buffers in flight.
 const MaxBuffered = 64 << 10
@@ -160,18 +163,20 @@ func Refill(master, slave int, input, output []byte) error {
 		return err
 	}
 	// The input reaches the slave's line discipline from a work queue:
-	// its settings must stay raw until it has.
+	// its settings must stay raw until it has (or has filled the line
+	// discipline's buffer; the rest waits in the flip buffers).
+	want := min(len(input), ldiscBuf-1)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		n, err := unix.IoctlGetInt(slave, unix.TIOCINQ)
 		if err != nil {
 			return os.NewSyscallError("TIOCINQ", err)
 		}
-		if n >= len(input) {
+		if n >= want {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d input bytes reached the slave", n, len(input))
+			return fmt.Errorf("only %d of %d input bytes reached the slave", n, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
