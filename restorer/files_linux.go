@@ -19,6 +19,8 @@ import (
 type fileSet struct {
 	fd   map[*FilePlan]int
 	mine []int // fds opened here, closed by close
+	// ptyIndex is the index of the new pair made for each pty master.
+	ptyIndex map[*FilePlan]uint32
 	// warnings are things recreated differently from how they were.
 	warnings []string
 }

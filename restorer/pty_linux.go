@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/pty"
 )
 
@@ -90,16 +91,57 @@ func (fs *fileSet) openPTY(m *FilePlan, pl *Plan, done map[*FilePlan]bool) error
 		}
 	}
 	setFL(master, m.Flags)
-	if n, err := unix.IoctlGetUint32(master, unix.TIOCGPTN); err == nil && int32(n) != t.Index {
+	n, err := unix.IoctlGetUint32(master, unix.TIOCGPTN)
+	if err != nil {
+		return os.NewSyscallError("TIOCGPTN", err)
+	}
+	if fs.ptyIndex == nil {
+		fs.ptyIndex = map[*FilePlan]uint32{}
+	}
+	fs.ptyIndex[m] = n
+	if int32(n) != t.Index {
 		fs.warnings = append(fs.warnings, fmt.Sprintf("pty %d is now /dev/pts/%d: a program that kept the old name (tmux shows it, a shell's $TTY, utmp) still says /dev/pts/%d", t.Index, n, t.Index))
 	}
 	return nil
 }
 
+// takeCTTY makes the new slave of lp.pp.CTTY the controlling terminal of
+// the session lp has just made, before it forks the rest of the session:
+// the kernel copies the controlling terminal to a child at fork, and
+// TIOCSCTTY later would give it to the leader alone (a restored process
+// of the session would then not be stopped by SIGTTIN in the background,
+// could not open /dev/tty, and could not set the foreground group). The
+// leader is still a copy of the stub: it opens the slave by its path (a
+// session leader without a terminal takes the first it opens) and closes
+// it; the path goes below its stack pointer, as fork's arguments do.
+func (r *restore) takeCTTY(lp *liveProc) error {
+	n, ok := r.files.ptyIndex[lp.pp.CTTY]
+	if !ok || lp.pp.CTTY.File.TTY.Locked {
+		return nil // setCTTY gives it to the leader alone
+	}
+	regs, err := lp.t.GetRegs(lp.pid)
+	if err != nil {
+		return err
+	}
+	at := (stackPointer(&regs) - 2048) &^ 15
+	path := append([]byte(fmt.Sprintf("/dev/pts/%d", n)), 0)
+	if _, err := ptrace.WriteMemory(lp.pid, []ptrace.Segment{{Addr: uintptr(at), Buf: path}}); err != nil {
+		return err
+	}
+	fd, err := lp.call("open "+string(path[:len(path)-1]), lp.pid, unix.SYS_OPENAT, atFDCWD, uintptr(at), unix.O_RDWR|unix.O_CLOEXEC)
+	if err != nil {
+		r.res.Warnings = append(r.res.Warnings, fmt.Sprintf("pty %d: only the session leader %d gets it back as controlling terminal: %v", lp.pp.CTTY.File.TTY.Index, lp.pp.Proc.PID, err))
+		return nil
+	}
+	_, err = lp.call("close", lp.pid, unix.SYS_CLOSE, fd)
+	return err
+}
+
 // setCTTY makes the slave of lp.pp.CTTY the controlling terminal of the
-// session lp leads (TIOCSCTTY), with its recorded foreground process group
-// (TIOCSPGRP). It runs once lp's fds are in place and every process of the
-// tree is in its group.
+// session lp leads (TIOCSCTTY; done already by takeCTTY unless the pair is
+// locked), with its recorded foreground process group (TIOCSPGRP). It runs
+// once lp's fds are in place and every process of the tree is in its
+// group.
 func (r *restore) setCTTY(lp *liveProc) error {
 	m := lp.pp.CTTY
 	if m == nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptimg/ckptimg/capture"
+	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -103,15 +106,26 @@ func TestRestorePTYPairShell(t *testing.T) {
 		// sleep runs in the foreground: this waits in the slave.
 		d.send(t, fmt.Sprintf("echo typed-ahead-%d\n", round))
 
+		// A capture that leaves the tree running takes nothing from it:
+		// the capture that kills it finds the same bytes.
+		running := filepath.Join(dir, fmt.Sprintf("%d-running.ckpt", round))
+		captureRunning(t, pid, running)
 		img := filepath.Join(dir, fmt.Sprintf("%d.ckpt", round))
 		pids := captureKill(t, pid, img, true)
 		if len(pids) != 3 {
 			t.Fatalf("captured %d processes (%v), want ptypair, sh and sleep", len(pids), pids)
 		}
+		for _, path := range []string{running, img} {
+			checkPTYImage(t, path, pids, fmt.Sprintf("held-%d\r\n", round), fmt.Sprintf("echo typed-ahead-%d\n", round))
+		}
 		d.r = startRestart(t, pids, img)
 
 		d.send(t, "!release")
 		d.waitOut(t, fmt.Sprintf("held-%d", round))
+		// The whole session has the terminal, not its leader alone.
+		if sh, job := ctty(t, pids[1]), ctty(t, pids[2]); sh == 0 || job != sh {
+			t.Errorf("controlling terminal of sh %#x, of its job %#x; want the same, nonzero", sh, job)
+		}
 		d.send(t, "!pkt")
 		d.waitOut(t, "pkt=1")
 		d.send(t, "\x03") // ^C: SIGINT for the foreground job
@@ -120,6 +134,70 @@ func TestRestorePTYPairShell(t *testing.T) {
 		d.waitOut(t, "33 111")
 		d.waitOut(t, "-echo noflsh")
 		d.waitOut(t, "done")
+	}
+}
+
+// ctty is the controlling terminal of process pid (tty_nr in its stat).
+func ctty(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var n int
+	fmt.Sscan(f[4], &n) // state ppid pgrp session tty_nr
+	return n
+}
+
+// captureRunning captures the tree of pid into path and leaves it running.
+func captureRunning(t *testing.T, pid int, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := format.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := capture.Capture(testprog.Context(t), pid, w, capture.Options{Tree: true}); err != nil {
+		t.Fatalf("capture %d: %v", pid, err)
+	}
+}
+
+// checkPTYImage checks the pair ptypair (pids[0]) holds with sh (pids[1])
+// and its foreground job (pids[2]) as the image records it: linked, in
+// packet and exclusive mode, the shell's session with the job in the
+// foreground, and the bytes buffered each way. In the image of a restored
+// tree it shows what the restore set.
+func checkPTYImage(t *testing.T, path string, pids []int, output, input string) {
+	t.Helper()
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var master, slave *format.File
+	for i, f := range r.Meta().Files {
+		switch {
+		case f.TTY != nil && f.TTY.Master:
+			master = &r.Meta().Files[i]
+		case f.TTY != nil && f.TTY.MasterID != 0 && slave == nil:
+			slave = &r.Meta().Files[i]
+		}
+	}
+	if master == nil || slave == nil || slave.TTY.MasterID != master.ID {
+		t.Fatalf("%s: no master and linked slave: %+v %+v", path, master, slave)
+	}
+	m, s := master.TTY, slave.TTY
+	if !m.Packet || !s.Exclusive || m.Session != int32(pids[1]) || m.Foreground != int32(pids[2]) {
+		t.Errorf("%s: packet %v, slave exclusive %v, session %d, foreground %d; want true, true, %d, %d",
+			path, m.Packet, s.Exclusive, m.Session, m.Foreground, pids[1], pids[2])
+	}
+	if string(m.Buffered) != output || string(s.Buffered) != input {
+		t.Errorf("%s: buffered output %q, input %q; want %q, %q", path, m.Buffered, s.Buffered, output, input)
 	}
 }
 
@@ -243,7 +321,9 @@ func attachTmux(t *testing.T, setsid, tmux, sock, cmd, want string) {
 	slave := os.NewFile(sfd, "pty slave")
 	// setsid -c: a session of its own with the slave as its controlling
 	// terminal, as a terminal emulator gives its shell.
-	c := testprog.Command(t, setsid, "-w", "-c", tmux, "-S", sock, "attach", "-t", "w")
+	ctx, cancel := context.WithTimeout(context.Background(), testprog.Timeout)
+	defer cancel()
+	c := testprog.CommandContext(t, ctx, setsid, "-w", "-c", tmux, "-S", sock, "attach", "-t", "w")
 	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
 	c.Env = append(os.Environ(), "TERM=xterm")
 	if err := c.Start(); err != nil {
@@ -272,8 +352,14 @@ func attachTmux(t *testing.T, setsid, tmux, sock, cmd, want string) {
 		}
 		return nil
 	}
-	// The client draws the pane once attached; type only then.
-	testprog.Eventually(t, testprog.Timeout, func() error { return seen("$ ") })
+	// The client draws the pane once attached and the server has put its
+	// terminal in raw mode; type only then.
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		if tio, err := unix.IoctlGetTermios(mfd, unix.TCGETS); err != nil || tio.Lflag&unix.ICANON != 0 {
+			return fmt.Errorf("the client's terminal is not in raw mode (%v)", err)
+		}
+		return seen("$ ")
+	})
 	if _, err := master.Write([]byte(cmd + "\r")); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // ptypair DIR PROGRAM [ARG...]: opens a pseudo-terminal pair, forks
 // PROGRAM as a session leader with the slave as its controlling terminal
-// (as script, expect or a terminal multiplexer does), and drives the
+// (as script, expect or a terminal multiplexer does), in exclusive mode
+// (TIOCEXCL), and drives the
 // master: every file DIR/cmd.N (N = 0, 1, ...) is written to the master
 // and removed; everything read from the master is appended to DIR/out.
 // The master is in packet mode with a 33x111 window. A command file that
@@ -42,7 +43,7 @@ int main(int argc, char **argv) {
 	if (child == 0) {
 		setsid();
 		int s = open(name, O_RDWR); // the first terminal a leader opens becomes its controlling terminal
-		if (s < 0)
+		if (s < 0 || ioctl(s, TIOCEXCL) < 0)
 			die("open slave");
 		dup2(s, 0), dup2(s, 1), dup2(s, 2);
 		if (s > 2)
