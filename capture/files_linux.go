@@ -3,7 +3,6 @@ package capture
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
+	"github.com/ckptimg/ckptimg/internal/pty"
 )
 
 // inlinePipeBytes is the most pipe buffer bytes kept inline in the
@@ -121,6 +121,9 @@ func (c *capturer) collectFiles() error {
 			}
 			f.Epoll.Targets = append(f.Epoll.Targets, et)
 		}
+	}
+	if err := c.ptyPairs(); err != nil {
+		return err
 	}
 	return c.pipeBuffers()
 }
@@ -289,24 +292,18 @@ func describeTTY(pidfd, num int, rdev uint64) *format.TTYInfo {
 			t.Index = int32(n)
 		}
 	}
+	if maj == 5 && min == 0 {
+		// /dev/tty: a description of the controlling terminal it was
+		// opened on, which the kernel names.
+		t.Index = ptyIndexOfDevTTY(dfd)
+	}
 	if tio, err := unix.IoctlGetTermios(dfd, unix.TCGETS); err == nil {
-		// The kernel's struct termios: four flag words, the line
-		// discipline and 19 control characters.
-		b := make([]byte, 0, 36)
-		for _, v := range []uint32{tio.Iflag, tio.Oflag, tio.Cflag, tio.Lflag} {
-			b = binary.LittleEndian.AppendUint32(b, v)
-		}
-		b = append(b, tio.Line)
-		b = append(b, tio.Cc[:]...)
-		t.Termios = b
+		t.Termios = pty.EncodeTermios(tio)
 	}
 	if ws, err := unix.IoctlGetWinsize(dfd, unix.TIOCGWINSZ); err == nil {
-		b := make([]byte, 0, 8)
-		for _, v := range []uint16{ws.Row, ws.Col, ws.Xpixel, ws.Ypixel} {
-			b = binary.LittleEndian.AppendUint16(b, v)
-		}
-		t.Winsize = b
+		t.Winsize = pty.EncodeWinsize(ws)
 	}
+	describePTY(t, dfd)
 	return t
 }
 

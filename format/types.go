@@ -362,12 +362,33 @@ type SocketInfo struct {
 
 // TTYInfo describes a terminal.
 type TTYInfo struct {
-	// Index is the pty number for /dev/pts/N, -1 otherwise.
+	// Index is the pty number N of /dev/pts/N (for /dev/tty, of the pty
+	// slave it stands for), -1 otherwise.
 	Index  int32 `ckpt:"1"`
 	Master bool  `ckpt:"2"` // the master side of a pty
 	// Termios is the raw struct termios (TCGETS), Winsize struct winsize.
 	Termios []byte `ckpt:"3"`
 	Winsize []byte `ckpt:"4"` // struct winsize (TIOCGWINSZ)
+	// Packet: packet mode is on (TIOCPKT; master only).
+	Packet bool `ckpt:"5"`
+	// Locked: the slave is locked (TIOCGPTLCK; master only).
+	Locked bool `ckpt:"6"`
+	// Exclusive: the terminal is in exclusive mode (TIOCGEXCL).
+	Exclusive bool `ckpt:"7"`
+	// Session is the session whose controlling terminal the pty is (its
+	// leader's pid), 0 when none; recorded on the master.
+	Session int32 `ckpt:"8"`
+	// Foreground is the terminal's foreground process group, 0 when none;
+	// recorded on the master.
+	Foreground int32 `ckpt:"9"`
+	// Buffered are the bytes waiting to be read on this side of a pty
+	// pair: on a slave the input the master wrote, on a master the output
+	// the slave wrote (after output processing). Recorded only for pairs
+	// whose both sides are in the image.
+	Buffered []byte `ckpt:"10"`
+	// MasterID is, on a slave, the file id of its master when the master
+	// is in the image; 0 otherwise.
+	MasterID uint32 `ckpt:"11"`
 }
 
 // EventfdInfo is an eventfd's state.

@@ -45,6 +45,9 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 		}
 	}
 	for i := range m.Files {
+		if t := m.Files[i].TTY; t != nil && t.MasterID != 0 && !fileIDs[t.MasterID] {
+			return bad(fmt.Sprintf("files[%d].tty", i), "unknown master file id %d", t.MasterID)
+		}
 		if ep := m.Files[i].Epoll; ep != nil {
 			for j, t := range ep.Targets {
 				if t.FileID != 0 && !fileIDs[t.FileID] {

@@ -112,6 +112,15 @@ type TTYJSON struct {
 	Master       bool  `json:"master"`
 	TermiosBytes int   `json:"termios_bytes"`
 	WinsizeBytes int   `json:"winsize_bytes"`
+	// Added with pty pairs: modes, the controlling session, the bytes
+	// waiting on this side, and a slave's master in the image.
+	Packet        bool   `json:"packet,omitempty"`
+	Locked        bool   `json:"locked,omitempty"`
+	Exclusive     bool   `json:"exclusive,omitempty"`
+	Session       int32  `json:"session,omitempty"`
+	Foreground    int32  `json:"foreground,omitempty"`
+	BufferedBytes int    `json:"buffered_bytes,omitempty"`
+	MasterID      string `json:"master_id,omitempty"`
 }
 
 // EventfdJSON is an eventfd's counter.
@@ -239,16 +248,13 @@ func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
 		d = append(d, line)
 	}
 	if t := f.TTY; t != nil {
-		fi.TTY = &TTYJSON{Index: t.Index, Master: t.Master, TermiosBytes: len(t.Termios), WinsizeBytes: len(t.Winsize)}
-		side := "slave"
-		if t.Master {
-			side = "master"
+		fi.TTY = &TTYJSON{Index: t.Index, Master: t.Master, TermiosBytes: len(t.Termios), WinsizeBytes: len(t.Winsize),
+			Packet: t.Packet, Locked: t.Locked, Exclusive: t.Exclusive, Session: t.Session, Foreground: t.Foreground,
+			BufferedBytes: len(t.Buffered)}
+		if t.MasterID != 0 {
+			fi.TTY.MasterID = format.FileIDString(t.MasterID)
 		}
-		if t.Index >= 0 {
-			d = append(d, fmt.Sprintf("pty %d %s", t.Index, side))
-		} else {
-			d = append(d, side)
-		}
+		d = append(d, ttyDetail(t))
 	}
 	if e := f.Eventfd; e != nil {
 		fi.Eventfd = &EventfdJSON{Count: e.Count}
@@ -339,6 +345,37 @@ func unixSocketDetail(js *SocketJSON, s *format.SocketInfo, m *format.Meta) stri
 	}
 	if s.PassCred {
 		line += " passcred"
+	}
+	return line
+}
+
+// ttyDetail is a terminal's line in the files view: "pty 3 master packet
+// session 120 fg 131 12 bytes buffered", "pty 3 slave of f5".
+func ttyDetail(t *format.TTYInfo) string {
+	side := "slave"
+	if t.Master {
+		side = "master"
+	}
+	line := side
+	if t.Index >= 0 {
+		line = fmt.Sprintf("pty %d %s", t.Index, side)
+	}
+	if t.MasterID != 0 {
+		line += " of " + format.FileIDString(t.MasterID)
+	}
+	for _, m := range []struct {
+		on   bool
+		name string
+	}{{t.Packet, "packet"}, {t.Locked, "locked"}, {t.Exclusive, "exclusive"}} {
+		if m.on {
+			line += " " + m.name
+		}
+	}
+	if t.Session != 0 {
+		line += fmt.Sprintf(" session %d fg %d", t.Session, t.Foreground)
+	}
+	if len(t.Buffered) > 0 {
+		line += fmt.Sprintf(" %d bytes buffered", len(t.Buffered))
 	}
 	return line
 }

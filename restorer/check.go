@@ -254,6 +254,14 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 				add(Problem{Subject: subj, What: fmt.Sprintf("%s %s cannot be bound again: %s", f.Type, f.Socket.Local, errText(err)),
 					Remedy: fmt.Sprintf("stop whatever holds %s now, or substitute the socket: --subst %s,FD", f.Socket.Local, format.FileIDString(f.ID))})
 			}
+		case SrcPTYMaster:
+			if host.Stat == nil {
+				continue
+			}
+			if _, err := host.Stat("/dev/ptmx"); err != nil {
+				add(Problem{Subject: subj, What: "a new pseudo-terminal pair needs /dev/ptmx: " + errText(err),
+					Remedy: fmt.Sprintf("mount devpts with a ptmx, or substitute the master: --subst %s,FD", format.FileIDString(f.ID))})
+			}
 		case SrcTTY:
 			if !host.HaveTTY {
 				add(Problem{Subject: subj, What: "it was a terminal and ckpt-restart has none to give",

@@ -22,6 +22,8 @@ type fileSet struct {
 	// fifos holds one read-write fd of each FIFO path while the restore
 	// runs (fifo_linux.go).
 	fifos map[string]int
+	// ptyIndex is the index of the new pair made for each pty master.
+	ptyIndex map[*FilePlan]uint32
 	// warnings are things recreated differently from how they were.
 	warnings []string
 	// repaired are TCP connections still in repair mode (tcp_linux.go).
@@ -179,6 +181,11 @@ func (fs *fileSet) open(fp *FilePlan, pl *Plan, top *format.Reader, opts *Option
 		return fs.openInotify(fp)
 	case SrcContents:
 		return fs.openContents(fp, pl, top)
+	case SrcPTYMaster:
+		return fs.openPTY(fp, pl, done)
+	case SrcPTYSlave:
+		done[fp.Peer] = true
+		return fs.openPTY(fp.Peer, pl, done)
 	case SrcEpoll:
 		// Rebuilt inside the process once its other fds are in place.
 	default:

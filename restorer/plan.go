@@ -51,6 +51,8 @@ const (
 	SrcTCP                          // a TCP connection rebuilt with TCP_REPAIR
 	SrcTCPClosed                    // a TCP socket whose connection was reset (--tcp-close)
 	SrcConnect                      // a new unix socket connected to the recorded peer address
+	SrcPTYMaster                    // the master of a new pseudo-terminal pair
+	SrcPTYSlave                     // the slave of the new pair made for its master (Peer)
 )
 
 var sourceNames = map[Source]string{
@@ -58,6 +60,7 @@ var sourceNames = map[Source]string{
 	SrcListen: "listen", SrcEventfd: "eventfd", SrcTimerfd: "timerfd", SrcSignalfd: "signalfd",
 	SrcContents: "contents", SrcEpoll: "epoll", SrcNull: "null", SrcLone: "lone-end",
 	SrcInotify: "inotify", SrcTCP: "tcp-repair", SrcTCPClosed: "tcp-reset", SrcConnect: "connect",
+	SrcPTYMaster: "pty-master", SrcPTYSlave: "pty-slave",
 }
 
 func (s Source) String() string {
@@ -109,6 +112,9 @@ type ProcPlan struct {
 	NewSession bool
 	NewGroup   bool
 	JoinGroup  int32
+	// CTTY is the pty master whose slave is the controlling terminal of
+	// the session the process leads; nil when none.
+	CTTY *FilePlan
 }
 
 // AreaKind says how an area is mapped.
@@ -181,7 +187,8 @@ type FilePlan struct {
 	Flags int
 	// FD is the restorer's fd for SrcInherit.
 	FD int
-	// Peer is the other end of a pipe or socket pair created together.
+	// Peer is the other end of a pipe or socket pair created together,
+	// or a pty slave's master.
 	Peer *FilePlan
 	// Listener is the listening unix socket of the image a connection
 	// is made through again: an accepted one and its client, or one not
@@ -245,6 +252,7 @@ func buildPlan(chain *format.Chain, meta *format.Meta, opts *Options) (*Plan, er
 		root.NewSession, root.NewGroup = false, true
 		pl.Warnings = append(pl.Warnings, fmt.Sprintf("process %d led its own session; it is restored as a process group in the caller's session, so it gets the caller's terminal", root.Proc.PID))
 	}
+	pl.planControllingTTYs()
 	if opts.AnyPID {
 		for _, pp := range pl.Procs {
 			if len(pp.Proc.Threads) > 1 {

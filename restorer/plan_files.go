@@ -58,6 +58,7 @@ func (pl *Plan) planFiles(opts *Options) {
 		}
 	}
 	pl.planUnaccepted(socks, opts)
+	pl.planPTYSlaves(opts)
 	for _, fp := range socks {
 		if fp.Source == SrcSocketpair && fp.Peer == nil {
 			if peer := socks[fp.File.Socket.PeerIno]; peer != nil && peer != fp {
@@ -69,6 +70,16 @@ func (pl *Plan) planFiles(opts *Options) {
 		}
 	}
 	pl.planAccepted()
+}
+
+// callerTTY gives a terminal the caller's terminal.
+func (pl *Plan) callerTTY(fp *FilePlan, opts *Options) {
+	if opts.NoTTY {
+		pl.problem(Problem{Subject: fileSubject(fp.File), What: "a terminal, and --no-tty keeps the caller's terminal from replacing it",
+			Remedy: fmt.Sprintf("substitute it: --subst %s,FD", format.FileIDString(fp.File.ID))})
+		return
+	}
+	fp.Source, fp.Note = SrcTTY, "the caller's terminal"
 }
 
 // loneEnd handles a pipe or connected socket whose other end is outside the
@@ -134,16 +145,9 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 			fp.Note = "FIFO reopened by path"
 		}
 	case format.FileTTY:
-		if f.TTY != nil && f.TTY.Master {
-			unsupported("a pseudo-terminal master")
-			return
+		if !pl.planPTY(fp, unsupported) {
+			pl.callerTTY(fp, opts)
 		}
-		if opts.NoTTY {
-			pl.problem(Problem{Subject: subj, What: "a terminal, and --no-tty keeps the caller's terminal from replacing it",
-				Remedy: fmt.Sprintf("substitute it: --subst %s,FD", format.FileIDString(f.ID))})
-			return
-		}
-		fp.Source, fp.Note = SrcTTY, "the caller's terminal"
 	case format.FilePipe:
 		if f.Pipe == nil {
 			unsupported("a pipe without pipe details")

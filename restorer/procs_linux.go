@@ -107,7 +107,9 @@ func (r *restore) forkTree(root *liveProc) error {
 		var err error
 		switch {
 		case pp.NewSession:
-			_, err = lp.t.Syscall(lp.pid, unix.SYS_SETSID)
+			if _, err = lp.t.Syscall(lp.pid, unix.SYS_SETSID); err == nil && pp.CTTY != nil {
+				err = r.takeCTTY(lp)
+			}
 		case pp.NewGroup:
 			_, err = lp.t.Syscall(lp.pid, unix.SYS_SETPGID, 0, 0)
 		case pp.JoinGroup != 0:

@@ -358,6 +358,7 @@ func (r *restore) restoreProcess(lp *liveProc) error {
 		{"process state", r.procState},
 		{"install fds", r.installFDs},
 		{"take POSIX locks", r.takePOSIXLocks},
+		{"controlling terminal", r.setCTTY},
 		{"create threads", r.createThreads},
 		{"thread state", r.threadState},
 		{"timers", r.restoreTimers},
