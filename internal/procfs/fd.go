@@ -85,7 +85,7 @@ func (f FD) Deleted() (path string, deleted bool) {
 func namesFile(name string, dev, ino, nlink uint64) bool {
 	var st unix.Stat_t
 	return nlink > 0 && unix.Lstat(name, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFLNK &&
-		st.Dev == dev && st.Ino == ino
+		uint64(st.Dev) == dev && st.Ino == ino
 }
 
 // FDs lists the open fds of the process, ascending. An fd closed between the
@@ -109,7 +109,7 @@ func (p Proc) FDs() ([]FD, error) {
 		if strings.HasPrefix(t, "/") && strings.HasSuffix(t, deletedSuffix) {
 			var st unix.Stat_t
 			if unix.Stat(link, &st) == nil {
-				fd.realName = namesFile(t, st.Dev, st.Ino, uint64(st.Nlink))
+				fd.realName = namesFile(t, uint64(st.Dev), st.Ino, uint64(st.Nlink))
 			}
 		}
 		out = append(out, fd)

@@ -180,7 +180,7 @@ func (p Proc) ExeFile() (path string, deleted bool, err error) {
 		return exe, false, nil
 	}
 	var st unix.Stat_t
-	if unix.Stat(p.Path("exe"), &st) == nil && namesFile(exe, st.Dev, st.Ino, uint64(st.Nlink)) {
+	if unix.Stat(p.Path("exe"), &st) == nil && namesFile(exe, uint64(st.Dev), st.Ino, uint64(st.Nlink)) {
 		return exe, false, nil
 	}
 	return trimmed, true, nil

@@ -166,7 +166,7 @@ func (p Proc) checkDeleted(m *Mapping) {
 	dev, ino, nlink := unix.Mkdev(m.Major, m.Minor), m.Inode, uint64(1)
 	var st unix.Stat_t
 	if unix.Stat(p.Path("map_files", strconv.FormatUint(m.Start, 16)+"-"+strconv.FormatUint(m.End, 16)), &st) == nil {
-		dev, ino, nlink = st.Dev, st.Ino, uint64(st.Nlink) // uint32 on arm64
+		dev, ino, nlink = uint64(st.Dev), st.Ino, uint64(st.Nlink) // int32 on darwin, uint32 on arm64
 	}
 	if name := m.Path + deletedSuffix; namesFile(name, dev, ino, nlink) {
 		m.Path, m.Deleted = name, false
