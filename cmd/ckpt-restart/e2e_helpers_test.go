@@ -33,7 +33,7 @@ var (
 )
 
 // restartBin builds ckpt-restart once per test binary.
-func restartBin(t *testing.T) string {
+func restartBin(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ckpt-restart-bin-")

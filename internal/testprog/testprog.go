@@ -21,6 +21,7 @@
 //	unsupported[-static] C holding one thing ckpt-restart cannot recreate (shm, zombie, seccomp, connect)
 //	gowork               Go: goroutines, a spinning goroutine, GC every loop, 64 MiB pattern
 //	sample               Go: the program `make demo` captures and restores (no ready line)
+//	rusage               C: runs a command as a process, reports its wall time and peak RSS (wait4)
 package testprog
 
 import (
@@ -43,7 +44,7 @@ import (
 var sources embed.FS
 
 // Names lists the fixtures Build accepts ("-static" variants of the C ones too).
-var Names = []string{"counter", "threads", "bigmem", "fdzoo", "churn", "pager", "fdcheck", "timers", "advice", "unsupported", "gowork", "sample"}
+var Names = []string{"counter", "threads", "bigmem", "fdzoo", "churn", "pager", "fdcheck", "timers", "advice", "unsupported", "gowork", "sample", "rusage"}
 
 type buildResult struct {
 	path string

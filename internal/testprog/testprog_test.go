@@ -9,7 +9,7 @@ import (
 )
 
 func TestBuildAll(t *testing.T) {
-	for _, name := range []string{"counter", "counter-static", "threads", "threads-static", "bigmem", "fdzoo", "churn", "pager", "fdcheck", "timers", "advice", "unsupported", "gowork", "sample"} {
+	for _, name := range []string{"counter", "counter-static", "threads", "threads-static", "bigmem", "fdzoo", "churn", "pager", "fdcheck", "timers", "advice", "unsupported", "gowork", "sample", "rusage"} {
 		t.Run(name, func(t *testing.T) {
 			p := Build(t, name)
 			if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
