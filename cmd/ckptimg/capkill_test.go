@@ -34,14 +34,15 @@ const deadline = 2 * time.Minute
 // files (nil: discarded).
 func startGroup(t *testing.T, stdout, stderr *os.File, name string, args ...string) *testprog.Cmd {
 	t.Helper()
-	return startGroupAs(t, nil, stdout, stderr, name, args...)
+	return startGroupAs(t, nil, stdout, stderr, nil, name, args...)
 }
 
 // startGroupAs is startGroup with the given credentials (nil: ours).
-func startGroupAs(t *testing.T, cred *syscall.Credential, stdout, stderr *os.File, name string, args ...string) *testprog.Cmd {
+func startGroupAs(t *testing.T, cred *syscall.Credential, stdout, stderr *os.File, extra []*os.File, name string, args ...string) *testprog.Cmd {
 	t.Helper()
 	cmd := testprog.Command(t, name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	cmd.ExtraFiles = extra
 	if stdout != nil {
 		cmd.Stdout = stdout
 	}
@@ -537,8 +538,8 @@ func TestCaptureCommandSignals(t *testing.T) {
 // TestCaptureKillUnprivileged: a user who cannot choose PIDs on the host
 // restores with --userns (its own user and PID namespaces), so --kill
 // judges the tree against that and notes it; what is still unsupported
-// (here the threads fixture's pipe, unreadable without privilege) keeps
-// the program alive.
+// (here a pipe root made and handed to the program, whose buffer the user
+// cannot read) keeps the program alive.
 func TestCaptureKillUnprivileged(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run as another user")
@@ -565,15 +566,16 @@ func TestCaptureKillUnprivileged(t *testing.T) {
 	for _, tc := range []struct {
 		name, prog string
 		args       []string
+		rootPipe   bool
 		wantCode   int
 		want       string
 	}{
 		// Judged against ckpt-restart --userns, which gives the recorded
-		// TIDs without root; the threads fixture's own pipe is refused
-		// (its buffer cannot be read without privilege), so it is not
-		// killed.
-		{"threads", testprog.Build(t, "threads"), []string{"100000000"}, cli.ExitUnsupported, "restore it with ckpt-restart --userns"},
-		{"single", testprog.BuildC(t, "ticker", tickerSrc), []string{"none"}, 0, "restore it with ckpt-restart --userns"},
+		// TIDs without root: a multi-threaded program is killed; with
+		// root's pipe it is refused and not killed.
+		{"threads", testprog.Build(t, "threads"), []string{"100000000"}, false, 0, "restore it with ckpt-restart --userns"},
+		{"root-pipe", testprog.Build(t, "threads"), []string{"100000000"}, true, cli.ExitUnsupported, "pipe buffer could not be read"},
+		{"single", testprog.BuildC(t, "ticker", tickerSrc), []string{"none"}, false, 0, "restore it with ckpt-restart --userns"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			outPath := filepath.Join(dir, tc.name+".out")
@@ -586,7 +588,17 @@ func TestCaptureKillUnprivileged(t *testing.T) {
 			if err := os.Chown(outPath, 65534, 65534); err != nil {
 				t.Fatal(err)
 			}
-			p := startGroupAs(t, nobody, out, nil, tc.prog, tc.args...)
+			var extra []*os.File
+			if tc.rootPipe {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				defer w.Close()
+				extra = append(extra, w)
+			}
+			p := startGroupAs(t, nobody, out, nil, extra, tc.prog, tc.args...)
 			eventually(t, "the program runs", func() bool { b, _ := os.ReadFile(outPath); return len(b) > 0 })
 			msg, code := runAs(t, nobody, bin, "capture", strconv.Itoa(p.Process.Pid), "-o", filepath.Join(dir, tc.name+".ckpt"), "--kill")
 			t.Logf("exit %d\n%s", code, msg)
