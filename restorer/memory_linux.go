@@ -71,13 +71,14 @@ type pageJob struct {
 // injected: it would show in VmFlags ("hg", "nh") and cannot be taken
 // back invisibly. The 1 GiB workload here has no advice and THP is
 // "madvise", so it gets the userfaultfd.
-func (r *restore) writePages(lp *liveProc) error {
+func (r *restore) writePages(lp *liveProc) (err error) {
 	ps := r.plan.PageSize
 	images := r.chain.Images()
 	type key struct{ level, chunk int }
 	byChunk := map[key]*pageJob{}
 	var zeros []ptrace.Segment
 	var anon []addrRange
+	var lazy *lazyMemory
 	for _, ap := range lp.pp.Areas {
 		anonPrivate := ap.Kind == AreaAnon && ap.Area.Flags&format.MapShared == 0
 		huge := anonPrivate && ap.DataPages > 0 && hugeByTouch(hostTHP(), ap.Area.VMFlags) &&
@@ -89,6 +90,13 @@ func (r *restore) writePages(lp *liveProc) error {
 			lp.call("madvise(hugepage)", lp.pid, unix.SYS_MADVISE, uintptr(ap.Area.Start), uintptr(ap.Area.End-ap.Area.Start), unix.MADV_HUGEPAGE)
 		}
 		isAnon := anonPrivate && !huge
+		if isAnon && r.opts.Lazy && canBeLazy(ap) {
+			if lazy == nil {
+				lazy = &lazyMemory{}
+			}
+			lazy.add(ap, ps)
+			continue
+		}
 		if isAnon && ap.DataPages > 0 {
 			if n := len(anon); n > 0 && anon[n-1].end == ap.Area.Start {
 				anon[n-1].end = ap.Area.End
@@ -133,6 +141,13 @@ func (r *restore) writePages(lp *liveProc) error {
 		return cmp.Or(cmp.Compare(a.level, b.level), cmp.Compare(a.chunk, b.chunk))
 	})
 	jobs = append(jobs, data...)
+	if lazy != nil {
+		defer func() {
+			if err == nil {
+				err = r.startLazy(lp, lazy)
+			}
+		}()
+	}
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -184,7 +199,6 @@ func (r *restore) writePages(lp *liveProc) error {
 		}()
 	}
 	wg.Wait()
-	var err error
 	for _, e := range errs {
 		if e != nil {
 			err = e // the first; the others stopped because of it

@@ -74,6 +74,12 @@ type Options struct {
 	// silent.
 	Log io.Writer
 
+	// Lazy lets the program run before the pages of its anonymous private
+	// areas are in: a page server fills them on demand and in the
+	// background (see lazy_linux.go). The program using the restorer must
+	// run RunLazyServer when started as LazyServerName.
+	Lazy bool
+
 	// Parallel is how many goroutines write pages; 0 means GOMAXPROCS.
 	Parallel int
 

@@ -13,6 +13,7 @@ import (
 
 func main() {
 	runAsInit()
+	runAsLazyServer()
 	cli.Main("ckpt-restart", func(ctx context.Context) error {
 		return newRootCommand().ExecuteContext(ctx)
 	})

@@ -25,6 +25,7 @@ type restartOptions struct {
 	check        bool
 	simulate     bool
 	detach       bool
+	lazy         bool
 	anyPID       bool
 	pidns        bool
 	format       string
@@ -88,6 +89,7 @@ See docs/restore.md.`,
 	f.StringVar(&opts.format, "format", "text", "form of the --check report: text, or json (docs/json-output.md)")
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
+	f.BoolVar(&opts.lazy, "lazy", false, lazyUsage)
 	f.BoolVar(&opts.anyPID, "any-pid", false, "restore with new PIDs and TIDs (single-threaded programs only: glibc and Go cache TIDs)")
 	f.BoolVar(&opts.userns, "userns", false, "restore without root: in a new user namespace mapping your uid and gid, and a PID namespace it owns (implies --pidns; the program's recorded ids must be yours)")
 	f.BoolVar(&opts.pidns, "pidns", false, "restore into a new PID namespace, where every process and thread gets its recorded id whatever runs on the host (--detach prints the pid outside it)")
@@ -107,7 +109,7 @@ See docs/restore.md.`,
 }
 
 func (o *restartOptions) restorerOptions() (restorer.Options, error) {
-	ro := restorer.Options{AnyPID: o.anyPID, PIDNS: o.pidns, TimeNS: o.timens, NoTTY: o.noTTY, TCPClose: o.tcpClose, ExtUnixSk: o.extUnixSk}
+	ro := restorer.Options{Lazy: o.lazy, AnyPID: o.anyPID, PIDNS: o.pidns, TimeNS: o.timens, NoTTY: o.noTTY, TCPClose: o.tcpClose, ExtUnixSk: o.extUnixSk}
 	if o.anyPID && o.pidns {
 		return ro, cli.Usagef("--any-pid and --pidns do not go together")
 	}
