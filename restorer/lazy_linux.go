@@ -2,7 +2,6 @@ package restorer
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -35,7 +35,8 @@ import (
 //     a session of its own (the terminal's signals do not reach it), with
 //     the userfaultfd, a pidfd of the process and the chain's image files
 //     as fds 3, 4, 5...; it reads the lazy pieces from its stdin, says
-//     "ready" on its stdout and logs on the stderr it inherits.
+//     "ready" on its stdout and logs on the stderr it inherits. Until its
+//     stdin ends (the program is about to run) it serves faults only.
 //   - A fault is served from the piece holding the page: the chunk is read,
 //     its checksum verified, and up to lazyStep bytes copied with
 //     UFFDIO_COPY. Zero runs are mapped with UFFDIO_ZEROPAGE, as is any
@@ -192,7 +193,6 @@ func (r *restore) startLazy(lp *liveProc, lm *lazyMemory) error {
 	}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args[0] = LazyServerName
-	cmd.Stdin = bytes.NewReader(plan)
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = append([]*os.File{uf, pidFile}, files...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -200,17 +200,42 @@ func (r *restore) startLazy(lp *liveProc, lm *lazyMemory) error {
 	if err != nil {
 		return err
 	}
+	// The plan, then the end of stdin once the program runs: the server
+	// fills in the background only then, not to compete with the rest of
+	// the restore for the CPU and the process's mmap lock.
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the page server: %w", err)
 	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if line != "ready\n" {
+	if _, err := in.Write(plan); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return errors.New("the page server did not start (its stderr says why)")
+		return fmt.Errorf("starting the page server: %w", err)
 	}
-	// Reaped while ckpt-restart lives; after that, by init.
-	go cmd.Wait()
+	// The server has its fds once Start returns; it says it is ready once
+	// it has read its plan and the images, which the rest of the restore
+	// does not wait for: a fault meanwhile waits for it. The program runs
+	// only once it is.
+	started := time.Now()
+	r.lazyReady = append(r.lazyReady, func() error {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return errors.New("the page server did not start (its stderr says why)")
+		}
+		in.Close()
+		// Reaped while ckpt-restart lives; after that, by init.
+		go cmd.Wait()
+		if r.opts.Log != nil {
+			fmt.Fprintf(r.opts.Log, "ckpt-restart: process %d: page server ready after %.2f ms\n",
+				lp.pp.Proc.PID, float64(time.Since(started).Microseconds())/1000)
+		}
+		return nil
+	})
 	if r.opts.Log != nil {
 		var data, zero uint64
 		for _, p := range lm.pieces {

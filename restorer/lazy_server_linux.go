@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"slices"
@@ -48,6 +49,7 @@ type lazyServer struct {
 	targets []*lazyTarget
 	term    chan os.Signal
 	start   time.Time
+	running chan struct{} // closed when stdin ends: the program runs
 
 	// The chunk last read, verified.
 	buf    format.ChunkBuffer
@@ -69,11 +71,17 @@ type lazyTarget struct {
 }
 
 func newLazyServer() (*lazyServer, error) {
-	s := &lazyServer{pidfd: 4, term: make(chan os.Signal, 1), start: time.Now()}
+	s := &lazyServer{pidfd: 4, term: make(chan os.Signal, 1), start: time.Now(), running: make(chan struct{})}
 	s.cached.level = -1
-	if err := json.NewDecoder(os.Stdin).Decode(&s.plan); err != nil {
+	dec := json.NewDecoder(os.Stdin)
+	if err := dec.Decode(&s.plan); err != nil {
 		return nil, fmt.Errorf("reading the plan: %w", err)
 	}
+	go func() {
+		io.Copy(io.Discard, dec.Buffered())
+		io.Copy(io.Discard, os.Stdin)
+		close(s.running)
+	}()
 	if s.plan.PageSize == 0 || s.plan.PageSize&(s.plan.PageSize-1) != 0 {
 		return nil, fmt.Errorf("page size %d", s.plan.PageSize)
 	}
@@ -128,6 +136,13 @@ func (s *lazyServer) run() int {
 		for i := 0; i < len(s.targets); i++ {
 			s.events(s.targets[i], msgs)
 		}
+		select {
+		case <-s.running:
+		default:
+			// The restore goes on: faults only.
+			s.wait(time.Millisecond)
+			continue
+		}
 		// Background: the first target with something left.
 		var t *lazyTarget
 		for _, c := range s.targets {
@@ -141,11 +156,7 @@ func (s *lazyServer) run() int {
 		}
 		if s.fill(t, t.todo[0].Addr, t.todo[0].Addr+lazyStep) == unix.EAGAIN {
 			// An event is on its way: wait for it.
-			fds := make([]unix.PollFd, len(s.targets))
-			for i, c := range s.targets {
-				fds[i] = unix.PollFd{Fd: int32(c.fd), Events: unix.POLLIN}
-			}
-			unix.Poll(fds, 1)
+			s.wait(time.Millisecond)
 		}
 		s.drop()
 	}
@@ -162,6 +173,17 @@ func (s *lazyServer) run() int {
 		return 1
 	}
 	return 0
+}
+
+// wait waits at most d for a message on any target.
+func (s *lazyServer) wait(d time.Duration) {
+	fds := make([]unix.PollFd, 0, len(s.targets))
+	for _, t := range s.targets {
+		if t.fd >= 0 {
+			fds = append(fds, unix.PollFd{Fd: int32(t.fd), Events: unix.POLLIN})
+		}
+	}
+	unix.Poll(fds, int(d.Milliseconds()))
 }
 
 // drop forgets the targets that are done or gone (fd -1).

@@ -71,7 +71,7 @@ type pageJob struct {
 // injected: it would show in VmFlags ("hg", "nh") and cannot be taken
 // back invisibly. The 1 GiB workload here has no advice and THP is
 // "madvise", so it gets the userfaultfd.
-func (r *restore) writePages(lp *liveProc) (err error) {
+func (r *restore) writePages(lp *liveProc) error {
 	ps := r.plan.PageSize
 	images := r.chain.Images()
 	type key struct{ level, chunk int }
@@ -142,11 +142,10 @@ func (r *restore) writePages(lp *liveProc) (err error) {
 	})
 	jobs = append(jobs, data...)
 	if lazy != nil {
-		defer func() {
-			if err == nil {
-				err = r.startLazy(lp, lazy)
-			}
-		}()
+		// First, so that the server starts while the rest is written.
+		if err := r.startLazy(lp, lazy); err != nil {
+			return err
+		}
 	}
 	if len(jobs) == 0 {
 		return nil
@@ -199,6 +198,7 @@ func (r *restore) writePages(lp *liveProc) (err error) {
 		}()
 	}
 	wg.Wait()
+	var err error
 	for _, e := range errs {
 		if e != nil {
 			err = e // the first; the others stopped because of it

@@ -62,6 +62,8 @@ type restore struct {
 	pidns *pidNS // the new PID namespace (Options.PIDNS), nil if none
 	res   *Restored
 	last  time.Time
+	// lazyReady waits for the page servers of a lazy restore to start.
+	lazyReady []func() error
 }
 
 type liveProc struct {
@@ -229,6 +231,11 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}
 	r.res.PID = r.procs[0].pid
 	r.res.OwnGroup = r.procs[0].pp.NewGroup || r.procs[0].pp.NewSession
+	for _, ready := range r.lazyReady {
+		if err := ready(); err != nil {
+			return nil, &Error{Step: "start page server", Err: err}
+		}
+	}
 	if r.opts.BeforeRun != nil {
 		r.opts.BeforeRun(r.res)
 	}
