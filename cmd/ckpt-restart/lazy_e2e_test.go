@@ -195,6 +195,7 @@ func TestLazyRestoreCorruptChunk(t *testing.T) {
 	if strings.Contains(stdout, "checked ") {
 		t.Errorf("the program ran its check to the end:\n%s", stdout)
 	}
+	t.Logf("stderr:\n%s", stderr)
 	want := fmt.Sprintf("from chunk %d of %s: ", chunk, img)
 	if !strings.Contains(stderr, want) || !strings.Contains(stderr, "killing the process") {
 		t.Errorf("stderr does not say which chunk killed the program (%q):\n%s", want, stderr)
