@@ -136,6 +136,18 @@ func (s *lazyServer) run() int {
 		for i := 0; i < len(s.targets); i++ {
 			s.events(s.targets[i], msgs)
 		}
+		if s.rootGone() {
+			// Exited, killed, or a failed restore killed it: its part is
+			// over (forked children go on).
+			for _, t := range s.targets {
+				if t.root && t.fd >= 0 {
+					unix.Close(t.fd)
+					t.fd, t.todo, t.retry = -1, nil, nil
+				}
+			}
+			s.drop()
+			continue
+		}
 		select {
 		case <-s.running:
 		default:
@@ -173,6 +185,16 @@ func (s *lazyServer) run() int {
 		return 1
 	}
 	return 0
+}
+
+// rootGone reports whether the restored process has exited.
+func (s *lazyServer) rootGone() bool {
+	if s.pidfd < 0 {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0
 }
 
 // wait waits at most d for a message on any target.

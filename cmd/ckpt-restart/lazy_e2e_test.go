@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,4 +237,43 @@ func corruptChunkAt(t *testing.T, img string, addr uint64) int {
 	}
 	t.Fatalf("no data run holds %#x", addr)
 	return 0
+}
+
+// TestLazyRestoreGo restores the Go fixture (5 OS threads, GC every loop,
+// a 16 MiB pattern it checks; the runtime gives memory back with madvise)
+// with --lazy twice in a chain: the second capture only once the first
+// server is done (no "um" left in VmFlags), as docs/restore.md says.
+func TestLazyRestoreGo(t *testing.T) {
+	needRoot(t)
+	bin := testprog.Build(t, "gowork")
+	dir := testDir(t)
+	p := testprog.Start(t, bin, "-pattern", "16", "-interval", "50ms")
+	p.WaitCount(t, 3)
+	r := round(t, p.PID, filepath.Join(dir, "1.ckpt"), func() { p.Wait(t, testprog.Timeout) }, "--lazy")
+	r.checkContinues(t, lastCount(p)+1, 8)
+	waitLazyDone(t, p.PID)
+	prev := r
+	r = round(t, p.PID, filepath.Join(dir, "2.ckpt"), func() { <-prev.done }, "--lazy")
+	lines, _ := prev.snapshot()
+	c := counts(lines)
+	r.checkContinues(t, c[len(c)-1]+1, 8)
+	waitLazyDone(t, p.PID)
+}
+
+// waitLazyDone waits until no area of pid is registered with a
+// userfaultfd: the page server has filled everything and closed it.
+func waitLazyDone(t *testing.T, pid int) {
+	t.Helper()
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmFlags:") && slices.Contains(strings.Fields(l), "um") {
+				return fmt.Errorf("process %d still has an area registered with the page server: %s", pid, l)
+			}
+		}
+		return nil
+	})
 }
