@@ -79,8 +79,16 @@ func (pl *Plan) planAdvice(ap *AreaPlan, subj string) {
 		ap.Advice.Lock = LockNow
 	}
 	ap.Advice.Seal = flags["sl"]
+	// A missing-page registration means a handler outside supplies the
+	// pages not yet present: capture saw them as never touched, so the
+	// image holds zeros where the program would read its data.
+	if flags["um"] {
+		pl.problem(Problem{Subject: subj, Unsupported: true,
+			What:   "its pages were being supplied by a userfaultfd handler (VmFlags um: a ckpt-restart --lazy page server still filling it, or the program's own), so those not yet in at capture are missing from the image",
+			Remedy: "capture again once the registration is gone; a lazy restore's page server ends when every page is in"})
+	}
 	var uffd []string
-	for _, f := range []string{"um", "uw", "ui"} {
+	for _, f := range []string{"uw", "ui"} {
 		if flags[f] {
 			uffd = append(uffd, f)
 		}

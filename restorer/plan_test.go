@@ -250,8 +250,8 @@ func TestPlanInotify(t *testing.T) {
 }
 
 // TestPlanAdvice: VmFlags become advice to give back; a userfaultfd
-// registration is a warning and a shadow stack an unsupported problem,
-// each naming the area.
+// write-protect registration is a warning, a missing-page one and a shadow
+// stack unsupported problems, each naming the area.
 func TestPlanAdvice(t *testing.T) {
 	m := testMeta()
 	m.Processes[0].Areas[1].VMFlags = "rd wr mr mw me ac dc wf hg dd lo uw sd"
@@ -277,6 +277,19 @@ func TestPlanAdvice(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no unsupported problem for a shadow stack: %v", pl.Problems)
+	}
+	// A missing-page registration: pages a handler had not supplied yet
+	// are not in the image, which is refused rather than restored with
+	// zeros (a capture during a lazy restore's filling).
+	m = testMeta()
+	m.Processes[0].Areas[1].VMFlags = "rd wr mr mw me ac um"
+	_, pl = testSession(t, m, Options{})
+	found = false
+	for _, p := range pl.Problems {
+		found = found || p.Unsupported && strings.Contains(p.Subject, "0x600000") && strings.Contains(p.What, "--lazy page server")
+	}
+	if !found || len(pl.Warnings) != 0 {
+		t.Errorf("um: problems %v, warnings %q, want an unsupported problem naming the heap", pl.Problems, pl.Warnings)
 	}
 }
 
