@@ -39,6 +39,10 @@ type restartOptions struct {
 	substs       []string
 	grownOutput  string
 	changedInput string
+
+	// confirmTo, set when the image came as a chain stream, tells its
+	// sender the restored program runs (migrated_linux_amd64.go).
+	confirmTo func(io.Writer, *restorer.Restored)
 }
 
 // runAsInit runs ckpt-restart re-executed as the init of a --pidns
@@ -146,9 +150,12 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		}
 		o.pidns = true
 	}
-	chain, closeChain, err := cli.OpenChain(ctx, image, o.parents...)
+	chain, closeChain, migrated, err := cli.OpenChainInput(ctx, image, o.parents...)
 	if err != nil {
 		return err
+	}
+	if migrated {
+		o.confirmTo = migrationConfirmation(chain)
 	}
 	defer closeChain()
 	var rules []rewrite.Rule
@@ -275,6 +282,9 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 		return err
 	}
 	closeChain()
+	if o.confirmTo != nil {
+		o.confirmTo(stdout, res)
+	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
 	}

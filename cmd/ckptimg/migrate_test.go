@@ -1,0 +1,232 @@
+//go:build linux && amd64
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ckptimg/ckptimg/internal/testprog"
+)
+
+// dirtierSrc keeps writing a share of a heap: usage dirtier MIB
+// PERCENT_PER_S OUTFILE. The heap (pseudo-random words) is rewritten word
+// by word from a cursor going round it, PERCENT_PER_S percent of it per
+// second, in steps of 10 ms; each word is checked before it is rewritten
+// (a migrated heap that lost a write shows as "HEAP FAIL" in OUTFILE and
+// exit 3). After each step it writes "N T" to OUTFILE (kept open without
+// O_APPEND, so the offset matters): N counts steps from 0, T is
+// CLOCK_REALTIME in ns. It prints "ready pid=P" on stdout first.
+const dirtierSrc = `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+static uint64_t mix(uint64_t x) {
+	x += 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+int main(int argc, char **argv) {
+	if (argc < 4) { fprintf(stderr, "usage: dirtier MIB PERCENT_PER_S OUTFILE\n"); return 2; }
+	closefrom(3);
+	size_t words = ((size_t)atol(argv[1]) << 20) / 8;
+	size_t step = words * (size_t)atol(argv[2]) / 100 / 100;
+	int fd = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) { perror("open"); return 2; }
+	uint64_t *h = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (h == MAP_FAILED) { perror("mmap"); return 2; }
+	for (size_t i = 0; i < words; i++) h[i] = mix(i);
+	printf("ready pid=%d\n", getpid());
+	fflush(stdout);
+	size_t cur = 0;
+	uint64_t pass = 0;
+	for (long n = 0;; n++) {
+		for (size_t k = 0; k < step; k++) {
+			if (h[cur] != mix(cur ^ (pass << 40))) { dprintf(fd, "HEAP FAIL at word %zu pass %llu\n", cur, (unsigned long long)pass); return 3; }
+			h[cur] = mix(cur ^ ((pass + 1) << 40));
+			if (++cur == words) { cur = 0; pass++; }
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		dprintf(fd, "%ld %lld\n", n, (long long)ts.tv_sec * 1000000000 + ts.tv_nsec);
+		usleep(10000);
+	}
+}
+`
+
+// dirtierLines reads the "N T" lines of a dirtier's output file; a line
+// that is not one (HEAP FAIL) fails t.
+func dirtierLines(t testing.TB, path string) (ns []int64, ts []int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
+		text = text[:i] // a line being written
+	} else {
+		return nil, nil
+	}
+	for _, l := range strings.Split(text, "\n") {
+		var n, at int64
+		if _, err := fmt.Sscanf(l, "%d %d", &n, &at); err != nil {
+			t.Fatalf("%s: line %q", path, l)
+		}
+		ns, ts = append(ns, n), append(ts, at)
+	}
+	return ns, ts
+}
+
+// startDirtier starts the dirtier on a heap of mib MiB writing pct% of it
+// per second, in its own process group, and waits until it has written
+// 20 steps.
+func startDirtier(t testing.TB, mib, pct int, out string) *testprog.Cmd {
+	t.Helper()
+	cmd := testprog.Command(t, testprog.BuildC(t, "dirtier", dirtierSrc), strconv.Itoa(mib), strconv.Itoa(pct), out)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		if ns, _ := dirtierLines(t, out); len(ns) < 20 {
+			return fmt.Errorf("dirtier has written %d steps", len(ns))
+		}
+		return nil
+	})
+	return cmd
+}
+
+// checkConsecutive fails t unless the steps are 0, 1, 2, ... with no gap
+// and no repeat.
+func checkConsecutive(t testing.TB, ns []int64) {
+	t.Helper()
+	for i, n := range ns {
+		if n != int64(i) {
+			t.Fatalf("step %d of the output is %d: a gap or a repeat (steps %v)", i, n, ns[max(0, i-3):min(len(ns), i+3)])
+		}
+	}
+}
+
+var destPIDRe = regexp.MustCompile(`destination pid (\d+)`)
+
+// TestMigratePreCopy: migrate moves a program that writes 10% of its
+// 512 MiB heap per second through a local ckpt-restart (in a PID namespace
+// of its own, so that the same pids coexist with the frozen source):
+// rounds of pre-copy, the last delta, the source ended, and the restored
+// program continues its count with no gap and its heap intact.
+func TestMigratePreCopy(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("restoring the recorded pids needs root")
+	}
+	ckptimg, restart := binaries(t)
+	out := filepath.Join(t.TempDir(), "steps")
+	p := startDirtier(t, 512, 10, out)
+	pid := p.Process.Pid
+	msg, code := run(t, ckptimg, "migrate", strconv.Itoa(pid), "--to", restart+" --pidns --detach -")
+	t.Logf("migrate:\n%s", msg)
+	m := destPIDRe.FindStringSubmatch(msg)
+	if m != nil {
+		dest, _ := strconv.Atoi(m[1])
+		t.Cleanup(func() { syscall.Kill(dest, syscall.SIGKILL) })
+	}
+	if code != 0 || m == nil {
+		t.Fatalf("migrate: exit %d, want 0 and the destination's pid", code)
+	}
+	for _, want := range []string{"round 0: full image", "round 1: delta", "last delta"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("migrate's report lacks %q", want)
+		}
+	}
+	// The source was killed once the destination confirmed; we reap it.
+	if err := p.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the source ended with %v, want killed", err)
+	}
+	before, _ := dirtierLines(t, out)
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		if ns, _ := dirtierLines(t, out); len(ns) < len(before)+50 {
+			return fmt.Errorf("the restored program has written %d steps since", len(ns)-len(before))
+		}
+		return nil
+	})
+	ns, _ := dirtierLines(t, out)
+	checkConsecutive(t, ns)
+}
+
+// procView is what a failed migration must leave as it was: the memory
+// map, the fd table, and who traces the process.
+func procView(t *testing.T, pid int) string {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []string
+	for _, e := range ents {
+		l, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		fds = append(fds, e.Name()+" "+l)
+	}
+	slices.Sort(fds)
+	st, err := status(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s\nfds: %s\ntracer: %d", maps, strings.Join(fds, ", "), st.TracerPid)
+}
+
+// TestMigrateFailedDestination: when the destination command fails (exits
+// 1 in the middle of the full image, or reads the whole stream and exits
+// 1 instead of confirming, with the program frozen) migrate fails and the
+// source runs on as it was: same maps, fds and tracer, its count going on
+// with no gap, nothing left behind.
+func TestMigrateFailedDestination(t *testing.T) {
+	ckptimg, _ := binaries(t)
+	for _, tc := range []struct{ name, to, want string }{
+		{"mid-stream", "head -c 1000000 >/dev/null; exit 1", "exited (exit status 1)"},
+		{"no confirmation", "cat >/dev/null; exit 1", "without confirming the restore"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "steps")
+			p := startDirtier(t, 64, 10, out)
+			pid := p.Process.Pid
+			before := procView(t, pid)
+			msg, code := run(t, ckptimg, "migrate", strconv.Itoa(pid), "--to", tc.to, "--rounds", "2")
+			t.Logf("migrate:\n%s", msg)
+			if code == 0 || !strings.Contains(msg, "runs on here") || !strings.Contains(msg, tc.want) {
+				t.Fatalf("migrate: exit %d, want a failure saying %q", code, tc.want)
+			}
+			if after := procView(t, pid); after != before {
+				t.Errorf("the source changed:\nbefore: %s\nafter: %s", before, after)
+			}
+			if left := related(t, pid); len(left) > 0 {
+				t.Errorf("left behind: %s", strings.Join(left, "; "))
+			}
+			from, _ := dirtierLines(t, out)
+			testprog.Eventually(t, testprog.Timeout, func() error {
+				if ns, _ := dirtierLines(t, out); len(ns) < len(from)+20 {
+					return fmt.Errorf("the source has written %d steps since", len(ns)-len(from))
+				}
+				return nil
+			})
+			ns, _ := dirtierLines(t, out)
+			checkConsecutive(t, ns)
+		})
+	}
+}
