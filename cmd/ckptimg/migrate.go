@@ -102,6 +102,9 @@ type migration struct {
 	Sent     int64         // bytes of the stream
 	Total    time.Duration // from the first capture to the confirmation
 	Downtime time.Duration // from the last freeze to the confirmation
+	// Send is the part of Downtime until the stream's end was sent (the
+	// last capture and its transfer), the rest the destination's restore.
+	Send time.Duration
 	Image    format.ImageID
 	DestPID  int // the restored root's pid, as the destination reported it
 	Method   string
@@ -176,6 +179,7 @@ type sender struct {
 	// parent is the last image sent, read from its file.
 	parent     *format.Reader
 	parentFile *os.File
+	sentAt     time.Time // when the end of the stream was sent
 }
 
 func (s *sender) close() {
@@ -212,6 +216,7 @@ func (s *sender) run(ctx context.Context) error {
 	freeze := time.Now()
 	err := s.round(ctx, true)
 	if s.m.confirmed() {
+		s.m.Send = s.sentAt.Sub(freeze)
 		s.m.Downtime = s.dest.confirmedAt.Sub(freeze)
 		s.m.Total = s.dest.confirmedAt.Sub(start)
 	}
@@ -310,6 +315,7 @@ func (s *sender) finish(ctx context.Context, f *os.File) error {
 	// Nothing more goes to the destination: it sees the end of the
 	// stream as well as its end record.
 	s.dest.stdin.Close()
+	s.sentAt = time.Now()
 	s.m.Image = id
 	s.prog.setWaiting()
 	pid, err := s.dest.waitConfirmation(ctx, id, s.o.timeout)
@@ -348,14 +354,14 @@ func (s *sender) sendFinal(ctx context.Context, f *os.File, size int64) (format.
 	return rewrite.Copy(ctx, w, r, meta)
 }
 
-// ownPages counts the pages an image holds itself: stored or zero, not
-// in its parent.
+// ownPages counts the pages an image stores itself: not in its parent,
+// and not zero (which costs nothing to send).
 func ownPages(meta *format.Meta) uint64 {
 	var n uint64
 	for _, p := range meta.Processes {
 		for _, a := range p.Areas {
 			for _, r := range a.Runs {
-				if r.Kind != format.RunParent {
+				if r.Kind == format.RunData {
 					n += r.Pages
 				}
 			}
@@ -375,9 +381,10 @@ func (m *migration) print(w io.Writer, o *migrateOptions) {
 		return
 	}
 	last := m.Rounds[len(m.Rounds)-1]
-	fmt.Fprintf(w, "migrated pid %d: %d pre-copy round(s), last delta %d pages; %s sent in %v; downtime %v (frozen %v); destination pid %d, image %s, method %s\n",
+	fmt.Fprintf(w, "migrated pid %d: %d pre-copy round(s), last delta %d pages; %s sent in %v; downtime %v (last delta captured and sent %v, restored %v); destination pid %d, image %s, method %s\n",
 		o.pid, len(m.Rounds)-1, last.Pages, mib(m.Sent), m.Total.Round(time.Millisecond),
-		m.Downtime.Round(time.Millisecond), last.Frozen.Round(time.Millisecond), m.DestPID, m.Image, m.Method)
+		m.Downtime.Round(time.Millisecond), m.Send.Round(time.Millisecond), (m.Downtime - m.Send).Round(time.Millisecond),
+		m.DestPID, m.Image, m.Method)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -96,6 +96,10 @@ func (p *progress) roundDone(r round, n int) {
 	case r.Final:
 		kind = "last delta"
 	}
+	if r.Final {
+		fmt.Fprintf(p.w, "round %d: %s, %d pages, %s, the program frozen\n", n, kind, r.Pages, mib(r.Bytes))
+		return
+	}
 	fmt.Fprintf(p.w, "round %d: %s, %d pages, %s, captured in %v (frozen %v)\n", n, kind, r.Pages, mib(r.Bytes),
 		r.Wall.Round(time.Millisecond), r.Frozen.Round(time.Millisecond))
 }
