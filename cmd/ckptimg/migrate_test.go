@@ -234,3 +234,82 @@ func TestMigrateFailedDestination(t *testing.T) {
 		})
 	}
 }
+
+// TestCapturePipeRestart: the plain stream, `ckptimg capture --kill PID -o -
+// | ckpt-restart -`, moves a multi-threaded program (four pthreads under
+// one mutex): restored in a PID namespace (the killed source is a zombie
+// until we reap it), it finishes its count with the right sum.
+func TestCapturePipeRestart(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("restoring the recorded pids needs root")
+	}
+	ckptimg, restart := binaries(t)
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const limit = 300
+	p := startGroup(t, f, nil, testprog.Build(t, "threads"), strconv.Itoa(limit), "8")
+	go p.Wait()
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		b, _ := os.ReadFile(out)
+		if strings.Count(string(b), "sum ") < 5 {
+			return errors.New("threads has not counted yet")
+		}
+		return nil
+	})
+	pipeline := fmt.Sprintf("%s capture --kill -q %d -o - | %s --pidns -", ckptimg, p.Process.Pid, restart)
+	msg, code := run(t, "/bin/sh", "-c", pipeline)
+	if code != 0 {
+		t.Fatalf("%s: exit %d\n%s", pipeline, code, msg)
+	}
+	b, _ := os.ReadFile(out)
+	if want := fmt.Sprintf("joined sum=%d ", 4*limit); !strings.Contains(string(b), want) {
+		t.Errorf("the restored program's output lacks %q:\n%s", want, b[max(0, len(b)-300):])
+	}
+}
+
+// TestMigrateRemap: --prefix rewrites the last image on the way: the
+// restored program writes on through the new path (a hard link to the
+// same file, so that the count still reads in one place).
+func TestMigrateRemap(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("restoring the recorded pids needs root")
+	}
+	ckptimg, restart := binaries(t)
+	dir := t.TempDir()
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "a", "steps")
+	p := startDirtier(t, 16, 10, out)
+	if err := os.Link(out, filepath.Join(dir, "b", "steps")); err != nil {
+		t.Fatal(err)
+	}
+	msg, code := run(t, ckptimg, "migrate", strconv.Itoa(p.Process.Pid), "--rounds", "1",
+		"--prefix", filepath.Join(dir, "a")+"="+filepath.Join(dir, "b"), "--to", restart+" --pidns --detach -")
+	t.Logf("migrate:\n%s", msg)
+	m := destPIDRe.FindStringSubmatch(msg)
+	if m == nil || code != 0 {
+		t.Fatalf("migrate: exit %d, want 0 and the destination's pid", code)
+	}
+	dest, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() { syscall.Kill(dest, syscall.SIGKILL) })
+	p.Wait()
+	if got, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", dest)); got != filepath.Join(dir, "b", "steps") {
+		t.Errorf("the restored program's fd 3 is %q, want the remapped path", got)
+	}
+	from, _ := dirtierLines(t, out)
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		if ns, _ := dirtierLines(t, out); len(ns) < len(from)+20 {
+			return fmt.Errorf("the restored program has written %d steps since", len(ns)-len(from))
+		}
+		return nil
+	})
+	ns, _ := dirtierLines(t, out)
+	checkConsecutive(t, ns)
+}
