@@ -104,11 +104,11 @@ type migration struct {
 	Downtime time.Duration // from the last freeze to the confirmation
 	// Send is the part of Downtime until the stream's end was sent (the
 	// last capture and its transfer), the rest the destination's restore.
-	Send time.Duration
-	Image    format.ImageID
-	DestPID  int // the restored root's pid, as the destination reported it
-	Method   string
-	dest     *destination
+	Send    time.Duration
+	Image   format.ImageID
+	DestPID int // the restored root's pid, as the destination reported it
+	Method  string
+	dest    *destination
 }
 
 // round is one image of the chain.
