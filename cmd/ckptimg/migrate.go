@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
@@ -29,6 +30,7 @@ type migrateOptions struct {
 	prefixes    []string
 	substs      []string
 	compression int
+	noTrack     bool
 	quiet       bool
 
 	pid  int
@@ -92,6 +94,7 @@ subst). See docs/migrate.md.`,
 	f.StringArrayVar(&o.prefixes, "prefix", nil, "rewrite paths starting with OLD to start with NEW, as `OLD=NEW` (repeatable; the rules of ckptimg rewrite)")
 	f.StringArrayVar(&o.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an fd of the restorer or a path: `ID,FD` or ID,PATH (repeatable)")
 	f.IntVar(&o.compression, "compression", format.CompressionFastest, "compression level, 0 (none) to 4 (best)")
+	f.BoolVar(&o.noTrack, "no-track", false, "find the pages written in each round by comparing page hashes, not with a userfaultfd tracker")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing on success")
 	return cmd
 }
@@ -139,8 +142,12 @@ func migrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer) (
 		}
 		substs = append(substs, sub)
 	}
-	if err := capture.TrackingSupported(); err != nil && !o.quiet {
+	var tracking *capture.Tracking
+	if err := capture.TrackingSupported(); err != nil && !o.noTrack && !o.quiet {
 		fmt.Fprintf(stderr, "ckptimg: notice: %v; each round compares page hashes\n", err)
+	}
+	if !o.noTrack {
+		tracking = capture.NewTracking()
 	}
 	dest, err := startDestination(o.to, stdout, stderr)
 	if err != nil {
@@ -151,7 +158,7 @@ func migrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer) (
 	// An interrupt unblocks a write the destination does not read.
 	defer context.AfterFunc(ctx, func() { dest.stdin.Close() })()
 	defer prog.stop()
-	s := &sender{o: o, m: m, dest: dest, cw: cli.NewChainWriter(dest.out), tracking: capture.NewTracking(),
+	s := &sender{o: o, m: m, dest: dest, cw: cli.NewChainWriter(dest.out), tracking: tracking,
 		rules: rules, substs: substs, prog: prog, stderr: stderr}
 	defer s.close()
 	err = s.run(ctx)
@@ -183,7 +190,9 @@ type sender struct {
 }
 
 func (s *sender) close() {
-	s.tracking.Close()
+	if s.tracking != nil {
+		s.tracking.Close()
+	}
 	s.setParent(nil, nil)
 }
 
@@ -286,8 +295,25 @@ func (s *sender) round(ctx context.Context, final bool) error {
 		return err
 	}
 	keep = true
+	dropPageData(f, r)
 	s.setParent(r, f)
 	return nil
+}
+
+// dropPageData frees the disk space of the image's chunks in f: as a
+// parent, an image serves only its metadata and page hashes (the delta
+// against it compares hashes and asks the tracker), so the source keeps
+// a few MiB per round rather than a copy of the program's memory. Where
+// the file system cannot punch holes the data stays.
+func dropPageData(f *os.File, r *format.Reader) {
+	var end uint64
+	for _, c := range r.Chunks() {
+		end = max(end, c.Offset+uint64(c.StoredLen))
+	}
+	const header = 32
+	if end > header {
+		_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, header, int64(end-header))
+	}
 }
 
 // finish runs with the program frozen and the last image complete in f:

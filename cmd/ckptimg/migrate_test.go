@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -130,43 +131,61 @@ var destPIDRe = regexp.MustCompile(`destination pid (\d+)`)
 // 512 MiB heap per second through a local ckpt-restart (in a PID namespace
 // of its own, so that the same pids coexist with the frozen source):
 // rounds of pre-copy, the last delta, the source ended, and the restored
-// program continues its count with no gap and its heap intact.
+// program continues its count with no gap and its heap intact. The rounds
+// find the written pages with the kernel's tracking, or by hash.
 func TestMigratePreCopy(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("restoring the recorded pids needs root")
 	}
 	ckptimg, restart := binaries(t)
-	out := filepath.Join(t.TempDir(), "steps")
-	p := startDirtier(t, 512, 10, out)
-	pid := p.Process.Pid
-	msg, code := run(t, ckptimg, "migrate", strconv.Itoa(pid), "--to", restart+" --pidns --detach -")
-	t.Logf("migrate:\n%s", msg)
-	m := destPIDRe.FindStringSubmatch(msg)
-	if m != nil {
-		dest, _ := strconv.Atoi(m[1])
-		t.Cleanup(func() { syscall.Kill(dest, syscall.SIGKILL) })
+	for _, tc := range []struct {
+		name   string
+		mib    int
+		flags  []string
+		method string
+	}{
+		{"tracked", 512, nil, "method uffd-wp"},
+		{"hashed", 128, []string{"--no-track"}, "method hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.flags == nil && capture.TrackingSupported() != nil {
+				t.Skipf("no dirty page tracking here: %v", capture.TrackingSupported())
+			}
+			out := filepath.Join(t.TempDir(), "steps")
+			p := startDirtier(t, tc.mib, 10, out)
+			pid := p.Process.Pid
+			args := append([]string{"migrate", strconv.Itoa(pid), "--to", restart + " --pidns --detach -"}, tc.flags...)
+			msg, code := run(t, ckptimg, args...)
+			t.Logf("migrate:\n%s", msg)
+			m := destPIDRe.FindStringSubmatch(msg)
+			if m != nil {
+				dest, _ := strconv.Atoi(m[1])
+				t.Cleanup(func() { syscall.Kill(dest, syscall.SIGKILL) })
+			}
+			if code != 0 || m == nil {
+				t.Fatalf("migrate: exit %d, want 0 and the destination's pid", code)
+			}
+			for _, want := range []string{"round 0: full image", "round 1: delta", "last delta", tc.method} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("migrate's report lacks %q", want)
+				}
+			}
+			// The source was killed once the destination confirmed; we
+			// reap it.
+			if err := p.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+				t.Errorf("the source ended with %v, want killed", err)
+			}
+			before, _ := dirtierLines(t, out)
+			testprog.Eventually(t, testprog.Timeout, func() error {
+				if ns, _ := dirtierLines(t, out); len(ns) < len(before)+50 {
+					return fmt.Errorf("the restored program has written %d steps since", len(ns)-len(before))
+				}
+				return nil
+			})
+			ns, _ := dirtierLines(t, out)
+			checkConsecutive(t, ns)
+		})
 	}
-	if code != 0 || m == nil {
-		t.Fatalf("migrate: exit %d, want 0 and the destination's pid", code)
-	}
-	for _, want := range []string{"round 0: full image", "round 1: delta", "last delta"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("migrate's report lacks %q", want)
-		}
-	}
-	// The source was killed once the destination confirmed; we reap it.
-	if err := p.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Errorf("the source ended with %v, want killed", err)
-	}
-	before, _ := dirtierLines(t, out)
-	testprog.Eventually(t, testprog.Timeout, func() error {
-		if ns, _ := dirtierLines(t, out); len(ns) < len(before)+50 {
-			return fmt.Errorf("the restored program has written %d steps since", len(ns)-len(before))
-		}
-		return nil
-	})
-	ns, _ := dirtierLines(t, out)
-	checkConsecutive(t, ns)
 }
 
 // procView is what a failed migration must leave as it was: the memory
