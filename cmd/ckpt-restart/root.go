@@ -281,10 +281,12 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 		j.giveTerminalBack()
 		return err
 	}
-	closeChain()
 	if o.confirmTo != nil {
+		// Before closing the chain: freeing spooled images takes time
+		// the migrated program's source spends frozen.
 		o.confirmTo(stdout, res)
 	}
+	closeChain()
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "ckpt-restart: warning: %s\n", w)
 	}
