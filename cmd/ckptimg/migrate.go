@@ -74,6 +74,9 @@ subst). See docs/migrate.md.`,
 			if o.rounds < 0 {
 				return cli.Usagef("--rounds must not be negative")
 			}
+			if o.timeout <= 0 {
+				return cli.Usagef("--timeout must be positive")
+			}
 			o.args = append([]string{"ckptimg"}, os.Args[1:]...)
 			res, err := migrate(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if res != nil && !o.quiet {
@@ -90,7 +93,7 @@ subst). See docs/migrate.md.`,
 	f.BoolVar(&o.tree, "tree", false, "also migrate every descendant process")
 	f.IntVar(&o.rounds, "rounds", 8, "at most this many deltas while the program runs (0: freeze right after the full image)")
 	f.Uint64Var(&o.small, "small-pages", 256, "end the pre-copy once a round finds at most this many written pages")
-	f.DurationVar(&o.timeout, "timeout", time.Minute, "how long the frozen program waits for the destination's confirmation before it is released")
+	f.DurationVar(&o.timeout, "timeout", time.Minute, "give up when the destination accepts nothing of the stream for this long, or does not confirm within this long after its end (the program is then frozen)")
 	f.StringArrayVar(&o.prefixes, "prefix", nil, "rewrite paths starting with OLD to start with NEW, as `OLD=NEW` (repeatable; the rules of ckptimg rewrite)")
 	f.StringArrayVar(&o.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an fd of the restorer or a path: `ID,FD` or ID,PATH (repeatable)")
 	f.IntVar(&o.compression, "compression", format.CompressionFastest, "compression level, 0 (none) to 4 (best)")
@@ -155,8 +158,10 @@ func migrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer) (
 	}
 	m := &migration{dest: dest}
 	prog := newProgress(stderr, &dest.sent, cli.IsTerminal(stderr), o.quiet)
-	// An interrupt unblocks a write the destination does not read.
+	// An interrupt, or a destination that stops reading, fails the write
+	// in progress: the program here must not wait on it, frozen or not.
 	defer context.AfterFunc(ctx, func() { dest.stdin.Close() })()
+	defer dest.watch(o.timeout)()
 	defer prog.stop()
 	s := &sender{o: o, m: m, dest: dest, cw: cli.NewChainWriter(dest.out), tracking: tracking,
 		rules: rules, substs: substs, prog: prog, stderr: stderr}
@@ -324,10 +329,6 @@ func (s *sender) finish(ctx context.Context, f *os.File) error {
 	if err != nil {
 		return err
 	}
-	// The program is frozen: a destination that stops reading must not
-	// keep it so. Closing the stream fails the write.
-	stuck := time.AfterFunc(s.o.timeout, func() { s.dest.stdin.Close() })
-	defer stuck.Stop()
 	id, err := s.sendFinal(ctx, f, size)
 	if err != nil {
 		return fmt.Errorf("sending the last image: %w", err)

@@ -41,6 +41,11 @@ type destination struct {
 	exitErr error
 	// confirmedAt is when the confirmation arrived; zero before.
 	confirmedAt time.Time
+	// writing is when the write to the stream in progress started (Unix
+	// ns), 0 between writes; stalled is set when watch gave up on it.
+	writing atomic.Int64
+	stalled atomic.Bool
+	timeout time.Duration
 }
 
 type confirmation struct {
@@ -60,7 +65,7 @@ func startDestination(cmdline string, stdout, stderr io.Writer) (*destination, e
 		return nil, err
 	}
 	d := &destination{stdin: inW, confirm: make(chan confirmation, 1), read: make(chan struct{}), exited: make(chan struct{})}
-	d.out = countingWriter{inW, &d.sent}
+	d.out = countingWriter{d}
 	// Not in a process group of its own: ssh may need the terminal to ask
 	// for a password.
 	d.cmd = exec.Command("/bin/sh", "-c", cmdline)
@@ -149,6 +154,9 @@ func (d *destination) waitConfirmation(ctx context.Context, id format.ImageID, t
 // why adds the destination's exit to err when the stream broke because
 // the command ended.
 func (d *destination) why(err error) error {
+	if d.stalled.Load() {
+		return fmt.Errorf("the destination accepted nothing of the stream for %v (--timeout): %w", d.timeout, err)
+	}
 	wait := 0 * time.Second
 	if errors.Is(err, syscall.EPIPE) {
 		wait = 2 * time.Second
@@ -180,13 +188,40 @@ func (d *destination) abort() {
 	}
 }
 
-type countingWriter struct {
-	w io.Writer
-	n *atomic.Int64
-}
+// countingWriter writes to the stream, counting the bytes and marking
+// the write in progress for watch.
+type countingWriter struct{ d *destination }
 
 func (c countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
+	c.d.writing.Store(time.Now().UnixNano())
+	n, err := c.d.stdin.Write(p)
+	c.d.writing.Store(0)
+	c.d.sent.Add(int64(n))
 	return n, err
+}
+
+// watch closes the stream when one write to it has not completed within
+// timeout: the destination stopped reading (a hung transport, a command
+// that never reads). The write then fails, and the program is released.
+// It returns the function that stops watching.
+func (d *destination) watch(timeout time.Duration) func() {
+	d.timeout = timeout
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(min(timeout/4, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if at := d.writing.Load(); at != 0 && time.Since(time.Unix(0, at)) > timeout {
+					d.stalled.Store(true)
+					d.stdin.Close()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }

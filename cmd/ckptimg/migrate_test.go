@@ -215,22 +215,25 @@ func procView(t *testing.T, pid int) string {
 }
 
 // TestMigrateFailedDestination: when the destination command fails (exits
-// 1 in the middle of the full image, or reads the whole stream and exits
-// 1 instead of confirming, with the program frozen) migrate fails and the
-// source runs on as it was: same maps, fds and tracer, its count going on
-// with no gap, nothing left behind.
+// 1 in the middle of the full image; reads the whole stream and exits 1
+// instead of confirming, with the program frozen; never reads; reads
+// everything and never confirms) migrate fails and the source runs on as
+// it was: same maps, fds and tracer, its count going on with no gap,
+// nothing left behind.
 func TestMigrateFailedDestination(t *testing.T) {
 	ckptimg, _ := binaries(t)
 	for _, tc := range []struct{ name, to, want string }{
 		{"mid-stream", "head -c 1000000 >/dev/null; exit 1", "exited (exit status 1)"},
 		{"no confirmation", "cat >/dev/null; exit 1", "without confirming the restore"},
+		{"never reads", "exec sleep 600", "accepted nothing of the stream for 2s"},
+		{"confirmation late", "cat >/dev/null; exec sleep 600", "no confirmation from the destination within 2s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "steps")
 			p := startDirtier(t, 64, 10, out)
 			pid := p.Process.Pid
 			before := procView(t, pid)
-			msg, code := run(t, ckptimg, "migrate", strconv.Itoa(pid), "--to", tc.to, "--rounds", "2")
+			msg, code := run(t, ckptimg, "migrate", strconv.Itoa(pid), "--to", tc.to, "--rounds", "2", "--timeout", "2s")
 			t.Logf("migrate:\n%s", msg)
 			if code == 0 || !strings.Contains(msg, "runs on here") || !strings.Contains(msg, tc.want) {
 				t.Fatalf("migrate: exit %d, want a failure saying %q", code, tc.want)
