@@ -40,6 +40,10 @@ type restartOptions struct {
 	substs       []string
 	grownOutput  string
 	changedInput string
+
+	// confirmTo, set when the image came as a chain stream, tells its
+	// sender the restored program runs (migrated_linux_amd64.go).
+	confirmTo func(io.Writer, *restorer.Restored)
 }
 
 // runAsInit runs ckpt-restart re-executed as the init of a --pidns
@@ -148,9 +152,12 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 		}
 		o.pidns = true
 	}
-	chain, closeChain, err := cli.OpenChain(ctx, image, o.parents...)
+	chain, closeChain, migrated, err := cli.OpenChainInput(ctx, image, o.parents...)
 	if err != nil {
 		return err
+	}
+	if migrated {
+		o.confirmTo = migrationConfirmation(chain)
 	}
 	defer closeChain()
 	var rules []rewrite.Rule
@@ -275,6 +282,11 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 	if err != nil {
 		j.giveTerminalBack()
 		return err
+	}
+	if o.confirmTo != nil {
+		// Before closing the chain: freeing spooled images takes time
+		// the migrated program's source spends frozen.
+		o.confirmTo(stdout, res)
 	}
 	closeChain()
 	for _, w := range res.Warnings {

@@ -90,7 +90,7 @@ var bins struct {
 }
 
 // binaries builds ckptimg and ckpt-restart once per test binary.
-func binaries(t *testing.T) (ckptimg, restart string) {
+func binaries(t testing.TB) (ckptimg, restart string) {
 	t.Helper()
 	bins.once.Do(func() {
 		dir, err := builtDir("ckptimg-capkill-bin-")

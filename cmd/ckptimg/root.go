@@ -30,7 +30,7 @@ Exit codes: 0 success, 1 error, 2 usage, 3 corrupt image or unknown version,
 			root.AddCommand(c)
 		}
 	}
-	add("live", newCaptureCommand(), newCheckCommand())
+	add("live", newCaptureCommand(), newMigrateCommand(), newCheckCommand())
 	add("read", newLsCommand(), newInfoCommand(), newVerifyCommand(), newDiffCommand(), newCatCommand(), newGrepCommand(), newCoreCommand())
 	add("write", newRewriteCommand(), newSubstCommand(), newMergeCommand())
 	cli.Setup(root)

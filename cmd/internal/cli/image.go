@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,30 +25,60 @@ func OpenImage(ctx context.Context, name string) (*format.Reader, error) {
 	if !IsStream(name) {
 		return format.Open(name)
 	}
-	src := Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		src = f
+	src, done, err := openStream(name)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if IsChainStream(src) {
+		return nil, fmt.Errorf("%s: %w: it is a chain stream (ckptimg migrate), which ckpt-restart reads", StreamName(name), format.ErrNotCheckpoint)
 	}
 	return format.OpenStream(ctx, src, "")
+}
+
+// openStream opens the stream name names, buffered so that its start can
+// be looked at.
+func openStream(name string) (*bufio.Reader, func(), error) {
+	if name == "-" {
+		return bufio.NewReaderSize(Stdin, 1<<20), func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bufio.NewReaderSize(f, 1<<20), func() { f.Close() }, nil
 }
 
 // OpenChain opens the image a command was given, as OpenImage does, with
 // its parents (format.OpenChain); for standard input they are looked for in
 // the current directory and dirs.
 func OpenChain(ctx context.Context, name string, dirs ...string) (*format.Chain, func() error, error) {
+	c, closeChain, _, err := OpenChainInput(ctx, name, dirs...)
+	return c, closeChain, err
+}
+
+// OpenChainInput is OpenChain, which also reads a chain stream (the delta
+// chain `ckptimg migrate` sends, ReadChainStream) and then reports true.
+func OpenChainInput(ctx context.Context, name string, dirs ...string) (*format.Chain, func() error, bool, error) {
 	if !IsStream(name) {
-		return format.OpenChain(name, dirs...)
+		c, closeChain, err := format.OpenChain(name, dirs...)
+		return c, closeChain, false, err
 	}
-	r, err := OpenImage(ctx, name)
+	src, done, err := openStream(name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return format.ChainFrom(r, StreamName(name), append([]string{filepath.Dir(name)}, dirs...)...)
+	defer done()
+	if IsChainStream(src) {
+		c, closeChain, err := ReadChainStream(ctx, src, "", nil)
+		return c, closeChain, true, err
+	}
+	r, err := format.OpenStream(ctx, src, "")
+	if err != nil {
+		return nil, nil, false, err
+	}
+	c, closeChain, err := format.ChainFrom(r, StreamName(name), append([]string{filepath.Dir(name)}, dirs...)...)
+	return c, closeChain, false, err
 }
 
 // IsStream reports whether the image name is read as a stream: "-", or a
