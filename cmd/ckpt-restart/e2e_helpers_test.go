@@ -82,6 +82,7 @@ func captureTo(t *testing.T, pid int, path string, opts capture.Options) *captur
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitReleased(t, pid, opts.Tree)
 	ctx, cancel := context.WithTimeout(testprog.Context(t), 2*time.Minute)
 	defer cancel()
 	res, err := capture.Capture(ctx, pid, w, opts)
@@ -89,6 +90,31 @@ func captureTo(t *testing.T, pid int, path string, opts capture.Options) *captur
 		t.Fatalf("capture %d: %v", pid, err)
 	}
 	return res
+}
+
+// waitReleased waits until no thread of pid (and of its descendants with
+// tree) is traced: a restored tree runs as soon as its first process is
+// released, and ckpt-restart may still be detaching the others (on a
+// loaded machine, for a while) when the test has seen it work.
+func waitReleased(t *testing.T, pid int, tree bool) {
+	t.Helper()
+	traced := func() error {
+		pids := []int{pid}
+		for i := 0; i < len(pids); i++ {
+			tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pids[i]))
+			for _, task := range tasks {
+				st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pids[i], task.Name()))
+				if err == nil && !strings.Contains(string(st), "\nTracerPid:\t0\n") {
+					return fmt.Errorf("thread %s of %d is still traced", task.Name(), pids[i])
+				}
+			}
+			if tree {
+				pids = append(pids, children(pids[i])...)
+			}
+		}
+		return nil
+	}
+	testprog.Eventually(t, testprog.Timeout, traced)
 }
 
 // captureKill captures process pid (with its descendants when tree) into

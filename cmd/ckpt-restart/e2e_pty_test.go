@@ -364,8 +364,10 @@ func attachTmux(t *testing.T, setsid, tmux, sock, cmd, want string) {
 		t.Fatal(err)
 	}
 	testprog.Eventually(t, testprog.Timeout, func() error { return seen(want) })
-	if _, err := master.Write([]byte("\x02d")); err != nil { // the prefix key, then d: detach
-		t.Fatal(err)
+	// Detach through the server, not with keys: the prefix key and "d"
+	// typed at once were once left unread by a client on a loaded machine.
+	if out, err := testprog.CommandContext(t, ctx, tmux, "-S", sock, "detach-client", "-s", "w").CombinedOutput(); err != nil {
+		t.Fatalf("tmux detach-client: %v\n%s", err, out)
 	}
 	if err := c.Wait(); err != nil {
 		t.Fatalf("tmux attach: %v\n%q", err, screen.String())
