@@ -126,8 +126,9 @@ are then read from that copy-on-write snapshot while the target runs on.`,
 	f.StringVar(&o.format, "format", "text", "form of the summary of each capture: `text` (on stderr, for people) or json (on stdout, or on stderr with -o -; docs/json-output.md)")
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("parent", cli.CompleteImages)
-	cmd.ValidArgsFunction = func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 || c.ArgsLenAtDash() >= 0 {
+	cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		// The PID; after it (or CMD's arguments), files.
+		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveDefault
 		}
 		return cli.CompleteLivePIDs()
