@@ -123,8 +123,8 @@ func TestEveryCommandAtWidths(t *testing.T) {
 	full := golden.Path("images/full-amd64.ckpt")
 	for _, run := range []struct {
 		image, name string // golden/expected/<image>/<name>
-		args         []string
-		exit         int
+		args        []string
+		exit        int
 	}{
 		{"captured-fdzoo-static", "ls", []string{"ls", fdzoo}, 0},
 		{"captured-fdzoo-static", "tree", []string{"ls", "--tree", fdzoo}, 0},
