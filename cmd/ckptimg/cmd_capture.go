@@ -223,7 +223,7 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 	}
 	opts.Commit = func(format.ImageID) error { return out.Commit() }
 	if o.kill {
-		opts.CheckKill = killCheck(pid, output, o.force, restorer.Options{ExtUnixSk: o.extUnixSk}, stderr)
+		opts.CheckKill = killCheck(pid, output, o.force, restorer.Options{ExtUnixSk: o.extUnixSk}, o.log)
 	}
 	res, err := capture.Capture(ctx, pid, w, opts)
 	if err != nil {

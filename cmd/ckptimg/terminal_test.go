@@ -131,6 +131,7 @@ func TestEveryCommandAtWidths(t *testing.T) {
 		{"captured-fdzoo-static", "info", []string{"info", fdzoo}, 0},
 		{"captured-fdzoo-static", "verify", []string{"verify", fdzoo}, 0},
 		{"full-amd64", "ls", []string{"ls", full}, 0},
+		{"full-1.1-amd64", "ls", []string{"ls", golden.Path("images/full-1.1-amd64.ckpt")}, 0},
 		{"full-amd64", "info", []string{"info", full}, 0},
 		{"full-amd64", "grep", []string{"grep", full, "memfd", "--no-file", "-m", "4", "-C", "6"}, 0},
 		{"arm64", "diff-full-amd64", []string{"diff", full, golden.Path("images/arm64.ckpt")}, cli.ExitDiffers},
