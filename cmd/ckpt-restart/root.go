@@ -215,9 +215,10 @@ func checkOnly(ctx context.Context, o *restartOptions, chain *format.Chain, ro r
 	}
 	if o.format == "json" {
 		p, _ := render.New("json", 0)
-		var doc render.Document = newCheckDoc(image, len(s.Plan().Procs), problems, slices.Concat(s.Plan().Warnings, warnings))
+		check := newCheckDoc(image, len(s.Plan().Procs), problems, slices.Concat(s.Plan().Warnings, warnings))
+		var doc render.Document = check
 		if o.simulate {
-			doc = newSimulateDoc(doc.(checkDoc), s.Plan())
+			doc = newSimulateDoc(check, s.Plan())
 		}
 		if err := p.Print(stdout, doc); err != nil {
 			return err
