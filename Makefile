@@ -91,9 +91,12 @@ fuzz:
 	done
 	$(GO) test -run '^$$' -fuzz '^FuzzStructure$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./inspect/
 
-# Regenerate the golden images and their expected outputs.
+# Regenerate the golden images and their expected outputs: those the
+# golden package keeps, then those cmd/ckptimg's tests keep (ls --tree,
+# grep, diff, and every table at terminal widths 80 and 200).
 golden:
 	$(GO) test ./golden/ -run TestGolden -update
+	$(GO) test ./cmd/ckptimg/ -run 'Golden|AtWidths|^TestDiffCommand$$' -update
 
 # Start a sample program, capture it, list the image, kill it, restart it
 # and show it continuing (needs root for exact PIDs).

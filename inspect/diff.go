@@ -43,6 +43,7 @@ type MemChange struct {
 	PID   int32  `json:"pid"`
 	Start Hex    `json:"start"`
 	End   Hex    `json:"end"`
+	Size  uint64 `json:"size"` // bytes, as ls's areas[].size
 	Pages uint64 `json:"pages"`
 	// Kind is "content" (both images have the pages, with different
 	// contents), "only_a" or "only_b" (mapped in one image only), or
@@ -450,6 +451,7 @@ func diffMemory(ctx context.Context, a, b *format.Reader, res *DiffResult) error
 					cur = &MemChange{PID: pid, Start: Hex(addr), End: Hex(addr), Kind: kind}
 				}
 				cur.End = Hex(end)
+				cur.Size = end - uint64(cur.Start)
 				cur.Pages += (end - addr) / ps
 			}
 			addr = end

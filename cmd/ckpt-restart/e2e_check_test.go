@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,7 +207,45 @@ func TestCheckJSON(t *testing.T) {
 	if code == 0 || doc.Schema != 1 || doc.Ready || doc.Processes != 1 || len(doc.Problems) == 0 || doc.Problems[0].Remedy == "" {
 		t.Errorf("exit %d, document %+v: want a failed check with its problems and remedies", code, doc)
 	}
-	if _, _, code := runRestartCmd(t, "--simulate", "--format", "json", golden.Path("images/base.ckpt")); code != 2 {
-		t.Errorf("--simulate --format json: exit %d, want 2 (usage)", code)
+	golden.CheckDocumented(t, []byte(stdout), "ckpt-restart --check")
+	if _, _, code := runRestartCmd(t, "--format", "json", golden.Path("images/base.ckpt")); code != 2 {
+		t.Errorf("--format json without --check or --simulate: exit %d, want 2 (usage)", code)
+	}
+}
+
+// TestSimulateJSON: --simulate --format json prints the --check document
+// with the plan, as documented, with the check's exit status; the plan
+// holds what the text form shows.
+func TestSimulateJSON(t *testing.T) {
+	img := golden.Path("images/full-amd64.ckpt")
+	stdout, _, code := runRestartCmd(t, "--simulate", "--format", "json", img)
+	golden.CheckDocumented(t, []byte(stdout), "ckpt-restart --check", "ckpt-restart --simulate")
+	var doc simulateDoc
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if code == 0 || doc.Ready || len(doc.Problems) == 0 {
+		t.Errorf("exit %d, ready %v, %d problems: the golden image's files are not on this host, want a failed check", code, doc.Ready, len(doc.Problems))
+	}
+	text, _, _ := runRestartCmd(t, "--simulate", img)
+	pl := doc.Plan
+	if pl.Arch != "amd64" || pl.PageSize != 4096 || len(pl.Processes) != 3 || pl.Processes[0].PID != 100 || pl.Processes[1].Parent != 100 {
+		t.Fatalf("plan %+v: want amd64, 4096-byte pages, processes 100 and its children", pl)
+	}
+	for _, p := range pl.Processes {
+		if !strings.Contains(text, fmt.Sprintf("process %d %q", p.PID, p.Comm)) {
+			t.Errorf("process %d %q is not in the text plan", p.PID, p.Comm)
+		}
+		for _, a := range p.Areas {
+			start, err := strconv.ParseUint(a.Start, 0, 64)
+			if err != nil || !strings.Contains(text, fmt.Sprintf("map %#014x-", start)) {
+				t.Errorf("area %s-%s of %d is not in the text plan", a.Start, a.End, p.PID)
+			}
+		}
+		for _, fd := range p.FDs {
+			if !strings.Contains(text, fmt.Sprintf("fd %-3d %s %-10s", fd.FD, fd.FileID, fd.Source)) {
+				t.Errorf("fd %d (%s %s) of %d is not in the text plan", fd.FD, fd.FileID, fd.Source, p.PID)
+			}
+		}
 	}
 }

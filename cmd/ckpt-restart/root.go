@@ -34,7 +34,7 @@ type restartOptions struct {
 	noTTY        bool
 	tcpClose     bool
 	extUnixSk    bool
-	verbose      bool
+	log          *cli.Log
 	parents      []string
 	prefixes     []string
 	substs       []string
@@ -81,16 +81,18 @@ A delta image is restored with its parents, found next to it by image id
 Exit codes: the program's own status once it runs; before that 1 error,
 2 usage, 3 corrupt image, 5 unsupported resource, 130 interrupted.
 See docs/restore.md.`,
-		Args:          cobra.ExactArgs(1),
-		SilenceErrors: true,
-		SilenceUsage:  true,
+		Args:              cobra.ExactArgs(1),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(c *cobra.Command, args []string) error {
+			opts.log = cli.LogFor(c)
 			return runRestart(c.Context(), opts, args[0], c.OutOrStdout(), c.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&opts.check, "check", false, "verify every chunk of the image chain, run the checks only (binding ports and opening files as the program's user, without side effects), report every problem, and exit")
-	f.StringVar(&opts.format, "format", "text", "form of the --check report: text, or json (docs/json-output.md)")
+	f.StringVar(&opts.format, "format", "text", "form of the --check report and the --simulate plan: text, or json (docs/json-output.md)")
 	f.BoolVar(&opts.simulate, "simulate", false, "print the whole restore plan (processes, areas, files, fds, threads) and the checks' findings without running anything")
 	f.BoolVar(&opts.detach, "detach", false, "print the restored root's pid and leave it running instead of waiting for it")
 	f.BoolVar(&opts.lazy, "lazy", false, lazyUsage)
@@ -101,13 +103,17 @@ See docs/restore.md.`,
 	f.BoolVar(&opts.noTTY, "no-tty", false, "do not give terminal fds the caller's terminal (substitute them instead)")
 	f.BoolVar(&opts.tcpClose, "tcp-close", false, "restore TCP connections as reset by their peer (the program reads ECONNRESET and reconnects) instead of rebuilding established ones with TCP_REPAIR")
 	f.BoolVar(&opts.extUnixSk, "ext-unix-sk", false, "reconnect unix stream sockets connected outside the image to their peer's address (the peer sees a new connection)")
-	f.BoolVarP(&opts.verbose, "verbose", "v", false, "print each restore phase with its duration on stderr")
 	f.StringArrayVar(&opts.parents, "dir", nil, "a directory to look for the parents of a delta image in (repeatable)")
 	cli.Alias(cmd, "parent", "", "dir")
+	cmd.MarkFlagDirname("dir")
 	f.StringArrayVar(&opts.prefixes, "prefix", nil, "rewrite paths starting with OLD to start with NEW, as `OLD=NEW` (repeatable; the rules of ckptimg rewrite)")
 	f.StringArrayVar(&opts.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an inherited fd or a path: `ID,FD` or ID,PATH (repeatable)")
 	f.StringVar(&opts.grownOutput, "grown-output", "keep", "an output file that changed since capture: keep (reopen at the recorded offset, no truncation), truncate (to its recorded size), error")
 	f.StringVar(&opts.changedInput, "changed-input", "error", "a read-only or mapped file that changed since capture: error (refuse and name it) or allow")
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("subst", cli.CompleteFileIDs)
+	cmd.RegisterFlagCompletionFunc("grown-output", cobra.FixedCompletions([]string{"keep", "truncate", "error"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("changed-input", cobra.FixedCompletions([]string{"error", "allow"}, cobra.ShellCompDirectiveNoFileComp))
 	cli.Setup(cmd)
 	return cmd
 }
@@ -146,6 +152,12 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	if o.check && o.simulate {
 		return cli.Usagef("--check and --simulate do not go together")
 	}
+	if o.format != "text" && o.format != "json" {
+		return cli.Usagef("--format %q: want text or json", o.format)
+	}
+	if o.format == "json" && !o.check && !o.simulate {
+		return cli.Usagef("--format json goes with --check or --simulate")
+	}
 	if o.userns {
 		if os.Getenv(inUserNSEnv) == "" {
 			return runInUserNS()
@@ -182,8 +194,10 @@ func runRestart(ctx context.Context, o *restartOptions, image string, stdout, st
 	// copy of the metadata.
 	ro.Rewrite = func(meta *format.Meta) error {
 		for _, c := range rewrite.Remap(meta, rules) {
-			if o.verbose || o.simulate {
-				fmt.Fprintf(stderr, "ckpt-restart: remap %s\n", restorer.Printable(c.String()))
+			if o.simulate {
+				o.log.Printf("ckpt-restart: remap %s\n", restorer.Printable(c.String()))
+			} else {
+				o.log.Verbosef("ckpt-restart: remap %s\n", restorer.Printable(c.String()))
 			}
 		}
 		if err := rewrite.Substitute(meta, substs); err != nil {
@@ -208,15 +222,13 @@ func checkOnly(ctx context.Context, o *restartOptions, chain *format.Chain, ro r
 	if err != nil {
 		return err
 	}
-	if o.format != "text" && o.format != "json" {
-		return cli.Usagef("--format %q: want text or json", o.format)
-	}
 	if o.format == "json" {
-		if !o.check {
-			return cli.Usagef("--format json goes with --check")
-		}
 		p, _ := render.New("json", 0)
-		doc := newCheckDoc(image, len(s.Plan().Procs), problems, slices.Concat(s.Plan().Warnings, warnings))
+		check := newCheckDoc(image, len(s.Plan().Procs), problems, slices.Concat(s.Plan().Warnings, warnings))
+		var doc render.Document = check
+		if o.simulate {
+			doc = newSimulateDoc(check, s.Plan())
+		}
 		if err := p.Print(stdout, doc); err != nil {
 			return err
 		}
@@ -259,9 +271,7 @@ func restore(ctx context.Context, o *restartOptions, chain *format.Chain, ro res
 		defer signal.Stop(sigs)
 	}
 	ro.Foreground = !o.detach && cli.IsTerminal(os.Stdin)
-	if o.verbose {
-		ro.Log = stderr
-	}
+	ro.Log = o.log.Steps()
 	var s *restorer.Session
 	var j *job
 	ro.BeforeRun = func(res *restorer.Restored) {

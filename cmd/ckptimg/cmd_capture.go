@@ -18,6 +18,7 @@ import (
 
 	"github.com/ckptimg/ckptimg/capture"
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
+	"github.com/ckptimg/ckptimg/cmd/internal/render"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/restorer"
 )
@@ -37,7 +38,12 @@ type captureOptions struct {
 	keep         int
 	incremental  bool
 	track        bool
-	quiet        bool
+	format       string
+
+	// log is standard error at the -q/-v level; stdout is where --format
+	// json puts each capture's document when the image goes to a file.
+	log    *cli.Log
+	stdout io.Writer
 
 	// tracking keeps dirty page trackers between the generations of
 	// command mode with --incremental.
@@ -99,6 +105,7 @@ are then read from that copy-on-write snapshot while the target runs on.`,
 				return err
 			}
 			o.args = append([]string{"ckptimg"}, os.Args[1:]...)
+			o.log, o.stdout = cli.LogFor(cmd), cmd.OutOrStdout()
 			return run(cmd.Context(), o, cmd.ErrOrStderr())
 		},
 	}
@@ -116,13 +123,28 @@ are then read from that copy-on-write snapshot while the target runs on.`,
 	f.IntVar(&o.keep, "keep", 0, "command mode: keep only the last N generations (0: all)")
 	f.BoolVar(&o.incremental, "incremental", false, "command mode: each generation is a delta against the previous one")
 	f.BoolVar(&o.track, "track", false, "leave a dirty page tracker in the process for the next delta (--parent)")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing on success")
+	f.StringVar(&o.format, "format", "text", "form of the summary of each capture: `text` (on stderr, for people) or json (on stdout, or on stderr with -o -; docs/json-output.md)")
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("parent", cli.CompleteImages)
+	cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		// The PID; after it (or CMD's arguments), files.
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		return cli.CompleteLivePIDs()
+	}
 	return cmd
 }
 
 func (o *captureOptions) parse(cmd *cobra.Command, args []string) error {
 	if o.output == "" {
 		return cli.Usagef("-o IMAGE is required")
+	}
+	if o.format != "text" && o.format != "json" {
+		return cli.Usagef("--format %q: want text or json", o.format)
+	}
+	if o.log == nil {
+		o.log = &cli.Log{W: io.Discard}
 	}
 	if cmd.ArgsLenAtDash() == 0 {
 		o.argv = args
@@ -201,34 +223,43 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 	}
 	opts.Commit = func(format.ImageID) error { return out.Commit() }
 	if o.kill {
-		opts.CheckKill = killCheck(pid, output, o.force, restorer.Options{ExtUnixSk: o.extUnixSk}, stderr)
+		opts.CheckKill = killCheck(pid, output, o.force, restorer.Options{ExtUnixSk: o.extUnixSk}, o.log)
 	}
 	res, err := capture.Capture(ctx, pid, w, opts)
 	if err != nil {
 		return nil, err
 	}
-	if !o.quiet {
-		for _, n := range res.Notices {
-			fmt.Fprintf(stderr, "ckptimg: notice: %s\n", n)
-		}
-		name := output
-		if output == "-" {
-			name = "standard output"
-		}
-		threads := 0
-		for _, p := range res.Meta.Processes {
-			threads += len(p.Threads)
-		}
-		fromParent := ""
-		if res.PagesFromParent > 0 {
-			fromParent = fmt.Sprintf(", %d taken from the parent unread", res.PagesFromParent)
-		}
-		fmt.Fprintf(stderr, "captured pid %d (%d processes, %d threads, %d pages read%s) to %s: image %s, method %s, frozen %v, wall %v\n",
-			pid, len(res.Meta.Processes), threads, res.PagesRead, fromParent, name, res.ID, res.Meta.Capture.Method,
-			res.Frozen.Round(time.Microsecond), res.Wall.Round(time.Microsecond))
+	for _, ph := range res.Phases {
+		o.log.Verbosef("ckptimg: capture: %s: %s\n", ph.Name, render.Duration(ph.Time))
 	}
+	if o.format == "json" {
+		// Standard output carries only the image with -o -.
+		w := o.stdout
+		if output == "-" {
+			w = stderr
+		}
+		p, _ := render.New("json", 0)
+		if err := p.Print(w, newCaptureDoc(pid, output, parentPath, o.kill, res)); err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	for _, n := range res.Notices {
+		o.log.Printf("ckptimg: notice: %s\n", n)
+	}
+	name := output
+	if output == "-" {
+		name = "standard output"
+	}
+	fromParent := ""
+	if res.PagesFromParent > 0 {
+		fromParent = fmt.Sprintf(", %d taken from the parent unread", res.PagesFromParent)
+	}
+	o.log.Printf("captured pid %d (%d processes, %d threads, %d pages read%s) to %s: image %s, method %s, frozen %v, wall %v\n",
+		pid, len(res.Meta.Processes), countThreads(res.Meta), res.PagesRead, fromParent, name, res.ID, res.Meta.Capture.Method,
+		render.Duration(res.Frozen), render.Duration(res.Wall))
 	if o.kill {
-		reportKilled(res, stderr)
+		reportKilled(res, o.log)
 	}
 	return res, nil
 }
@@ -236,19 +267,20 @@ func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPa
 // reportKilled says what became of the killed processes: gone, or a
 // zombie that only its parent outside the tree can reap (its pid is taken
 // until then, so a restore must wait).
-func reportKilled(res *capture.Result, stderr io.Writer) {
+func reportKilled(res *capture.Result, log *cli.Log) {
 	n := len(res.Meta.Processes)
 	if len(res.Killed) == 0 {
-		fmt.Fprintf(stderr, "killed %d process(es): all gone\n", n)
+		log.Printf("killed %d process(es): all gone\n", n)
 		return
 	}
-	fmt.Fprintf(stderr, "killed %d process(es), %d not gone yet:\n", n, len(res.Killed))
+	// Not gone yet is a warning: a restore must wait.
+	log.Warnf("killed %d process(es), %d not gone yet:\n", n, len(res.Killed))
 	for _, k := range res.Killed {
 		if k.State != 0 {
-			fmt.Fprintf(stderr, "  pid %d (%s) is still in state %c 10 s after SIGKILL\n", k.PID, k.Comm, k.State)
+			log.Warnf("  pid %d (%s) is still in state %c 10 s after SIGKILL\n", k.PID, k.Comm, k.State)
 			continue
 		}
-		fmt.Fprintf(stderr, "  pid %d (%s) is a zombie until its parent %d reaps it; its pid is taken until then\n", k.PID, k.Comm, k.ZombieOf)
+		log.Warnf("  pid %d (%s) is a zombie until its parent %d reaps it; its pid is taken until then\n", k.PID, k.Comm, k.ZombieOf)
 	}
 }
 
@@ -343,9 +375,7 @@ func runCaptureCommand(ctx context.Context, o *captureOptions, stderr io.Writer)
 		if o.kill {
 			// The capture killed and reaped it (as its tracer).
 			_ = child.Wait()
-			if !o.quiet {
-				fmt.Fprintf(stderr, "%s killed after the capture\n", o.argv[0])
-			}
+			o.log.Printf("%s killed after the capture\n", o.argv[0])
 			return nil
 		}
 		// One image was asked for: stay CMD's parent until it ends.
@@ -364,9 +394,7 @@ func commandEnded(o *captureOptions, child *capture.Child, captures int, interru
 		return &cli.StatusError{Code: cli.ExitCode(capErr)}
 	case interrupted:
 		err := child.Wait()
-		if !o.quiet {
-			fmt.Fprintf(stderr, "%s exited (%v) after %d capture(s); interrupted\n", o.argv[0], exitText(err), captures)
-		}
+		o.log.Printf("%s exited (%v) after %d capture(s); interrupted\n", o.argv[0], exitText(err), captures)
 		return &cli.StatusError{Code: cli.ExitInterrupted}
 	}
 	return childExited(o, child, captures, stderr)
@@ -380,9 +408,7 @@ func childExited(o *captureOptions, child *capture.Child, captures int, stderr i
 		return &capture.Error{Op: "wait for the capture time", PID: child.PID(), FD: -1,
 			Err: fmt.Errorf("%s exited before it was captured (%v): %w", o.argv[0], exitText(err), syscall.ESRCH)}
 	}
-	if !o.quiet {
-		fmt.Fprintf(stderr, "%s exited (%v) after %d capture(s)\n", o.argv[0], exitText(err), captures)
-	}
+	o.log.Printf("%s exited (%v) after %d capture(s)\n", o.argv[0], exitText(err), captures)
 	return nil
 }
 

@@ -41,14 +41,14 @@ records (device, inode, size and modification time, checked before a byte
 is read), else cat fails and says so (--no-file makes such pages an error
 without looking). Pages never populated read as zeros.`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCat(cmd.Context(), opts, args[0], cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&opts.addr, "addr", "", "memory to write: `ADDR[+LEN]`, hex (0x...) or decimal (required)")
 	cmd.Flags().Int32Var(&opts.pid, "pid", 0, "process whose memory to read (default: the image's first process)")
-	cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	cmd.RegisterFlagCompletionFunc("pid", cli.CompleteImagePIDs)
 	cmd.Flags().StringSliceVar(&opts.dirs, "dir", nil, "also look for parent images in `directory` (repeatable)")
 	cmd.MarkFlagDirname("dir")
 	cmd.Flags().BoolVar(&opts.noFile, "no-file", false, "never read pages from mapped files outside the image")

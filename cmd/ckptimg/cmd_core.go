@@ -52,21 +52,21 @@ standard output.`,
   ckptimg core tree.ckpt --pid 1234 -o child.core
   gdb -batch -ex 'info threads' -ex 'thread apply all bt' /usr/bin/app app.core`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCore(opts, args[0], cmd.ErrOrStderr())
+			return runCore(opts, args[0], cli.LogFor(cmd))
 		},
 	}
 	cmd.Flags().StringVarP(&opts.output, "output", "o", "", "write the core to `FILE` (- for standard output; required)")
 	cmd.Flags().Int32Var(&opts.pid, "pid", 0, "process to write (default: the image's first process)")
-	cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	cmd.RegisterFlagCompletionFunc("pid", cli.CompleteImagePIDs)
 	cmd.Flags().StringSliceVar(&opts.dirs, "dir", nil, "also look for parent images in `directory` (repeatable)")
 	cmd.MarkFlagDirname("dir")
 	cmd.Flags().BoolVar(&opts.noFile, "no-file", false, "never read pages from mapped files outside the image")
 	return cmd
 }
 
-func runCore(opts *coreOptions, path string, stderr io.Writer) error {
+func runCore(opts *coreOptions, path string, log *cli.Log) error {
 	if opts.output == "" {
 		return cli.Usagef("core: -o FILE is required")
 	}
@@ -104,9 +104,9 @@ func runCore(opts *coreOptions, path string, stderr io.Writer) error {
 		return err
 	}
 	for _, w := range res.Warnings {
-		fmt.Fprintf(stderr, "ckptimg: core: warning: %s\n", w)
+		log.Warnf("ckptimg: core: warning: %s\n", w)
 	}
-	fmt.Fprintf(stderr, "wrote core of process %d (%d threads, %d segments, %s of memory) to %s\n",
+	log.Printf("wrote core of process %d (%d threads, %d segments, %s of memory) to %s\n",
 		res.PID, res.Threads, res.Segments, humanBytes(res.Bytes), out.Name())
 	return nil
 }

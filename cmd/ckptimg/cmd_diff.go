@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +33,7 @@ is not compared: two images can be equal with different image ids.
 
 Exit status 0 when the images are equal, 6 when they differ.`,
 		Args:              cobra.ExactArgs(2),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDiff(cmd.Context(), opts, args[0], args[1], cmd.OutOrStdout())
 		},
@@ -84,6 +87,9 @@ func (d diffDoc) Text() []string {
 	return lines
 }
 
+// Tables print differences in ls's vocabulary: the columns of ls --areas
+// (PID, START, END, SIZE), addresses in hex, sizes and durations rounded
+// (text and JSON keep exact values).
 func (d diffDoc) Tables() []render.Table {
 	status := "equal"
 	if !d.d.Equal {
@@ -93,19 +99,40 @@ func (d diffDoc) Tables() []render.Table {
 	if len(d.d.Metadata) > 0 {
 		t := render.Table{Title: "Metadata", Header: []string{"FIELD", "A", "B"}}
 		for _, m := range d.d.Metadata {
-			t.Rows = append(t.Rows, []string{cell(m.Path), cell(orNone(m.A)), cell(orNone(m.B))})
+			t.Rows = append(t.Rows, []string{cell(m.Path), diffValue(m.Path, m.A), diffValue(m.Path, m.B)})
 		}
 		ts = append(ts, t)
 	}
 	if len(d.d.Memory) > 0 {
-		t := render.Table{Title: "Memory", Header: []string{"PID", "START", "END", "PAGES", "DIFFERENCE"}, Right: []int{0, 3}}
+		t := render.Table{Title: "Memory", Header: []string{"PID", "START", "END", "SIZE", "PAGES", "DIFFERENCE"}, Right: []int{0, 3, 4}}
 		for _, m := range d.d.Memory {
 			t.Rows = append(t.Rows, []string{itoa(m.PID), fmt.Sprintf("%012x", uint64(m.Start)), fmt.Sprintf("%012x", uint64(m.End)),
-				fmt.Sprint(m.Pages), memKindText[m.Kind]})
+				humanBytes(m.Size), fmt.Sprint(m.Pages), memKindText[m.Kind]})
 		}
 		ts = append(ts, t)
 	}
 	return ts
+}
+
+// diffValue is a metadata value as a table cell: a size in bytes rounded
+// as ls prints sizes, a duration in nanoseconds rounded as ls prints
+// timers, the creation time as info prints it; any other value as diff
+// printed it.
+func diffValue(path, v string) string {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return cell(orNone(v))
+	}
+	field := path[strings.LastIndexAny(path, ".]")+1:]
+	switch {
+	case path == "Created":
+		return time.Unix(0, int64(n)).UTC().Format(time.RFC3339Nano)
+	case strings.HasSuffix(field, "Ns"):
+		return render.Duration(time.Duration(n))
+	case strings.HasSuffix(field, "Size") || strings.HasSuffix(field, "Bytes"):
+		return humanBytes(n)
+	}
+	return v
 }
 
 var memKindText = map[string]string{

@@ -30,10 +30,10 @@ func TestDiffCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []inspect.MemChange{
-		{PID: 200, Start: 0x2002000, End: 0x2003000, Pages: 1, Kind: "content"},
-		{PID: 200, Start: 0x2005000, End: 0x2006000, Pages: 1, Kind: "content"},
-		{PID: 200, Start: 0x2007000, End: 0x2008000, Pages: 1, Kind: "content"},
-		{PID: 200, Start: 0x7f3000000000, End: 0x7f3000002000, Pages: 2, Kind: "only_b"},
+		{PID: 200, Start: 0x2002000, End: 0x2003000, Size: 0x1000, Pages: 1, Kind: "content"},
+		{PID: 200, Start: 0x2005000, End: 0x2006000, Size: 0x1000, Pages: 1, Kind: "content"},
+		{PID: 200, Start: 0x2007000, End: 0x2008000, Size: 0x1000, Pages: 1, Kind: "content"},
+		{PID: 200, Start: 0x7f3000000000, End: 0x7f3000002000, Size: 0x2000, Pages: 2, Kind: "only_b"},
 	}
 	if len(d.Memory) != len(want) {
 		t.Fatalf("memory changes %+v, want %+v", d.Memory, want)

@@ -57,9 +57,9 @@ Without a match nothing is listed and the exit status is still 0.`,
   ckptimg grep app.ckpt --hex 'de ad be ef' --pid 1234
   ckptimg grep app.ckpt --regex 'sk-[A-Za-z0-9]{20,}' --format json`,
 		Args:              cobra.ExactArgs(2),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runGrep(cmd.Context(), opts, args[0], args[1], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runGrep(cmd.Context(), opts, args[0], args[1], cmd.OutOrStdout(), cli.LogFor(cmd))
 		},
 	}
 	cmd.Flags().BoolVar(&opts.hex, "hex", false, "PATTERN is bytes in hex (spaces allowed)")
@@ -68,7 +68,7 @@ Without a match nothing is listed and the exit status is still 0.`,
 	cmd.Flags().IntVarP(&opts.context, "context", "C", 16, "show `N` bytes of context on each side of a match")
 	cmd.Flags().IntVarP(&opts.maxCount, "max-count", "m", 1000, "stop after `N` matches (0: no limit)")
 	cmd.Flags().Int32Var(&opts.pid, "pid", 0, "search only the process with this `pid`")
-	cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	cmd.RegisterFlagCompletionFunc("pid", cli.CompleteImagePIDs)
 	cmd.Flags().StringSliceVar(&opts.dirs, "dir", nil, "also look for parent images in `directory` (repeatable)")
 	cmd.MarkFlagDirname("dir")
 	cmd.Flags().BoolVar(&opts.noFile, "no-file", false, "never read pages from mapped files outside the image")
@@ -108,7 +108,7 @@ func grepPattern(opts *grepOptions, pattern string) (inspect.GrepOptions, error)
 	return o, nil
 }
 
-func runGrep(ctx context.Context, opts *grepOptions, path, pattern string, stdout, stderr io.Writer) error {
+func runGrep(ctx context.Context, opts *grepOptions, path, pattern string, stdout io.Writer, log *cli.Log) error {
 	p, err := newPrinter(opts.output, stdout)
 	if err != nil {
 		return err
@@ -143,13 +143,13 @@ func runGrep(ctx context.Context, opts *grepOptions, path, pattern string, stdou
 		return true
 	})
 	for _, w := range warnings {
-		fmt.Fprintf(stderr, "ckptimg: grep: warning: %s\n", w)
+		log.Warnf("ckptimg: grep: warning: %s\n", w)
 	}
 	if err != nil {
 		return fmt.Errorf("grep: %w", err)
 	}
 	if d.JSONDoc.Truncated {
-		fmt.Fprintf(stderr, "ckptimg: grep: stopped after %d matches (-m)\n", opts.maxCount)
+		log.Printf("ckptimg: grep: stopped after %d matches (-m)\n", opts.maxCount)
 	}
 	return p.Print(stdout, d)
 }

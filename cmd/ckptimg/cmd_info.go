@@ -35,7 +35,7 @@ For a delta image, info looks for its parents (by image id) next to the image
 and in the --dir directories, and says whether the chain resolves.
 info reads only the image's metadata, never its pages: it stays fast on large images.`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInfo(cmd.Context(), opts, args[0], cmd.OutOrStdout())
 		},

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/cmd/internal/render"
-	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/inspect"
 )
 
@@ -50,7 +49,7 @@ ls reads only the image's metadata, never its pages: it stays fast on large imag
 Output forms (-o): table for people, text for scripts (one record a line; with
 several views each starts with a "# view" line), json (docs/json-output.md).`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runLs(cmd.Context(), opts, args[0], cmd.OutOrStdout())
 		},
@@ -60,27 +59,9 @@ several views each starts with a "# view" line), json (docs/json-output.md).`,
 	}
 	cmd.Flags().BoolVar(&opts.tree, "tree", false, "show the process tree with its threads, as ps f does (a view of its own; cmd_ls_tree.go)")
 	cmd.Flags().Int32Var(&opts.pid, "pid", 0, "show only the process with this `pid`")
-	cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	cmd.RegisterFlagCompletionFunc("pid", cli.CompleteImagePIDs)
 	addOutputFlag(cmd, &opts.output)
 	return cmd
-}
-
-// completePIDs completes --pid with the processes of the image given as
-// the first argument, described by their names.
-func completePIDs(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	if len(args) == 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	r, err := format.Open(args[0])
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	defer r.Close()
-	var out []string
-	for _, p := range r.Meta().Processes {
-		out = append(out, fmt.Sprintf("%d\t%s", p.PID, p.Comm))
-	}
-	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 // addOutputFlag adds --format with completion of its values, and -o /
@@ -91,11 +72,6 @@ func addOutputFlag(cmd *cobra.Command, out *string) {
 	for _, name := range []string{"format", "output"} {
 		cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(render.Formats, cobra.ShellCompDirectiveNoFileComp))
 	}
-}
-
-// completeImages completes image file names.
-func completeImages(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return []string{"ckpt"}, cobra.ShellCompDirectiveFilterFileExt
 }
 
 // newPrinter checks --format; a bad value is a usage error. Tables for a

@@ -38,20 +38,21 @@ again (--min-live). The inputs are never modified; --in-place replaces the
 newest delta with the full image. --keep-chain lists the images the result
 replaces, which can be deleted once it is kept. See docs/rewrite.md.`,
 		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runMerge(cmd.Context(), opts, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runMerge(cmd.Context(), opts, args, cmd.OutOrStdout(), cli.LogFor(cmd))
 		},
 	}
 	cmd.Flags().BoolVar(&opts.keepChain, "keep-chain", false, "print the images of the chain the result replaces (none is ever deleted)")
 	cmd.Flags().StringArrayVar(&opts.parentDirs, "dir", nil, "also look for parents in `dir` (repeatable)")
 	cli.Alias(cmd, "parent-dir", "", "dir")
+	cmd.MarkFlagDirname("dir")
 	cmd.Flags().Float64Var(&opts.minLive, "min-live", 0.5, "copy a source chunk raw when at least this `fraction` of it is still used")
 	addOutputFlags(cmd, &opts.output)
 	return cmd
 }
 
-func runMerge(ctx context.Context, opts *mergeOptions, args []string, stdout, stderr io.Writer) error {
+func runMerge(ctx context.Context, opts *mergeOptions, args []string, stdout io.Writer, log *cli.Log) error {
 	if opts.minLive <= 0 {
 		return cli.Usagef("--min-live must be above 0 (use a small value such as 0.01 to copy every used chunk)")
 	}
@@ -109,10 +110,10 @@ func runMerge(ctx context.Context, opts *mergeOptions, args []string, stdout, st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "merge: %d images into %s (image %s): %d chunks copied raw (%d bytes, %d stale), %d pages stored again from %d chunks\n",
+	log.Printf("merge: %d images into %s (image %s): %d chunks copied raw (%d bytes, %d stale), %d pages stored again from %d chunks\n",
 		len(chain.Images()), outputName(out), id, st.ChunksCopied, st.BytesCopied, st.StaleBytes, st.PagesReadded, st.ChunksReadFrom)
 	if opts.keepChain {
-		list := opts.output.listing(stdout, stderr)
+		list := opts.output.listing(stdout, log)
 		for i, img := range chain.Images() {
 			if opts.output.inPlace && i == 0 {
 				continue // replaced already

@@ -47,11 +47,11 @@ func (o *outputOptions) target(input string) (string, error) {
 	return o.out, nil
 }
 
-// listing is where a command prints its list of changes: standard error
-// when standard output carries the image.
-func (o *outputOptions) listing(stdout, stderr io.Writer) io.Writer {
+// listing is where a command prints its list of changes: standard output,
+// or standard error (unless -q) when standard output carries the image.
+func (o *outputOptions) listing(stdout io.Writer, log *cli.Log) io.Writer {
 	if o.out == "-" {
-		return stderr
+		return log.Normal()
 	}
 	return stdout
 }
@@ -140,9 +140,9 @@ docs/rewrite.md.`,
   ckptimg rewrite app.ckpt --original-prefix /home/u1/cfg:/home/u1 --new-prefix /home/u1/cfg:/home/u2 --in-place
   ckptimg rewrite app.ckpt --prefix /old=/new --dry-run`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRewrite(cmd.Context(), opts, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runRewrite(cmd.Context(), opts, args[0], cmd.OutOrStdout(), cli.LogFor(cmd))
 		},
 	}
 	cmd.Flags().StringArrayVar(&opts.prefixes, "prefix", nil, "replace path prefix OLD by NEW (`OLD=NEW`; repeatable, first match wins)")
@@ -172,7 +172,7 @@ func rulesFromFlags(prefixes []string, origList, newList string) ([]rewrite.Rule
 	return rules, nil
 }
 
-func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout, stderr io.Writer) error {
+func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout io.Writer, log *cli.Log) error {
 	rules, err := rulesFromFlags(opts.prefixes, opts.origList, opts.newList)
 	if err != nil {
 		return err
@@ -193,12 +193,12 @@ func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout,
 	defer src.Close()
 	meta := src.CloneMeta()
 	changes := rewrite.Remap(meta, rules)
-	list := opts.output.listing(stdout, stderr)
+	list := opts.output.listing(stdout, log)
 	for _, c := range changes {
 		fmt.Fprintln(list, c)
 	}
 	if len(changes) == 0 {
-		fmt.Fprintln(stderr, "rewrite: no recorded path matches the rules (or they were the last ones applied)")
+		log.Printf("rewrite: no recorded path matches the rules (or they were the last ones applied)\n")
 	}
 	if opts.dryRun {
 		return nil
@@ -208,6 +208,6 @@ func runRewrite(ctx context.Context, opts *rewriteOptions, input string, stdout,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "rewrite: %d paths changed; wrote %s (image %s)\n", len(changes), outputName(out), id)
+	log.Printf("rewrite: %d paths changed; wrote %s (image %s)\n", len(changes), outputName(out), id)
 	return nil
 }

@@ -40,9 +40,9 @@ stdin, stdout and stderr sharing one terminal cannot be given different
 files. A later substitution of the same file replaces the earlier one.
 ckpt-restart --subst does the same at restart without rewriting the image.`,
 		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: completeSubst,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runSubst(cmd.Context(), opts, args[0], args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runSubst(cmd.Context(), opts, args[0], args[1:], cmd.OutOrStdout(), cli.LogFor(cmd))
 		},
 	}
 	cmd.Flags().BoolVar(&opts.tty, "tty", false, "substitute every terminal by the caller's terminal")
@@ -72,6 +72,15 @@ func parseSubstArgs(args []string) ([]format.Subst, error) {
 	return out, nil
 }
 
+// completeSubst completes subst's arguments: the image, then the file ids
+// it holds (ID,FD or ID,PATH).
+func completeSubst(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return cli.CompleteImages(c, args, toComplete)
+	}
+	return cli.CompleteFileIDs(c, args, toComplete)
+}
+
 func isAllDigits(s string) bool {
 	for _, c := range s {
 		if c < '0' || c > '9' {
@@ -81,7 +90,7 @@ func isAllDigits(s string) bool {
 	return true
 }
 
-func runSubst(ctx context.Context, opts *substOptions, input string, specs []string, stdout, stderr io.Writer) error {
+func runSubst(ctx context.Context, opts *substOptions, input string, specs []string, stdout io.Writer, log *cli.Log) error {
 	if len(specs) == 0 && !opts.tty {
 		return cli.Usagef("no substitution: give ID,FD, ID,PATH or --tty")
 	}
@@ -104,7 +113,7 @@ func runSubst(ctx context.Context, opts *substOptions, input string, specs []str
 	if opts.tty {
 		tty := rewrite.TTYSubsts(meta)
 		if len(tty) == 0 {
-			fmt.Fprintln(stderr, "subst: --tty: the image has no terminal")
+			log.Warnf("subst: --tty: the image has no terminal\n")
 		}
 		// Explicit substitutions given with --tty win over it.
 		substs = append(tty, substs...)
@@ -114,7 +123,7 @@ func runSubst(ctx context.Context, opts *substOptions, input string, specs []str
 	}
 	// Print what the image will hold: earlier substitutions included, each
 	// file once.
-	list := opts.output.listing(stdout, stderr)
+	list := opts.output.listing(stdout, log)
 	for _, s := range meta.Substs {
 		fmt.Fprintf(list, "%s: %s\n", format.FileIDString(s.FileID), rewrite.DescribeSubst(s))
 	}
@@ -126,6 +135,6 @@ func runSubst(ctx context.Context, opts *substOptions, input string, specs []str
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "subst: wrote %s (image %s)\n", outputName(out), id)
+	log.Printf("subst: wrote %s (image %s)\n", outputName(out), id)
 	return nil
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -38,9 +38,9 @@ Exit status 0 when the image is sound, 3 when it is corrupt (each problem
 names the section, the byte offset and what was expected), 1 when the parent
 chain cannot be found. Progress goes to stderr when it is a terminal.`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImages,
+		ValidArgsFunction: cli.CompleteOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runVerify(cmd.Context(), opts, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runVerify(cmd.Context(), opts, args[0], cmd.OutOrStdout(), cli.LogFor(cmd))
 		},
 	}
 	addOutputFlag(cmd, &opts.output)
@@ -50,7 +50,7 @@ chain cannot be found. Progress goes to stderr when it is a terminal.`,
 	return cmd
 }
 
-func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, stderr io.Writer) error {
+func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout io.Writer, log *cli.Log) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -60,13 +60,27 @@ func runVerify(ctx context.Context, opts *verifyOptions, path string, stdout, st
 	}
 	vopts := inspect.VerifyOptions{Dirs: opts.dirs, Parents: opts.chain,
 		Open: func(name string) (*format.Reader, error) { return cli.OpenImage(ctx, name) }}
-	if f, ok := stderr.(*os.File); ok && cli.IsTerminal(f) {
+	if log.Level >= cli.Normal && cli.IsTerminal(log.W) {
 		vopts.Progress = func(name string) (format.VerifyProgress, func()) {
-			return verifyProgress(stderr, name)
+			return verifyProgress(log.W, name)
 		}
 	}
 	res, err := inspect.Verify(ctx, path, vopts)
 	if err != nil {
+		// For scripts (json, text) the report is printed on every failure,
+		// this one included: they always get a document. People get the
+		// error alone.
+		if opts.output != "json" && opts.output != "text" {
+			return err
+		}
+		section := "file"
+		if errors.Is(err, context.Canceled) {
+			section = "interrupted"
+		}
+		res = &inspect.VerifyResult{Problems: []inspect.Problem{{Section: section, Offset: -1, Message: err.Error()}}}
+		if perr := p.Print(stdout, verifyDoc{res}); perr != nil {
+			return perr
+		}
 		return err
 	}
 	chainMissing := res.Chain != nil && !res.Chain.Resolved

@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/restorer"
 )
@@ -22,21 +22,21 @@ import (
 // finished image while the tree is still frozen, and refuses the kill when
 // the image would not restore. With force it only warns. ro holds the
 // restore options the user will give ckpt-restart.
-func killCheck(pid int, output string, force bool, ro restorer.Options, stderr io.Writer) func(*format.Meta) error {
+func killCheck(pid int, output string, force bool, ro restorer.Options, log *cli.Log) func(*format.Meta) error {
 	return func(meta *format.Meta) error {
 		probs, notes, err := restoreProblems(meta, output, ro)
 		if err != nil {
 			probs = append(probs, restorer.Problem{Subject: "image", What: "it cannot be planned: " + err.Error()})
 		}
 		for _, n := range notes {
-			fmt.Fprintf(stderr, "ckptimg: note: %s\n", n)
+			log.Printf("ckptimg: note: %s\n", n)
 		}
 		if len(probs) == 0 {
 			return nil
 		}
 		ce := &restorer.CheckError{Problems: probs}
 		if force {
-			fmt.Fprintf(stderr, "ckptimg: warning: killing pid %d anyway (--force): %v\n", pid, ce)
+			log.Warnf("ckptimg: warning: killing pid %d anyway (--force): %v\n", pid, ce)
 			return nil
 		}
 		return &killRefusedError{pid: pid, output: output, check: ce}

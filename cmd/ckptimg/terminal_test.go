@@ -49,6 +49,17 @@ func openPty(t *testing.T, width int) (master, slave *os.File) {
 // terminal of the given width and returns what the terminal received.
 func runOnTerminal(t *testing.T, width int, args ...string) string {
 	t.Helper()
+	out, err := runOnTerminalErr(t, width, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runOnTerminalErr is runOnTerminal for a command that may fail (diff
+// exits 6 when the images differ).
+func runOnTerminalErr(t *testing.T, width int, args ...string) (string, error) {
+	t.Helper()
 	master, slave := openPty(t, width)
 	got := make(chan []byte)
 	go func() {
@@ -62,10 +73,7 @@ func runOnTerminal(t *testing.T, width int, args ...string) string {
 	err := cmd.ExecuteContext(context.Background())
 	slave.Close()
 	out := <-got
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))) // the terminal's onlcr
+	return string(bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))), err // the terminal's onlcr
 }
 
 func TestIsTerminal(t *testing.T) {
@@ -100,6 +108,49 @@ func TestTerminalWidthGolden(t *testing.T) {
 				}
 			}
 			golden.Check(t, fmt.Sprintf("expected/captured-fdzoo-static/ls%s-width%d.table", view[1:], width), []byte(out))
+		}
+	}
+}
+
+// TestEveryCommandAtWidths prints the table and JSON output of every
+// command that lists an image to terminals 80 and 200 columns wide. Tables
+// are kept under golden/expected/<image>/<name>-width<W>.table; JSON does
+// not depend on the terminal and must be the golden document a pipe gets
+// (<name>.json). Host-dependent output (check, capture, ckpt-restart) is
+// tested elsewhere by its structure.
+func TestEveryCommandAtWidths(t *testing.T) {
+	fdzoo := golden.Path("images/captured-fdzoo-static.ckpt")
+	full := golden.Path("images/full-amd64.ckpt")
+	for _, run := range []struct {
+		image, name string // golden/expected/<image>/<name>
+		args        []string
+		exit        int
+	}{
+		{"captured-fdzoo-static", "ls", []string{"ls", fdzoo}, 0},
+		{"captured-fdzoo-static", "tree", []string{"ls", "--tree", fdzoo}, 0},
+		{"captured-fdzoo-static", "info", []string{"info", fdzoo}, 0},
+		{"captured-fdzoo-static", "verify", []string{"verify", fdzoo}, 0},
+		{"full-amd64", "ls", []string{"ls", full}, 0},
+		{"full-1.1-amd64", "ls", []string{"ls", golden.Path("images/full-1.1-amd64.ckpt")}, 0},
+		{"full-amd64", "info", []string{"info", full}, 0},
+		{"full-amd64", "grep", []string{"grep", full, "memfd", "--no-file", "-m", "4", "-C", "6"}, 0},
+		{"arm64", "diff-full-amd64", []string{"diff", full, golden.Path("images/arm64.ckpt")}, cli.ExitDiffers},
+		{"delta", "diff-base", []string{"diff", golden.Path("images/base.ckpt"), golden.Path("images/delta.ckpt")}, cli.ExitDiffers},
+	} {
+		for _, width := range []int{80, 200} {
+			t.Run(fmt.Sprintf("%s/%s/%d", run.image, run.name, width), func(t *testing.T) {
+				for _, form := range []string{"table", "json"} {
+					out, err := runOnTerminalErr(t, width, append(run.args, "--format", form)...)
+					if code := cli.ExitCode(err); code != run.exit {
+						t.Fatalf("%v --format %s: exit %d (%v), want %d", run.args, form, code, err, run.exit)
+					}
+					file := fmt.Sprintf("expected/%s/%s-width%d.table", run.image, run.name, width)
+					if form == "json" {
+						file = fmt.Sprintf("expected/%s/%s.json", run.image, run.name)
+					}
+					golden.Check(t, file, []byte(out))
+				}
+			})
 		}
 	}
 }

@@ -138,9 +138,11 @@ func Alias(cmd *cobra.Command, old, short, name string) {
 }
 
 // Setup gives a program's root command what both binaries share: --version
-// (the build's version, internal/version), usage errors exiting with
-// ExitUsage (MarkUsageErrors), and, for a command of subcommands, an
-// unknown subcommand as a usage error with cobra's suggestions.
+// (the build's version, internal/version), -q/--quiet and -v/--verbose on
+// every command (Log), usage errors exiting with ExitUsage
+// (MarkUsageErrors), and, for a command of subcommands, an unknown
+// subcommand as a usage error with cobra's suggestions. Call it once the
+// subcommands are added.
 func Setup(root *cobra.Command) {
 	root.Version = version.String()
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
@@ -160,6 +162,8 @@ func Setup(root *cobra.Command) {
 			return Usagef("%s (see %s --help)", msg, c.Name())
 		}
 	}
+	addVerbosityFlags(root)
+	withLog(root)
 	MarkUsageErrors(root)
 }
 
