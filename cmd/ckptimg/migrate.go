@@ -78,6 +78,7 @@ subst). See docs/migrate.md.`,
 				return cli.Usagef("--timeout must be positive")
 			}
 			o.args = append([]string{"ckptimg"}, os.Args[1:]...)
+			o.quiet = cli.LogFor(cmd).Level == cli.Quiet
 			res, err := migrate(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if res != nil && !o.quiet {
 				res.print(cmd.ErrOrStderr(), o)
@@ -98,7 +99,12 @@ subst). See docs/migrate.md.`,
 	f.StringArrayVar(&o.substs, "subst", nil, "replace a file of the image (ID as ckptimg ls prints it) by an fd of the restorer or a path: `ID,FD` or ID,PATH (repeatable)")
 	f.IntVar(&o.compression, "compression", format.CompressionFastest, "compression level, 0 (none) to 4 (best)")
 	f.BoolVar(&o.noTrack, "no-track", false, "find the pages written in each round by comparing page hashes, not with a userfaultfd tracker")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing on success")
+	cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return cli.CompleteLivePIDs()
+	}
 	return cmd
 }
 

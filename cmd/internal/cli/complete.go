@@ -103,9 +103,11 @@ func CompleteLivePIDs() ([]string, cobra.ShellCompDirective) {
 			continue // gone, or a kernel that hides it
 		}
 		desc := strings.TrimSpace(string(comm))
-		if cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && len(cmdline) > 0 {
-			desc += ": " + strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
+			continue // a kernel thread (or a zombie): nothing to capture
 		}
+		desc += ": " + strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
 		procs = append(procs, proc{pid, completionText(desc)})
 	}
 	sort.Slice(procs, func(i, j int) bool { return procs[i].pid < procs[j].pid })
