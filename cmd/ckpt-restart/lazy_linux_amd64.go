@@ -14,4 +14,4 @@ func runAsLazyServer() {
 	}
 }
 
-const lazyUsage = "run the program before its memory is in: anonymous memory is filled from the image on demand (userfaultfd) and in the background by a page server that exits when done and logs on this stderr; an unreadable or corrupt page kills the program (root only; the image must be a file)"
+const lazyUsage = "run the program before its memory is in: anonymous memory is filled from the image on demand (userfaultfd) and in the background by a page server that exits when done and logs on this stderr; an unreadable or corrupt page kills the program (root only)"

@@ -18,7 +18,8 @@ import (
 )
 
 // Migration benchmarks (make bench; docs/migrate.md): ckptimg migrate of a
-// program to a local ckpt-restart --pidns --detach -, as a user runs it.
+// program to a local ckpt-restart --pidns --detach -, as a user runs it,
+// restoring eagerly or with --lazy.
 // Each reports the downtime (from the last freeze until the destination
 // confirms the restored program runs, as migrate measures it), the total
 // time (from the first capture to the confirmation), the bytes sent, the
@@ -67,11 +68,18 @@ func benchMigrate(b *testing.B, start func(b *testing.B, dir string) (*testprog.
 		b.Skip("restoring the recorded pids needs root")
 	}
 	ckptimg, restart := binaries(b)
+	for _, dest := range []struct{ name, flags string }{{"eager", "-v --pidns --detach -"}, {"lazy", "-v --lazy --pidns --detach -"}} {
+		b.Run(dest.name, func(b *testing.B) { benchMigrateTo(b, start, ckptimg, restart+" "+dest.flags) })
+	}
+}
+
+// benchMigrateTo is benchMigrate to the destination command to.
+func benchMigrateTo(b *testing.B, start func(b *testing.B, dir string) (*testprog.Cmd, string), ckptimg, to string) {
 	for b.Loop() {
 		dir := b.TempDir()
 		p, steps := start(b, dir)
 		var out bytes.Buffer
-		cmd := testprog.Command(b, ckptimg, "migrate", strconv.Itoa(p.Process.Pid), "--to", restart+" -v --pidns --detach -")
+		cmd := testprog.Command(b, ckptimg, "migrate", strconv.Itoa(p.Process.Pid), "--to", to)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()

@@ -132,7 +132,8 @@ var destPIDRe = regexp.MustCompile(`destination pid (\d+)`)
 // of its own, so that the same pids coexist with the frozen source):
 // rounds of pre-copy, the last delta, the source ended, and the restored
 // program continues its count with no gap and its heap intact. The rounds
-// find the written pages with the kernel's tracking, or by hash.
+// find the written pages with the kernel's tracking, or by hash; the
+// destination restores eagerly, or lazily (--lazy).
 func TestMigratePreCopy(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("restoring the recorded pids needs root")
@@ -143,9 +144,13 @@ func TestMigratePreCopy(t *testing.T) {
 		mib    int
 		flags  []string
 		method string
+		dest   string // ckpt-restart's flags on the other side
 	}{
-		{"tracked", 512, nil, "method uffd-wp"},
-		{"hashed", 128, []string{"--no-track"}, "method hash"},
+		{"tracked", 512, nil, "method uffd-wp", "--pidns --detach -"},
+		{"hashed", 128, []string{"--no-track"}, "method hash", "--pidns --detach -"},
+		// The heap comes in on demand while the program runs again:
+		// the dirtier checks every word it rewrites.
+		{"lazy", 128, nil, "method uffd-wp", "--lazy --pidns --detach -"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.flags == nil && capture.TrackingSupported() != nil {
@@ -154,7 +159,7 @@ func TestMigratePreCopy(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "steps")
 			p := startDirtier(t, tc.mib, 10, out)
 			pid := p.Process.Pid
-			args := append([]string{"migrate", strconv.Itoa(pid), "--to", restart + " --pidns --detach -"}, tc.flags...)
+			args := append([]string{"migrate", strconv.Itoa(pid), "--to", restart + " " + tc.dest}, tc.flags...)
 			msg, code := run(t, ckptimg, args...)
 			t.Logf("migrate:\n%s", msg)
 			m := destPIDRe.FindStringSubmatch(msg)
