@@ -160,6 +160,18 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 			return nil, err
 		}
 	} else {
+		// With Kill the tree stays stopped until its image is complete
+		// and synced, so it is stopped for the whole capture. The chunks
+		// are written out before the time is taken, so that the image
+		// records all but the last few milliseconds the tree is stopped:
+		// its sections, the fsync, the kill check and the kill come
+		// after (Result.Frozen includes them).
+		done = c.ph.start("write data")
+		err = w.FinishData()
+		done()
+		if err != nil {
+			return nil, &Error{Op: "write image", PID: pid, FD: -1, Err: err}
+		}
 		c.frozen = time.Since(c.frozenAt)
 	}
 	c.meta.Capture = format.CaptureInfo{
@@ -191,7 +203,10 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if opts.Kill && opts.CheckKill != nil {
 		// The last moment to change our mind: the deferred release lets
 		// the tree go on as it was.
-		if err := opts.CheckKill(meta); err != nil {
+		done = c.ph.start("check kill")
+		err = opts.CheckKill(meta)
+		done()
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -205,10 +220,16 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 		if err := c.removeSemMsg(); err != nil {
 			return nil, err
 		}
-		if err := c.kill(); err != nil {
+		// The tree stops being stopped when the kill begins: what follows
+		// is the kernel tearing it down (about 80 ms for 1 GiB), which
+		// c.kill waits for.
+		c.frozen = time.Since(c.frozenAt)
+		done = c.ph.start("kill")
+		err = c.kill()
+		done()
+		if err != nil {
 			return nil, err
 		}
-		c.frozen = time.Since(c.frozenAt)
 		done = c.ph.start("wait for the end")
 		c.stats.Killed = c.waitKilled()
 		done()

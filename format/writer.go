@@ -16,8 +16,13 @@ import (
 
 // A Writer writes an image as a stream: header, chunks as they fill, then on
 // Close the sections, the directory and the trailer. It never seeks, so the
-// output may be a pipe. Memory stays bounded: at most about three chunks per
-// unit of concurrency are in flight, plus 8 bytes of page hash per page.
+// output may be a pipe.
+//
+// Memory is bounded by a constant (see poolBuffers): the chunk buffers
+// are allocated once, on first use, and passed from stage to stage, never
+// dropped for the garbage collector to find; filling a chunk waits while
+// none is free. Besides them the Writer keeps 8 bytes of page hash per stored page
+// and the runs, which grow with the image (0.2% of the pages stored).
 //
 // A Writer is not safe for concurrent use. The first error is kept and
 // returned by every later call.
@@ -30,10 +35,15 @@ type Writer struct {
 	err      error
 	errMu    sync.Mutex
 	closed   bool
+	finished bool // FinishData ran: the pipeline has ended
 	zeroPage []byte
 
-	enc   *zstd.Encoder
-	free  chan []byte
+	enc *zstd.Encoder
+	// bufs holds the chunk buffers not in use (nil: not allocated yet).
+	// A buffer goes from an open chunk to its job, and back here once the
+	// job is written; a compressor swaps the job's plaintext for the
+	// compressed bytes and keeps the plaintext buffer as its next output.
+	bufs  chan []byte
 	queue chan *chunkJob
 	work  chan *chunkJob
 	done  chan struct{}
@@ -66,7 +76,7 @@ type Writer struct {
 
 // NewWriter starts an image on w and writes its header.
 func NewWriter(w io.Writer, opts ...WriterOption) (*Writer, error) {
-	cfg := writerConfig{level: CompressionFastest, concurrency: runtime.GOMAXPROCS(0), chunkSize: 4 << 20, pageSize: 4096}
+	cfg := writerConfig{level: CompressionFastest, concurrency: min(runtime.GOMAXPROCS(0), maxDefaultConcurrency), chunkSize: 4 << 20, pageSize: 4096}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
@@ -78,8 +88,11 @@ func NewWriter(w io.Writer, opts ...WriterOption) (*Writer, error) {
 		runs:     map[int32][]Run{},
 		queue:    make(chan *chunkJob, 2*cfg.concurrency),
 		work:     make(chan *chunkJob, 2*cfg.concurrency),
-		free:     make(chan []byte, 3*cfg.concurrency+1),
+		bufs:     make(chan []byte, poolBuffers(cfg.concurrency)+cfg.concurrency),
 		done:     make(chan struct{}),
+	}
+	for range poolBuffers(cfg.concurrency) {
+		zw.bufs <- nil
 	}
 	if cfg.level != CompressionNone {
 		enc, err := zstd.NewWriter(nil,
@@ -87,6 +100,9 @@ func NewWriter(w io.Writer, opts ...WriterOption) (*Writer, error) {
 			zstd.WithEncoderConcurrency(cfg.concurrency),
 			zstd.WithEncoderCRC(false), // the chunk table has the checksum
 			zstd.WithWindowSize(windowFor(cfg.chunkSize)),
+			// The history buffer is the window plus a block instead of
+			// twice the window: 4 MiB less per encoder, same output.
+			zstd.WithLowerEncoderMem(true),
 		)
 		if err != nil {
 			return nil, err
@@ -131,7 +147,7 @@ func (w *Writer) getErr() error {
 }
 
 func (w *Writer) check() error {
-	if w.closed {
+	if w.closed || w.finished {
 		return ErrClosed
 	}
 	return w.getErr()
@@ -146,13 +162,7 @@ func (w *Writer) Abort() {
 	w.closed = true
 	w.setErr(errors.New("format: writer aborted"))
 	w.open = [2]openChunk{}
-	close(w.work)
-	close(w.queue)
-	w.wg.Wait()
-	<-w.done
-	if w.enc != nil {
-		w.enc.Close()
-	}
+	w.endPipeline()
 	if w.direct != nil {
 		w.direct.abort()
 	}
@@ -163,8 +173,42 @@ func (w *Writer) Abort() {
 // Writer still referenced (a capture's result refers to its capturer,
 // which refers to the Writer) does not keep them.
 func (w *Writer) release() {
-	w.info, w.free, w.enc, w.direct = nil, nil, nil, nil
+	w.info, w.bufs, w.enc, w.direct = nil, nil, nil, nil
 	w.open, w.hashed = [2]openChunk{}, nil
+}
+
+// endPipeline stops the compress and write goroutines once they have
+// done what was submitted. It is idempotent.
+func (w *Writer) endPipeline() {
+	if w.finished {
+		return
+	}
+	w.finished = true
+	close(w.work)
+	close(w.queue)
+	w.wg.Wait()
+	<-w.done
+	if w.enc != nil {
+		w.enc.Close()
+	}
+	w.bufs = nil // nothing uses them any more
+}
+
+// FinishData writes the chunks still being filled and waits until every
+// chunk is handed to the output: what is left for Close is the sections,
+// the directory and the trailer, a small part of the image. No page or
+// blob may be added afterwards. Close calls it when the caller did not; a
+// caller calls it first to know when the data is out (a capture measures
+// how long the target was stopped up to there).
+func (w *Writer) FinishData() error {
+	if w.closed {
+		return ErrClosed
+	}
+	if !w.finished {
+		w.flushChunk()
+		w.endPipeline()
+	}
+	return w.getErr()
 }
 
 // Close places the pages added into the areas of meta (keeping runs meta
@@ -186,16 +230,9 @@ func (w *Writer) Close(meta *Meta) (id ImageID, err error) {
 		}
 		w.release()
 	}()
-	w.flushChunk()
-	close(w.work)
-	close(w.queue)
-	w.wg.Wait()
-	<-w.done
+	err = w.FinishData()
 	w.closed = true
-	if w.enc != nil {
-		w.enc.Close()
-	}
-	if err := w.getErr(); err != nil {
+	if err != nil {
 		return ImageID{}, err
 	}
 	w.takeHashes()
@@ -240,7 +277,15 @@ func (w *Writer) Close(meta *Meta) (id ImageID, err error) {
 	if len(mb) > 256<<10 {
 		level = zstd.SpeedFastest
 	}
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1))
+	// Large metadata gets a window just over its size: it allows every
+	// match the default 8 MiB one would (the output is the same), and the
+	// encoder's history buffer is that size instead of 16 MiB.
+	window := 8 << 20 // the encoder's default
+	if len(mb) > 128<<10 {
+		window = min(windowFor(len(mb)), 8<<20)
+	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(window), zstd.WithLowerEncoderMem(true))
 	stored := enc.EncodeAll(mb, nil)
 	enc.Close()
 	dir = w.writeSection(dir, SectionMetadata, CodecZstd, mb, stored, 0)

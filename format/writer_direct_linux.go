@@ -34,9 +34,10 @@ import (
 const (
 	directAlign   = 4096    // covers every logical block size up to 4 KiB
 	directBufSize = 4 << 20 // per staging buffer
-	directBufs    = 4
 	// Two writes in flight keep the device busy while the goroutine that
-	// finished one waits for a CPU on a loaded machine.
+	// finished one waits for a CPU on a loaded machine; the third buffer
+	// fills meanwhile. 12 MiB in all, allocated on first use.
+	directBufs    = 3
 	directWriters = 2
 )
 

@@ -72,7 +72,7 @@ func writeDirect(t *testing.T, out io.Writer, data []byte, size int, extra func(
 	if _, err := w.Close(directMeta(size)); err != nil {
 		t.Fatal(err)
 	}
-	if w.direct != nil || w.free != nil || w.enc != nil {
+	if w.direct != nil || w.bufs != nil || w.enc != nil {
 		t.Error("Close kept the writer's buffers")
 	}
 	return direct

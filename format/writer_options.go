@@ -36,8 +36,22 @@ func WithCompression(level int) WriterOption {
 	}
 }
 
+// maxDefaultConcurrency caps the default concurrency, so that the
+// Writer's memory does not grow with the number of cores.
+const maxDefaultConcurrency = 4
+
+// poolBuffers is how many chunk buffers a Writer with concurrency c
+// shares among its stages: the two chunks being filled, one chunk per
+// compressor, and one being written while the next are compressed. Each
+// compressor also owns one buffer for its output, allocated when it first
+// compresses. With the default 4 MiB chunks and concurrency 2 that is at
+// most 7 buffers of 4.03 MiB, 28 MiB (20 MiB when nothing is compressed);
+// with concurrency 4, 44 MiB.
+func poolBuffers(c int) int { return 3 + c }
+
 // WithConcurrency sets how many chunks are compressed at once; the default
-// is GOMAXPROCS. Memory use is about 3 chunks per unit of concurrency.
+// is GOMAXPROCS, at most 4. Memory use is 3 + 2n chunk buffers (n the
+// concurrency; poolBuffers).
 func WithConcurrency(n int) WriterOption {
 	return func(c *writerConfig) error {
 		if n < 1 {

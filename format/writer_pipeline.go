@@ -5,7 +5,9 @@ import "github.com/cespare/xxhash/v2"
 // The Writer's pipeline: AddPages and AddBlob fill two open chunks (one
 // compressed, one raw), flushSlot submits a full one to both the compress
 // goroutines (work) and, in order, to the write goroutine (queue), which
-// writes each when it is ready. The queue's capacity bounds memory.
+// writes each when it is ready. Filling, compressing and writing overlap;
+// the pool of chunk buffers (bufs) bounds memory: filling waits for a
+// buffer when every one is in a chunk not yet written.
 
 const (
 	zstdSlot = 0 // compressed, unless the samples say otherwise
@@ -87,6 +89,12 @@ func (w *Writer) compressLoop() {
 	defer w.wg.Done()
 	var sample []byte
 	var digest xxhash.Digest
+	// out receives the compressed bytes. When they are kept it becomes
+	// the job's and the job's plaintext buffer becomes the next out: the
+	// two swap instead of one being copied. The first out is the
+	// compressor's own, not the pool's, so that a compressor never waits
+	// for a buffer: the chunk before the one it holds could wait for it.
+	var out []byte
 	for j := range w.work {
 		j.entry.PlainLen = uint32(len(j.plain))
 		if j.pages != nil {
@@ -101,8 +109,10 @@ func (w *Writer) compressLoop() {
 			worth, sample = w.worthCompressing(j.plain, sample)
 		}
 		if worth {
-			dst := w.getBuf()[:0]
-			dst = w.enc.EncodeAll(j.plain, dst)
+			if out == nil {
+				out = w.newBuf()
+			}
+			dst := w.enc.EncodeAll(j.plain, out[:0])
 			// Keep the compressed form only when it saves something worth
 			// a decode; random pages are stored raw.
 			if len(dst) < len(j.plain)-len(j.plain)/64 {
@@ -110,8 +120,7 @@ func (w *Writer) compressLoop() {
 				j.entry.Flags |= ChunkStoredChecksum
 				j.entry.StoredChecksum = storedChecksum(dst)
 				j.stored = dst
-			} else {
-				w.putBuf(dst)
+				out = j.plain
 			}
 		}
 		j.entry.StoredLen = uint32(len(j.stored))
@@ -159,10 +168,9 @@ func (w *Writer) writeLoop() {
 			w.write(j.raw)
 		} else {
 			w.write(j.stored)
-			if j.entry.Codec == CodecZstd {
-				w.putBuf(j.stored)
-			}
-			w.putBuf(j.plain)
+			// One buffer per job: the plaintext's, or the compressed
+			// bytes' that the compressor swapped for it.
+			w.putBuf(j.stored)
 			if j.pages != nil {
 				j.plain, j.stored = nil, nil
 				w.errMu.Lock()
@@ -176,20 +184,26 @@ func (w *Writer) writeLoop() {
 	}
 }
 
+// getBuf takes a chunk buffer from the pool, waiting while every one is
+// in use, and allocates it on its first use. A buffer holds a chunk's
+// plaintext or its compressed form (which zstd may make slightly larger
+// before the compressor gives up on it).
 func (w *Writer) getBuf() []byte {
-	select {
-	case b := <-w.free:
-		return b[:0]
-	default:
-		return make([]byte, 0, w.cfg.chunkSize+w.cfg.chunkSize/128+1024)
+	b := <-w.bufs
+	if b == nil {
+		b = w.newBuf()
 	}
+	return b[:0]
 }
 
+func (w *Writer) newBuf() []byte {
+	return make([]byte, 0, w.cfg.chunkSize+w.cfg.chunkSize/128+1024)
+}
+
+// putBuf gives a chunk buffer back to the pool, which has room for every
+// buffer: the pool's and the compressors' own.
 func (w *Writer) putBuf(b []byte) {
-	select {
-	case w.free <- b[:0]:
-	default:
-	}
+	w.bufs <- b[:0]
 }
 
 // flushChunk submits the chunks being filled, if any.
