@@ -3,8 +3,10 @@ package format
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -347,4 +349,187 @@ func writeRandomImage(name string, size int64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// fillHeap fills p (whole pages) with pages laid out like a CPython heap
+// of W2's objects (cmd/ckpt-restart, BenchmarkProcessW2): pymalloc keeps
+// objects of one size in a page, so each page holds one kind, in the
+// proportions of W2's bytes: dicts and their key tables, strings of 48
+// random hex digits and of words, floats, ints and lists, with
+// reference counts, type pointers, hashes and pointers to their
+// neighbours. Its pages compress, and cost the compressor, about as W2's
+// do: many short matches among pointers and hex digits.
+func fillHeap(rng *rand.Rand, p []byte) {
+	const base = 0x7f2140000000
+	types := [...]uint64{0x7f21a0c3e0a0, 0x7f21a0c3e1c0, 0x7f21a0c3e2e0, 0x7f21a0c3e400, 0x7f21a0c3e520}
+	keys := [5]uint64{0x7f21a1d0c130, 0x7f21a1d0c170, 0x7f21a1d0c1b0, 0x7f21a1d0c1f0, 0x7f21a1d0c230}
+	words := []string{"alpha", "beta", "gamma", "delta", "checkpoint", "restart", "page", "heap"}
+	const hex = "0123456789abcdef"
+	// Byte shares of the kinds: dict, key table, hex string, name string,
+	// floats, int, short string, list, list items.
+	sizes := [...]int{64, 208, 96, 112, 24, 32, 64, 64, 32}
+	weights := [...]int{64, 208, 96, 112, 48, 32, 64, 64, 32}
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	put := func(b []byte, off int, v uint64) { binary.LittleEndian.PutUint64(b[off:], v) }
+	for pg := 0; pg+4096 <= len(p); pg += 4096 {
+		page := p[pg : pg+4096]
+		clear(page)
+		kind, r := 0, rng.IntN(total)
+		for r >= weights[kind] {
+			r -= weights[kind]
+			kind++
+		}
+		// Pointers go to objects allocated about when this page was.
+		near := func() uint64 {
+			return base + (uint64(pg)*3+uint64(rng.IntN(1<<22)))&^15
+		}
+		size := sizes[kind]
+		for o := 0; o+size <= len(page); o += size {
+			b := page[o : o+size]
+			switch kind {
+			case 0: // dict: GC links, refcount, type, used, version, keys, values
+				put(b, 0, near())
+				put(b, 8, near())
+				put(b, 16, 1)
+				put(b, 24, types[0])
+				put(b, 32, 5)
+				put(b, 40, uint64(pg+o)>>4)
+				put(b, 48, near())
+			case 1: // key table: header, indices, then hash, key, value
+				put(b, 0, 1)
+				b[8], b[9], b[10] = 3, 3, 1
+				put(b, 16, 0)
+				put(b, 24, 5)
+				for i := range 5 {
+					b[32+i] = byte(i)
+					put(b, 40+i*24, keys[i]*0x9e3779b97f4a7c15)
+					put(b, 48+i*24, keys[i])
+					put(b, 56+i*24, near())
+				}
+			case 2: // str: refcount, type, length, hash, state, 48 hex digits
+				put(b, 0, 1)
+				put(b, 8, types[1])
+				put(b, 16, 48)
+				put(b, 24, rng.Uint64())
+				b[32] = 0xe4
+				for i := range 48 {
+					b[40+i] = hex[rng.IntN(16)]
+				}
+			case 3: // str of eight words
+				put(b, 0, 1)
+				put(b, 8, types[1])
+				put(b, 24, rng.Uint64())
+				b[32] = 0xe4
+				n := 40
+				for i := range 8 {
+					w := words[rng.IntN(len(words))]
+					if i > 0 && n < size-1 {
+						b[n] = ' '
+						n++
+					}
+					n += copy(b[n:size-1], w)
+				}
+				put(b, 16, uint64(n-40))
+			case 4: // float: refcount, type, value
+				put(b, 0, 1)
+				put(b, 8, types[2])
+				put(b, 16, math.Float64bits(rng.Float64()*float64(uint64(1)<<40)))
+			case 5: // int of two 30-bit digits
+				put(b, 0, 1)
+				put(b, 8, types[3])
+				put(b, 16, 2)
+				n := rng.Uint64N(1 << 40)
+				binary.LittleEndian.PutUint32(b[24:], uint32(n&(1<<30-1)))
+				binary.LittleEndian.PutUint32(b[28:], uint32(n>>30))
+			case 6: // short str: digits
+				put(b, 0, 1)
+				put(b, 8, types[1])
+				put(b, 16, 2)
+				put(b, 24, rng.Uint64())
+				b[32] = 0xe4
+				b[40], b[41] = hex[rng.IntN(8)], hex[rng.IntN(10)]
+			case 7: // list: GC links, refcount, type, length, items, allocated
+				put(b, 0, near())
+				put(b, 8, near())
+				put(b, 16, 1)
+				put(b, 24, types[4])
+				put(b, 32, 4)
+				put(b, 40, near())
+				put(b, 48, 4)
+			case 8: // list items
+				for i := range 4 {
+					put(b, i*8, near())
+				}
+			}
+		}
+	}
+}
+
+// heapPool is 256 MiB of fillHeap pages; heapSize bytes of pages are it
+// read over and over, which no chunk or zstd -1 window is large enough to
+// notice.
+var heapPool = sync.OnceValue(func() []byte {
+	p := make([]byte, 256<<20)
+	fillHeap(rand.New(rand.NewPCG(7, 8)), p)
+	return p
+})
+
+const heapSize = 1 << 30
+
+// BenchmarkWrite1GiBHeap writes 1 GiB of heap-like pages (fillHeap, the
+// content of workload W2) with the default options to a writer that
+// discards, as capture hands them over (in 4 MiB batches), and reports
+// the CPU it cost per GiB, the image size, the share of the image that is
+// not page chunks, and the image size against `zstd -1` of the same pages
+// when zstd is installed. The CPU of capturing W2 is mostly this.
+func BenchmarkWrite1GiBHeap(b *testing.B) {
+	pool := heapPool() // built before timing
+	const batch = 4 << 20
+	var buf bytes.Buffer
+	buf.Grow(heapSize / 3) // the image, kept to read its chunk table
+	b.SetBytes(heapSize)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	var size, chunked int64
+	for range b.N {
+		buf.Reset()
+		w, err := NewWriter(&buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := 0; off < heapSize; off += batch {
+			if err := w.AddPages(benchPID, benchBase+uint64(off), pool[off%len(pool):][:batch]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := w.Close(benchMeta(heapSize)); err != nil {
+			b.Fatal(err)
+		}
+		size = int64(buf.Len())
+	}
+	b.StopTimer()
+	reportCPU(b, cpu0, heapSize)
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N)/(heapSize/(1<<30)), "cpu-s/GiB")
+	for _, c := range mustReader(b, buf.Bytes()).Chunks() {
+		chunked += int64(c.StoredLen)
+	}
+	b.ReportMetric(float64(size)/(1<<20), "imageMiB")
+	b.ReportMetric(100*float64(size-chunked)/float64(size), "meta-%")
+	if _, err := exec.LookPath("zstd"); err != nil {
+		b.Logf("zstd not installed: image/zstd-1 not measured")
+		return
+	}
+	cmd := testprog.Command(b, "zstd", "-1", "-c", "-q", "-T1")
+	cmd.Stdin = bytes.NewReader(pool)
+	var z countWriter
+	cmd.Stdout = &z
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("zstd: %v", err)
+	}
+	zstd1 := z.n * (heapSize / int64(len(pool)))
+	b.ReportMetric(float64(zstd1)/(1<<20), "zstd-1MiB")
+	b.ReportMetric(float64(size)/float64(zstd1), "image/zstd-1")
 }

@@ -19,15 +19,31 @@ const (
 // bar is half the one the full attempt must pass, so a chunk that would
 // just make it is tried. scratch is the caller's buffer, returned for
 // reuse.
+//
+// The pages of a compressed chunk were each found compressible by
+// incompressible, but for short random stretches kept among them (settle)
+// and blobs: when none of the samples looks random to it either, the
+// answer is yes without running zstd, which on a heap's chunks cost 2% of
+// compressing them.
 func (w *Writer) worthCompressing(plain, scratch []byte) (bool, []byte) {
 	const in = sampleCount * sampleSize
 	if len(plain) < 4*in {
 		return true, scratch
 	}
+	sample := func(i int) []byte {
+		off := i * (len(plain) - sampleSize) / (sampleCount - 1) &^ (sampleSize - 1)
+		return plain[off : off+sampleSize]
+	}
+	random := false
+	for i := 0; i < sampleCount && !random; i++ {
+		random = incompressible(sample(i))
+	}
+	if !random {
+		return true, scratch
+	}
 	out := 0
 	for i := range sampleCount {
-		off := i * (len(plain) - sampleSize) / (sampleCount - 1) &^ (sampleSize - 1)
-		scratch = w.enc.EncodeAll(plain[off:off+sampleSize], scratch[:0])
+		scratch = w.enc.EncodeAll(sample(i), scratch[:0])
 		out += len(scratch)
 	}
 	return out < in-in/128, scratch
@@ -47,28 +63,26 @@ const (
 // times; text, code, pointers and sparse data use far fewer values or
 // repeat some many times. A page found compressible by mistake is only
 // compressed, the safe side; the other mistake (long repeats of uniform
-// bytes) costs at most the page's own size. It reads 8 cache lines instead
-// of the page zstd reads.
+// bytes) costs at most the page's own size. It reads at most 8 cache lines
+// instead of the page zstd reads, and a compressible page usually only
+// the first: the answer is no as soon as a value is seen a 13th time,
+// which in a heap's pointers and small integers (zero bytes) or in text
+// (spaces, letters) comes within tens of bytes. Counting in one table
+// makes equal bytes in a row wait on each other, but those end the count
+// early.
 func incompressible(page []byte) bool {
-	// Four tables, so no increment waits on the last; each counts 128
-	// bytes, which fit uint8.
-	var h [4][256]uint8
+	var h [256]uint8
 	step := (len(page) - incSampleLen) / (incSamples - 1) &^ 63
 	for k := range incSamples {
-		s := page[k*step : k*step+incSampleLen]
-		for i := 0; i < len(s); i += 4 {
-			h[0][s[i]]++
-			h[1][s[i+1]]++
-			h[2][s[i+2]]++
-			h[3][s[i+3]]++
+		for _, c := range page[k*step : k*step+incSampleLen] {
+			h[c]++
+			if h[c] > 12 {
+				return false
+			}
 		}
 	}
 	distinct := 0
-	for v := range 256 {
-		c := int(h[0][v]) + int(h[1][v]) + int(h[2][v]) + int(h[3][v])
-		if c > 12 {
-			return false
-		}
+	for _, c := range h {
 		if c > 0 {
 			distinct++
 		}
