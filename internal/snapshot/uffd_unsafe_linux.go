@@ -1,0 +1,52 @@
+package snapshot
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kernel ABI of include/uapi/linux/userfaultfd.h that golang.org/x/sys/unix
+// does not define, named as there.
+const (
+	uffdAPI = 0xAA // UFFD_API
+
+	uffdFeatureEventRemove = 1 << 3 // UFFD_FEATURE_EVENT_REMOVE
+
+	uffdioRegisterModeWP     = 1 << 1 // UFFDIO_REGISTER_MODE_WP
+	uffdioWriteprotectModeWP = 1 << 0 // UFFDIO_WRITEPROTECT_MODE_WP
+	uffdioWriteprotectBit    = 1 << 6 // 1 << _UFFDIO_WRITEPROTECT in uffdio_register.ioctls
+
+	uffdioAPI          = 0xC018AA3F // _IOWR(0xAA, 0x3F, struct uffdio_api)
+	uffdioRegister     = 0xC020AA00 // _IOWR(0xAA, 0x00, struct uffdio_register)
+	uffdioWriteprotect = 0xC018AA06 // _IOWR(0xAA, 0x06, struct uffdio_writeprotect)
+
+	uffdEventPagefault = 0x12 // UFFD_EVENT_PAGEFAULT
+	uffdEventRemove    = 0x15 // UFFD_EVENT_REMOVE
+
+	sizeofUffdioAPI      = 24 // struct uffdio_api { u64 api, features, ioctls; }
+	sizeofUffdioRegister = 32 // struct uffdio_register { u64 start, len, mode, ioctls; }
+	sizeofUffdMsg        = 32 // struct uffd_msg
+)
+
+// writeProtect sets (wp) or clears the userfaultfd write protection of
+// [start, start+n) with UFFDIO_WRITEPROTECT on this process's copy of the
+// target's userfaultfd. Clearing also wakes the threads waiting on a
+// write fault there. EAGAIN means an event (UFFD_EVENT_REMOVE) is being
+// delivered: read the userfaultfd, then retry.
+func writeProtect(fd int, start, n uint64, wp bool) error {
+	arg := [3]uint64{start, n, 0} // struct uffdio_writeprotect { range; u64 mode; }
+	if wp {
+		arg[2] = uffdioWriteprotectModeWP
+	}
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uffdioWriteprotect, uintptr(unsafe.Pointer(&arg)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case 0:
+			return nil
+		}
+		return e
+	}
+}
