@@ -56,15 +56,15 @@ type Protected struct {
 	// (EINVAL, EPERM): read them with the target frozen.
 	Unprotected []procfs.Mapping
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	runs    []pageRun // pages present or swapped at the snapshot instant, by address
-	copies  map[uint64][]byte
-	held    int
-	err     error // sticky: the first page lost
-	closing bool
-	faults  int // write faults served
-	copied  int // pages copied before a write or a discard
+	mu       sync.Mutex
+	cond     *sync.Cond
+	runs     []pageRun // pages present or swapped at the snapshot instant, by address
+	copies   map[uint64][]byte
+	held     int
+	err      error // sticky: the first page lost
+	closing  bool
+	faults   int // write faults served
+	copied   int // pages copied before a write or a discard
 	raceLost int
 
 	stop int // eventfd that ends the handler
@@ -138,6 +138,12 @@ func Protect(t *ptrace.Tracee, opts Options) (*Protected, error) {
 	if err := t.Executor().Do(func() error { return p.inject(t, cands, fail) }); err != nil {
 		p.Close()
 		return nil, err
+	}
+	// The injections left signal frames and scratch bytes on the stacks:
+	// put the program's own bytes back before the instant is fixed.
+	if err := t.Rest(); err != nil {
+		p.Close()
+		return nil, fail("rest", err)
 	}
 	if err := p.protect(fail); err != nil {
 		p.Close()
