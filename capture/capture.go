@@ -37,7 +37,7 @@ type proc struct {
 	memPID int // where memory is read: pid, or its snapshot child
 	snap   *snapshot.Snapshot
 	wp     *snapshot.Protected // or a write-protect snapshot (snapshot_linux.go)
-	track  *procTrack // dirty page tracking, nil without
+	track  *procTrack          // dirty page tracking, nil without
 	// mem, when set, is /proc/PID/mem of the snapshot, or the
 	// write-protect snapshot, read instead of using process_vm_readv
 	// (see readBatch).
