@@ -56,16 +56,19 @@ type Protected struct {
 	// (EINVAL, EPERM): read them with the target frozen.
 	Unprotected []procfs.Mapping
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	runs     []pageRun // pages present or swapped at the snapshot instant, by address
-	copies   map[uint64][]byte
-	held     int
-	err      error // sticky: the first page lost
-	closing  bool
-	faults   int // write faults served
-	copied   int // pages copied before a write or a discard
-	raceLost int
+	mu      sync.Mutex
+	cond    *sync.Cond
+	runs    []pageRun // pages present or swapped at the snapshot instant, by address
+	copies  map[uint64][]byte
+	held    int
+	err     error // sticky: the first page lost
+	closing bool
+	// snapshotting: the instant is fixed (Snapshot). Before it, a write
+	// fault only lifts the protection.
+	snapshotting bool
+	faults       int // write faults served
+	copied       int // pages copied before a write or a discard
+	raceLost     int
 
 	stop int // eventfd that ends the handler
 	done chan struct{}
@@ -85,27 +88,31 @@ type pageRun struct {
 	state      []pageState
 }
 
-// Protect takes a write-protect snapshot of the frozen target t. Inside the
-// freeze it injects (as dirty.Start does, and with the target's signals
-// blocked until Detach):
+// Prepare arms a write-protect snapshot of process pid, in two steps
+// that keep the later freeze short, since write-protecting page table
+// entries costs about as much per page as fork's copy of them:
 //
-//	userfaultfd(O_CLOEXEC|O_NONBLOCK)       kernel-mode writes must fault too
-//	ioctl(UFFDIO_API, UFFD_FEATURE_EVENT_REMOVE)
-//	ioctl(UFFDIO_REGISTER, MODE_WP) per private anonymous area
-//	close(fd)                                after pidfd_getfd into this process
+//  1. A short freeze of its own (seize, inject, detach; no page table is
+//     walked): with the target's signals blocked it injects
 //
-// then lists the pages present in those areas (PAGEMAP_SCAN) and
-// write-protects them (UFFDIO_WRITEPROTECT, which touches only populated
-// page tables), and starts the handler. The caller detaches the target
-// after reading the other areas (Covers false) frozen.
+//     userfaultfd(O_CLOEXEC|O_NONBLOCK)       kernel-mode writes must fault too
+//     ioctl(UFFDIO_API, UFFD_FEATURE_EVENT_REMOVE)
+//     ioctl(UFFDIO_REGISTER, MODE_WP) per private anonymous area
+//     close(fd)                                after pidfd_getfd into this process
+//
+//  2. With the target running, it write-protects every page of those
+//     areas (UFFDIO_WRITEPROTECT) and starts the handler, which for now
+//     only lifts the protection of the pages the program writes.
+//
+// Snapshot, in the capture's freeze, then only protects the pages written
+// since and fixes the instant.
 //
 // ErrNoWP: the target holds a userfaultfd or has memory registered with
 // one (the program's own, or a dirty tracker's), the kernel or the
 // target's credentials refuse userfaultfd without UFFD_USER_MODE_ONLY
 // (vm.unprivileged_userfaultfd 0 and no CAP_SYS_PTRACE), or the kernel
 // has no write-protect mode for anonymous memory. ErrSeccomp as for Fork.
-func Protect(t *ptrace.Tracee, opts Options) (*Protected, error) {
-	pid := t.PID()
+func Prepare(ex *ptrace.Executor, pid int, opts Options) (p *Protected, err error) {
 	fail := func(step string, err error) error {
 		return fmt.Errorf("snapshot: pid %d: %s: %w", pid, step, err)
 	}
@@ -119,17 +126,24 @@ func Protect(t *ptrace.Tracee, opts Options) (*Protected, error) {
 			return nil, fail("write-protect", ErrSeccomp)
 		}
 	}
-	smaps := opts.Smaps
-	if smaps == nil {
-		var err error
-		if smaps, err = proc.Task(t.LiveTID()).Smaps(); err != nil {
-			return nil, fail("smaps", err)
+	t, err := ex.Seize(pid)
+	if err != nil {
+		return nil, fail("seize", err)
+	}
+	defer func() {
+		if derr := t.Detach(); derr != nil && err == nil {
+			p.Close()
+			p, err = nil, fail("detach", derr)
 		}
+	}()
+	smaps, err := proc.Task(t.LiveTID()).Smaps()
+	if err != nil {
+		return nil, fail("smaps", err)
 	}
 	if err := uffdInUse(proc, smaps); err != nil {
 		return nil, fail("write-protect", err)
 	}
-	p := &Protected{pid: pid, ps: uint64(os.Getpagesize()), uffd: -1, stop: -1, copies: map[uint64][]byte{}}
+	p = &Protected{pid: pid, ps: uint64(os.Getpagesize()), uffd: -1, stop: -1, copies: map[uint64][]byte{}}
 	p.cond = sync.NewCond(&p.mu)
 	cands := wpCandidates(smaps)
 	if len(cands) == 0 {
@@ -139,17 +153,86 @@ func Protect(t *ptrace.Tracee, opts Options) (*Protected, error) {
 		p.Close()
 		return nil, err
 	}
-	// The injections left signal frames and scratch bytes on the stacks:
-	// put the program's own bytes back before the instant is fixed.
-	if err := t.Rest(); err != nil {
-		p.Close()
-		return nil, fail("rest", err)
+	dir := "/proc/" + strconv.Itoa(pid)
+	if p.mem, err = os.Open(dir + "/mem"); err == nil {
+		p.pagemap, err = os.Open(dir + "/pagemap")
 	}
-	if err := p.protect(fail); err != nil {
-		p.Close()
-		return nil, err
+	if err == nil {
+		p.stop, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	}
+	if err != nil {
+		p.Close()
+		return nil, fail("open", err)
+	}
+	p.done = make(chan struct{})
+	go p.serve()
 	return p, nil
+}
+
+// ProtectAll write-protects every page of the registered areas: step 2
+// of Prepare, with the target running (after Prepare returned, which
+// released it).
+func (p *Protected) ProtectAll() error {
+	for _, m := range p.covered {
+		if err := writeProtect(p.uffd, m.Start, m.Size(), true); err != nil && err != unix.EAGAIN {
+			return fmt.Errorf("snapshot: pid %d: UFFDIO_WRITEPROTECT %#x-%#x: %w", p.pid, m.Start, m.End, err)
+		}
+	}
+	return nil
+}
+
+// Snapshot fixes the snapshot instant in the frozen target t, whose
+// smaps of this freeze are given: the areas registered by Prepare that
+// are still there (VmFlags "uw") are covered; the pages present in them
+// now are the snapshot's, and those written since ProtectAll are
+// write-protected again. One walk of the page tables that reads them
+// (PAGEMAP_SCAN), and changes only the written ones.
+//
+// The program's stack bytes that injections replaced are put back first
+// (t.Rest), so that the snapshot holds the program's own. ErrNoWP when
+// nothing registered is left (the program exec'd, or unmapped it all).
+func (p *Protected) Snapshot(t *ptrace.Tracee, smaps []procfs.Mapping) error {
+	fail := func(step string, err error) error {
+		return fmt.Errorf("snapshot: pid %d: %s: %w", p.pid, step, err)
+	}
+	if err := t.Rest(); err != nil {
+		return fail("rest", err)
+	}
+	if err := uffdInUseFDs(procfs.NewFS("").Proc(p.pid)); err != nil {
+		return fail("write-protect", err)
+	}
+	t0 := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.covered = p.covered[:0]
+	for _, m := range wpCandidates(smaps) {
+		if m.VmFlags.Has("uw") {
+			p.covered = append(p.covered, m)
+		}
+	}
+	if len(p.covered) == 0 {
+		return fail("write-protect", fmt.Errorf("%w: the registered areas are gone", ErrNoWP))
+	}
+	for _, m := range p.covered {
+		err := scanPages(p.pagemap, m.Start, m.End, func(start, end uint64, written bool) error {
+			if k := len(p.runs); k > 0 && p.runs[k-1].end == start {
+				p.runs[k-1].end = end
+				p.runs[k-1].state = append(p.runs[k-1].state, make([]pageState, (end-start)/p.ps)...)
+			} else {
+				p.runs = append(p.runs, pageRun{start: start, end: end, state: make([]pageState, (end-start)/p.ps)})
+			}
+			if written {
+				return writeProtect(p.uffd, start, end-start, true)
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(fmt.Sprintf("protect %#x-%#x", m.Start, m.End), err)
+		}
+	}
+	p.snapshotting = true
+	p.protectTime = time.Since(t0)
+	return nil
 }
 
 // wpCandidates are the areas a write-protect snapshot covers: private
@@ -173,6 +256,19 @@ func wpCandidates(smaps []procfs.Mapping) []procfs.Mapping {
 // registered with one: an area takes one userfaultfd context only, and a
 // fork snapshot knows how to live with the program's (checkUffd).
 func uffdInUse(proc procfs.Proc, smaps []procfs.Mapping) error {
+	if err := uffdInUseFDs(proc); err != nil {
+		return err
+	}
+	for _, m := range smaps {
+		if m.VmFlags.Has("um") || m.VmFlags.Has("uw") || m.VmFlags.Has("ui") {
+			return fmt.Errorf("%w: mapping %#x-%#x is registered with a userfaultfd", ErrNoWP, m.Start, m.End)
+		}
+	}
+	return nil
+}
+
+// uffdInUseFDs refuses a target that holds a userfaultfd.
+func uffdInUseFDs(proc procfs.Proc) error {
 	fds, err := proc.FDs()
 	if err != nil {
 		return err
@@ -180,11 +276,6 @@ func uffdInUse(proc procfs.Proc, smaps []procfs.Mapping) error {
 	for _, f := range fds {
 		if kind, _, name := f.Kind(); kind == procfs.FDAnonInode && name == "userfaultfd" {
 			return fmt.Errorf("%w: fd %d is a userfaultfd", ErrNoWP, f.Num)
-		}
-	}
-	for _, m := range smaps {
-		if m.VmFlags.Has("um") || m.VmFlags.Has("uw") || m.VmFlags.Has("ui") {
-			return fmt.Errorf("%w: mapping %#x-%#x is registered with a userfaultfd", ErrNoWP, m.Start, m.End)
 		}
 	}
 	return nil
@@ -274,45 +365,8 @@ func (p *Protected) inject(t *ptrace.Tracee, cands []procfs.Mapping, fail func(s
 	return nil
 }
 
-// protect lists the present pages and write-protects them, then starts
-// the handler. The target is frozen.
-func (p *Protected) protect(fail func(string, error) error) error {
-	var err error
-	dir := "/proc/" + strconv.Itoa(p.pid)
-	if p.mem, err = os.Open(dir + "/mem"); err != nil {
-		return fail("open mem", err)
-	}
-	if p.pagemap, err = os.Open(dir + "/pagemap"); err != nil {
-		return fail("open pagemap", err)
-	}
-	t0 := time.Now()
-	var present []dirty.Range
-	for _, m := range p.covered {
-		present, err = dirty.Present(p.pagemap, dirty.Range{Start: m.Start, End: m.End}, present[:0])
-		if err != nil {
-			if errors.Is(err, dirty.ErrNotSupported) {
-				err = fmt.Errorf("%w: %w", ErrNoWP, err)
-			}
-			return fail("list present pages", err)
-		}
-		for _, r := range present {
-			p.runs = append(p.runs, pageRun{start: r.Start, end: r.End, state: make([]pageState, r.Len()/p.ps)})
-		}
-		if err := writeProtect(p.uffd, m.Start, m.Size(), true); err != nil {
-			return fail(fmt.Sprintf("UFFDIO_WRITEPROTECT %#x-%#x", m.Start, m.End), err)
-		}
-	}
-	p.protectTime = time.Since(t0)
-	if p.stop, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fail("eventfd", err)
-	}
-	p.done = make(chan struct{})
-	go p.serve()
-	return nil
-}
-
-// ProtectTime is how long listing and write-protecting the pages took in
-// the freeze: the part of the pause that grows with the memory size.
+// ProtectTime is how long Snapshot took to list the pages and protect
+// the written ones: the part of the pause that grows with the memory size.
 func (p *Protected) ProtectTime() time.Duration { return p.protectTime }
 
 // Covers reports whether the area holding addr is in the snapshot. Other
@@ -511,7 +565,7 @@ func (p *Protected) serve() {
 		}
 		kept := pending[:0]
 		for _, page := range pending {
-			err := writeProtect(p.uffd, page, p.ps, false)
+			err := p.lift(page)
 			if err == unix.EAGAIN {
 				kept = append(kept, page)
 			} else if err != nil && err != unix.ENOENT {
@@ -543,6 +597,12 @@ func (p *Protected) pendingFaults() int {
 // ...) for their UFFD_EVENT_REMOVE to be read, as /proc/TID/syscall shows
 // (number, then arguments in hex).
 func (p *Protected) copyDiscards() {
+	p.mu.Lock()
+	armed := p.snapshotting
+	p.mu.Unlock()
+	if !armed {
+		return
+	}
 	dir := "/proc/" + strconv.Itoa(p.pid) + "/task"
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
@@ -572,6 +632,20 @@ func (p *Protected) copyDiscards() {
 	}
 }
 
+// lift lifts the protection of a page the program is waiting to write,
+// under p.mu so that it is ordered with Snapshot: before the instant,
+// Snapshot then finds it written and protects it again; after it, the
+// page is copied first if it is still the snapshot's.
+func (p *Protected) lift(addr uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hint := 0
+	if st := p.state(addr, &hint); p.snapshotting && st != nil && *st == pageProtected {
+		p.copyLocked(addr, addr+p.ps)
+	}
+	return writeProtect(p.uffd, addr, p.ps, false)
+}
+
 func (p *Protected) setErr(err error) {
 	p.mu.Lock()
 	if p.err == nil {
@@ -587,7 +661,7 @@ func (p *Protected) beforeWrite(addr uint64) {
 	defer p.mu.Unlock()
 	p.faults++
 	hint := 0
-	for {
+	for p.snapshotting {
 		st := p.state(addr, &hint)
 		if st == nil || *st != pageProtected || p.closing {
 			return
@@ -605,6 +679,9 @@ func (p *Protected) beforeWrite(addr uint64) {
 func (p *Protected) beforeDiscard(start, end uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.snapshotting {
+		return
+	}
 	for _, r := range p.Present(dirty.Range{Start: start, End: end}, nil) {
 		p.copyLocked(r.Start, r.End)
 	}

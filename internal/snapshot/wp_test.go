@@ -10,19 +10,35 @@ import (
 
 	"github.com/ckptimg/ckptimg/internal/dirty"
 	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
-func protect(t testing.TB, pid int, w *Protected, err error) *Protected {
+// takeWP takes a write-protect snapshot of pid as a capture does:
+// Prepare and ProtectAll, then Snapshot in a freeze of its own, which it
+// returns seized.
+func takeWP(t testing.TB, ex *ptrace.Executor, pid int) (*Protected, *ptrace.Tracee) {
 	t.Helper()
+	w, err := Prepare(ex, pid, Options{})
 	if errors.Is(err, ErrNoWP) {
 		t.Skipf("no write-protect snapshot here: %v", err)
 	}
 	if err != nil {
-		t.Fatalf("Protect %d: %v", pid, err)
+		t.Fatalf("Prepare %d: %v", pid, err)
 	}
 	t.Cleanup(func() { _ = w.Close() })
-	return w
+	if err := w.ProtectAll(); err != nil {
+		t.Fatal(err)
+	}
+	tr := seize(t, ex, pid)
+	sm, err := procfs.NewFS("").Proc(pid).Smaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Snapshot(tr, sm); err != nil {
+		t.Fatalf("Snapshot %d: %v", pid, err)
+	}
+	return w, tr
 }
 
 // readProtected reads the pages of [start, end) present at the snapshot
@@ -114,13 +130,7 @@ func TestProtectedInstant(t *testing.T) {
 			cur := p.Uint(t, "cursor") &^ (pageSize - 1)
 			ex := newExecutor(t)
 			for round := 0; round < 5; round++ {
-				tr := seize(t, ex, p.PID)
-				sm, err := procfs.NewFS("").Proc(p.PID).Smaps()
-				if err != nil {
-					t.Fatal(err)
-				}
-				w, err := Protect(tr, Options{Smaps: sm})
-				w = protect(t, p.PID, w, err)
+				w, tr := takeWP(t, ex, p.PID)
 				for _, a := range []uint64{addr, addr2, cur} {
 					if !w.Covers(a) {
 						t.Fatalf("area at %#x not covered; unprotected: %v", a, w.Unprotected)
@@ -129,6 +139,7 @@ func TestProtectedInstant(t *testing.T) {
 				if err := tr.Detach(); err != nil {
 					t.Fatal(err)
 				}
+				var err error
 				// Everything, as a capture reads it.
 				got := map[uint64][]byte{}
 				for _, m := range w.covered {
