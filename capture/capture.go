@@ -54,6 +54,7 @@ type capturer struct {
 	w        *format.Writer
 	pageSize int
 	frozenAt time.Time
+	wpPrep   *snapshot.Protected // prepared before the freeze (snapshot_linux.go)
 	frozen   time.Duration
 	released bool
 	stats    Result
@@ -95,6 +96,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 			err = rerr
 		}
 	}()
+	c.prepareSnapshot(pid) // snapshot_linux.go: before the freeze
 	done := c.ph.start("seize")
 	err = c.freeze(pid)
 	done()

@@ -51,17 +51,28 @@ func (c *capturer) snapshot() error {
 // for the areas are handed over, so the freeze does not walk the page
 // tables a second time.
 func (c *capturer) snapshotProcess(pr *proc) error {
-	done := c.ph.start("snapshot: write-protect")
-	w, err := snapshot.Protect(pr.tr, snapshot.Options{Smaps: pr.maps})
-	done()
-	if err == nil {
-		pr.wp = w
-		return nil
+	if w := c.wpPrep; w != nil && w.PID() == pr.pid {
+		c.wpPrep = nil
+		done := c.ph.start("snapshot: write-protect")
+		err := w.Snapshot(pr.tr, pr.maps)
+		done()
+		if err == nil {
+			pr.wp = w
+			// The registration is ckptimg's, not the program's (which
+			// Prepare checked has none).
+			for i := range pr.rec.Areas {
+				if a := &pr.rec.Areas[i]; w.Covers(a.Start) {
+					a.VMFlags = withoutUffdFlags(a.VMFlags)
+				}
+			}
+			return nil
+		}
+		w.Close()
+		if !errors.Is(err, snapshot.ErrNoWP) {
+			return wrap("take the memory snapshot", pr.pid, 0, -1, err)
+		}
 	}
-	if !errors.Is(err, snapshot.ErrNoWP) {
-		return wrap("take the memory snapshot", pr.pid, 0, -1, err)
-	}
-	done = c.ph.start("snapshot: fork")
+	done := c.ph.start("snapshot: fork")
 	s, err := snapshot.Fork(pr.tr, snapshot.Options{Smaps: pr.maps})
 	done()
 	if err != nil {
@@ -69,6 +80,30 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 	}
 	pr.snap = s
 	return nil
+}
+
+// prepareSnapshot arms a write-protect snapshot of the target before the
+// capture's freeze (snapshot.Prepare: a short freeze of its own, then the
+// pages are write-protected with the target running), so that the freeze
+// only fixes the instant. Where it cannot (snapshot.ErrNoWP and the
+// like), or for the other processes of a tree, snapshotProcess forks. A
+// dirty page tracker takes the userfaultfd registration of the areas
+// itself: with one, the snapshot is a fork.
+func (c *capturer) prepareSnapshot(pid int) {
+	o := c.opts
+	if !o.LeaveRunning || o.Kill || o.Track || o.Tracking != nil || o.Parent != nil {
+		return
+	}
+	defer c.ph.start("snapshot: prepare")()
+	w, err := snapshot.Prepare(c.ex, pid, snapshot.Options{})
+	if err != nil {
+		return // the freeze reports a target gone; the rest forks
+	}
+	if err := w.ProtectAll(); err != nil {
+		w.Close()
+		return
+	}
+	c.wpPrep = w
 }
 
 // readFrozen reports whether an area is read before the target is
@@ -152,8 +187,13 @@ func (c *capturer) dumpSnapshotted() error {
 	return nil
 }
 
-// dropSnapshots kills the snapshot processes.
+// dropSnapshots kills the snapshot processes and ends the write-protect
+// snapshots.
 func (c *capturer) dropSnapshots() {
+	if c.wpPrep != nil {
+		_ = c.wpPrep.Close()
+		c.wpPrep = nil
+	}
 	for _, pr := range c.procs {
 		if pr.mem != nil {
 			pr.mem.Close()

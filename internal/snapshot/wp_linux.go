@@ -365,6 +365,9 @@ func (p *Protected) inject(t *ptrace.Tracee, cands []procfs.Mapping, fail func(s
 	return nil
 }
 
+// PID is the target's pid.
+func (p *Protected) PID() int { return p.pid }
+
 // ProtectTime is how long Snapshot took to list the pages and protect
 // the written ones: the part of the pause that grows with the memory size.
 func (p *Protected) ProtectTime() time.Duration { return p.protectTime }
