@@ -27,10 +27,34 @@ const (
 	uffdEventPagefault = 0x12 // UFFD_EVENT_PAGEFAULT
 	uffdEventRemove    = 0x15 // UFFD_EVENT_REMOVE
 
-	sizeofUffdioAPI      = 24 // struct uffdio_api { u64 api, features, ioctls; }
-	sizeofUffdioRegister = 32 // struct uffdio_register { u64 start, len, mode, ioctls; }
-	sizeofUffdMsg        = 32 // struct uffd_msg
+	sizeofUffdMsg = 32 // struct uffd_msg
 )
+
+// uffdHandshake is UFFDIO_API asking for features.
+func uffdHandshake(fd int, features uint64) error {
+	arg := [3]uint64{uffdAPI, features, 0} // struct uffdio_api
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uffdioAPI, uintptr(unsafe.Pointer(&arg)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// uffdRegisterWP registers [start, start+n) in write-protect mode and
+// returns the ioctls the kernel allows on it.
+func uffdRegisterWP(fd int, start, n uint64) (uint64, error) {
+	arg := [4]uint64{start, n, uffdioRegisterModeWP, 0} // struct uffdio_register
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uffdioRegister, uintptr(unsafe.Pointer(&arg)))
+		switch e {
+		case unix.EINTR, unix.EAGAIN:
+			continue
+		case 0:
+			return arg[3], nil
+		}
+		return 0, e
+	}
+}
 
 // writeProtect sets (wp) or clears the userfaultfd write protection of
 // [start, start+n) with UFFDIO_WRITEPROTECT on this process's copy of the

@@ -94,11 +94,11 @@ type pageRun struct {
 //
 //  1. A short freeze of its own (seize, inject, detach; no page table is
 //     walked): with the target's signals blocked it injects
-//
-//     userfaultfd(O_CLOEXEC|O_NONBLOCK)       kernel-mode writes must fault too
-//     ioctl(UFFDIO_API, UFFD_FEATURE_EVENT_REMOVE)
-//     ioctl(UFFDIO_REGISTER, MODE_WP) per private anonymous area
-//     close(fd)                                after pidfd_getfd into this process
+//     userfaultfd(O_CLOEXEC|O_NONBLOCK) (not UFFD_USER_MODE_ONLY: kernel-mode
+//     writes must fault too), takes it with pidfd_getfd and closes it in the
+//     target; then, on this process's copy, UFFDIO_API with
+//     UFFD_FEATURE_EVENT_REMOVE and UFFDIO_REGISTER in write-protect mode
+//     per private anonymous area.
 //
 //  2. With the target running, it write-protects every page of those
 //     areas (UFFDIO_WRITEPROTECT) and starts the handler, which for now
@@ -281,22 +281,17 @@ func uffdInUseFDs(proc procfs.Proc) error {
 	return nil
 }
 
-// inject creates the userfaultfd in the target and registers the areas,
-// on the executor thread.
+// inject creates the userfaultfd in the target (a userfaultfd acts on
+// the address space of the process that made it) and takes it at once:
+// the target holds it for two injected syscalls only, so a ckptimg killed
+// at any moment leaves no fd in it. The handshake and the registrations
+// are then ioctls on ckptimg's copy, acting on the target's memory.
+// Runs on the executor thread.
 func (p *Protected) inject(t *ptrace.Tracee, cands []procfs.Mapping, fail func(string, error) error) (err error) {
 	tid := t.LiveTID()
 	if err := t.BlockSignals(); err != nil {
 		return fail("block signals", err)
 	}
-	scratch, err := t.Scratch(tid, sizeofUffdioRegister)
-	if err != nil {
-		return fail("scratch area", err)
-	}
-	defer func() {
-		if uerr := scratch.Unmap(); uerr != nil && err == nil {
-			err = fail("unmap scratch", uerr)
-		}
-	}()
 	// Not UFFD_USER_MODE_ONLY: the kernel's own writes into the program's
 	// memory (read(2) into a buffer) must fault to the handler as well.
 	r, errno, err := t.RawSyscall(tid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK)
@@ -309,58 +304,38 @@ func (p *Protected) inject(t *ptrace.Tracee, cands []procfs.Mapping, fail func(s
 		return fail("userfaultfd in the target", errno)
 	}
 	remote := int(r)
-	defer func() {
-		if _, cerr := t.Syscall(tid, unix.SYS_CLOSE, uintptr(remote)); cerr != nil && err == nil {
-			err = fail("close the userfaultfd in the target", cerr)
-		}
-	}()
-	var b [sizeofUffdioRegister]byte
-	binary.NativeEndian.PutUint64(b[0:], uffdAPI)
-	binary.NativeEndian.PutUint64(b[8:], uffdFeatureEventRemove)
-	if err := scratch.Write(0, b[:sizeofUffdioAPI]); err != nil {
-		return fail("write uffdio_api", err)
+	pidfd, err := unix.PidfdOpen(p.pid, 0)
+	if err == nil {
+		p.uffd, err = unix.PidfdGetfd(pidfd, remote, 0)
+		unix.Close(pidfd)
 	}
-	if _, err := t.Syscall(tid, unix.SYS_IOCTL, uintptr(remote), uffdioAPI, scratch.Addr); err != nil {
+	if _, cerr := t.Syscall(tid, unix.SYS_CLOSE, uintptr(remote)); cerr != nil && err == nil {
+		err = fmt.Errorf("close it in the target: %w", cerr)
+	}
+	if err != nil {
+		return fail("take the userfaultfd", err)
+	}
+	if err := uffdHandshake(p.uffd, uffdFeatureEventRemove); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			err = fmt.Errorf("%w: UFFDIO_API refused EVENT_REMOVE: %w", ErrNoWP, err)
 		}
 		return fail("UFFDIO_API", err)
 	}
 	for _, m := range cands {
-		binary.NativeEndian.PutUint64(b[0:], m.Start)
-		binary.NativeEndian.PutUint64(b[8:], m.Size())
-		binary.NativeEndian.PutUint64(b[16:], uffdioRegisterModeWP)
-		binary.NativeEndian.PutUint64(b[24:], 0)
-		if err := scratch.Write(0, b[:]); err != nil {
-			return fail("write uffdio_register", err)
-		}
-		_, errno, err := t.RawSyscall(tid, unix.SYS_IOCTL, uintptr(remote), uffdioRegister, scratch.Addr)
+		ioctls, err := uffdRegisterWP(p.uffd, m.Start, m.Size())
+		step := fmt.Sprintf("UFFDIO_REGISTER %#x-%#x", m.Start, m.End)
 		switch {
-		case err != nil:
-			return fail("inject UFFDIO_REGISTER", err)
-		case errno == unix.EBUSY:
-			return fail(fmt.Sprintf("UFFDIO_REGISTER %#x-%#x", m.Start, m.End), fmt.Errorf("%w: registered with another userfaultfd: %w", ErrNoWP, errno))
-		case errno == unix.EINVAL || errno == unix.EPERM:
+		case err == unix.EBUSY:
+			return fail(step, fmt.Errorf("%w: registered with another userfaultfd: %w", ErrNoWP, err))
+		case err == unix.EINVAL || err == unix.EPERM:
 			p.Unprotected = append(p.Unprotected, m)
 			continue
-		case errno != 0:
-			return fail(fmt.Sprintf("UFFDIO_REGISTER %#x-%#x", m.Start, m.End), errno)
-		}
-		if err := scratch.Read(0, b[:]); err != nil {
-			return fail("read uffdio_register", err)
-		}
-		if binary.NativeEndian.Uint64(b[24:])&uffdioWriteprotectBit == 0 {
-			return fail("UFFDIO_REGISTER", fmt.Errorf("%w: no UFFDIO_WRITEPROTECT for anonymous memory", ErrNoWP))
+		case err != nil:
+			return fail(step, err)
+		case ioctls&uffdioWriteprotectBit == 0:
+			return fail(step, fmt.Errorf("%w: no UFFDIO_WRITEPROTECT for anonymous memory", ErrNoWP))
 		}
 		p.covered = append(p.covered, m)
-	}
-	pidfd, err := unix.PidfdOpen(p.pid, 0)
-	if err != nil {
-		return fail("pidfd_open", err)
-	}
-	defer unix.Close(pidfd)
-	if p.uffd, err = unix.PidfdGetfd(pidfd, remote, 0); err != nil {
-		return fail("pidfd_getfd", err)
 	}
 	return nil
 }
