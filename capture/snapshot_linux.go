@@ -121,7 +121,10 @@ func readFrozen(pr *proc, a *format.Area) bool {
 // pagemap shows present now.
 func presentPages(pr *proc, pagemap *os.File, r dirty.Range, out []dirty.Range) ([]dirty.Range, error) {
 	if pr.wp != nil && pr.wp.Covers(r.Start) {
-		return pr.wp.Present(r, out), nil
+		for _, g := range pr.wp.Present(r.Start, r.End, nil) {
+			out = append(out, dirty.Range{Start: g.Start, End: g.End})
+		}
+		return out, nil
 	}
 	return dirty.Present(pagemap, r, out)
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckptimg/ckptimg/internal/dirty"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/testprog"
@@ -143,7 +142,7 @@ func benchFreezeWP(b *testing.B, mib int) {
 		b.StopTimer()
 		t2 := time.Now()
 		for _, m := range w.covered {
-			for _, r := range w.Present(dirty.Range{Start: m.Start, End: m.End}, nil) {
+			for _, r := range w.Present(m.Start, m.End, nil) {
 				for a := r.Start; a < r.End; a += uint64(len(buf)) {
 					n := min(uint64(len(buf)), r.End-a)
 					if _, err := w.ReadAt(buf[:n], int64(a)); err != nil {

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ckptimg/ckptimg/internal/dirty"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 )
@@ -68,7 +67,7 @@ type Protected struct {
 	snapshotting bool
 	faults       int // write faults served
 	copied       int // pages copied before a write or a discard
-	raceLost     int
+	raceLost     int // copies refused: the page was no longer the snapshot's
 
 	stop int // eventfd that ends the handler
 	done chan struct{}
@@ -354,13 +353,16 @@ func (p *Protected) Covers(addr uint64) bool {
 	return i < len(p.covered) && p.covered[i].Start <= addr
 }
 
-// Present appends to out the pages of r that were present or swapped at
-// the snapshot instant, merged into ranges: what to read, whatever the
-// program has mapped or discarded since.
-func (p *Protected) Present(r dirty.Range, out []dirty.Range) []dirty.Range {
-	i := sort.Search(len(p.runs), func(i int) bool { return p.runs[i].end > r.Start })
-	for ; i < len(p.runs) && p.runs[i].start < r.End; i++ {
-		out = append(out, dirty.Range{Start: max(r.Start, p.runs[i].start), End: min(r.End, p.runs[i].end)})
+// Range is a range of addresses [Start, End).
+type Range struct{ Start, End uint64 }
+
+// Present appends to out the pages of [start, end) that were present or
+// swapped at the snapshot instant, merged into ranges: what to read,
+// whatever the program has mapped or discarded since.
+func (p *Protected) Present(start, end uint64, out []Range) []Range {
+	i := sort.Search(len(p.runs), func(i int) bool { return p.runs[i].end > start })
+	for ; i < len(p.runs) && p.runs[i].start < end; i++ {
+		out = append(out, Range{Start: max(start, p.runs[i].start), End: min(end, p.runs[i].end)})
 	}
 	return out
 }
@@ -660,7 +662,7 @@ func (p *Protected) beforeDiscard(start, end uint64) {
 	if !p.snapshotting {
 		return
 	}
-	for _, r := range p.Present(dirty.Range{Start: start, End: end}, nil) {
+	for _, r := range p.Present(start, end, nil) {
 		p.copyLocked(r.Start, r.End)
 	}
 }

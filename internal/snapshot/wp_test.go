@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ckptimg/ckptimg/internal/dirty"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
 	"github.com/ckptimg/ckptimg/internal/testprog"
@@ -49,7 +48,7 @@ func readProtected(t *testing.T, w *Protected, start, end uint64) ([]byte, error
 	t.Helper()
 	out := make([]byte, end-start)
 	const chunk = 256 << 10
-	for _, r := range w.Present(dirty.Range{Start: start, End: end}, nil) {
+	for _, r := range w.Present(start, end, nil) {
 		for hi := r.End; hi > r.Start; {
 			lo := max(r.Start, hi-chunk)
 			if _, err := w.ReadAt(out[lo-start:hi-start], int64(lo)); err != nil {
