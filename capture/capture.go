@@ -36,10 +36,12 @@ type proc struct {
 	maps   []procfs.Mapping
 	memPID int // where memory is read: pid, or its snapshot child
 	snap   *snapshot.Snapshot
-	track  *procTrack // dirty page tracking, nil without
-	// mem, when set, is /proc/PID/mem of the snapshot, read instead of
-	// using process_vm_readv (see readBatch).
-	mem *os.File
+	wp     *snapshot.Protected // or a write-protect snapshot (snapshot_linux.go)
+	track  *procTrack          // dirty page tracking, nil without
+	// mem, when set, is /proc/PID/mem of the snapshot, or the
+	// write-protect snapshot, read instead of using process_vm_readv
+	// (see readBatch).
+	mem snapshotMem
 }
 
 type capturer struct {
@@ -52,6 +54,7 @@ type capturer struct {
 	w        *format.Writer
 	pageSize int
 	frozenAt time.Time
+	wpPrep   *snapshot.Protected // prepared before the freeze (snapshot_linux.go)
 	frozen   time.Duration
 	released bool
 	stats    Result
@@ -93,6 +96,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 			err = rerr
 		}
 	}()
+	c.prepareSnapshot(pid) // snapshot_linux.go: before the freeze
 	done := c.ph.start("seize")
 	err = c.freeze(pid)
 	done()
@@ -132,7 +136,7 @@ func Capture(ctx context.Context, pid int, w *format.Writer, opts Options) (res 
 	if err := c.rest(); err != nil {
 		return nil, err
 	}
-	if c.procs[0].snap != nil {
+	if c.procs[0].snap != nil || c.procs[0].wp != nil {
 		err = c.dumpSnapshotted()
 	} else {
 		done = c.ph.start("memory")

@@ -316,7 +316,7 @@ func (c *capturer) planAll(ctx context.Context, filter areaFilter, size int, fre
 				if scanPM != nil {
 					t := time.Now()
 					var err error
-					present, err = dirty.Present(scanPM, ranges[0], present[:0])
+					present, err = presentPages(pr, scanPM, ranges[0], present[:0])
 					pmBusy.since(t)
 					switch {
 					case err != nil:

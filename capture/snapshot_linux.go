@@ -2,14 +2,23 @@ package capture
 
 import (
 	"errors"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/dirty"
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/snapshot"
 )
+
+// snapshotMem is what memory is read from after the release: the fork's
+// /proc/PID/mem or the write-protect snapshot.
+type snapshotMem interface {
+	io.ReaderAt
+	io.Closer
+}
 
 // snapshot takes one snapshot per process when LeaveRunning asks for it.
 func (c *capturer) snapshot() error {
@@ -35,11 +44,34 @@ func (c *capturer) snapshot() error {
 	return nil
 }
 
-// snapshotProcess takes a copy-on-write snapshot of pr's memory with
-// internal/snapshot (an injected fork, traced from birth so it never runs
-// a user instruction). The smaps read for the areas are handed over, so
-// the freeze does not walk the page tables a second time.
+// snapshotProcess takes a snapshot of pr's memory: a write-protect
+// snapshot where it can (the pause does not grow with the memory size),
+// otherwise a copy-on-write fork with internal/snapshot (an injected fork,
+// traced from birth so it never runs a user instruction). The smaps read
+// for the areas are handed over, so the freeze does not walk the page
+// tables a second time.
 func (c *capturer) snapshotProcess(pr *proc) error {
+	if w := c.wpPrep; w != nil && w.PID() == pr.pid {
+		c.wpPrep = nil
+		done := c.ph.start("snapshot: write-protect")
+		err := w.Snapshot(pr.tr, pr.maps)
+		done()
+		if err == nil {
+			pr.wp = w
+			// The registration is ckptimg's, not the program's (which
+			// Prepare checked has none).
+			for i := range pr.rec.Areas {
+				if a := &pr.rec.Areas[i]; w.Covers(a.Start) {
+					a.VMFlags = withoutUffdFlags(a.VMFlags)
+				}
+			}
+			return nil
+		}
+		w.Close()
+		if !errors.Is(err, snapshot.ErrNoWP) {
+			return wrap("take the memory snapshot", pr.pid, 0, -1, err)
+		}
+	}
 	done := c.ph.start("snapshot: fork")
 	s, err := snapshot.Fork(pr.tr, snapshot.Options{Smaps: pr.maps})
 	done()
@@ -48,6 +80,53 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 	}
 	pr.snap = s
 	return nil
+}
+
+// prepareSnapshot arms a write-protect snapshot of the target before the
+// capture's freeze (snapshot.Prepare: a short freeze of its own, then the
+// pages are write-protected with the target running), so that the freeze
+// only fixes the instant. Where it cannot (snapshot.ErrNoWP and the
+// like), or for the other processes of a tree, snapshotProcess forks. A
+// dirty page tracker takes the userfaultfd registration of the areas
+// itself: with one, the snapshot is a fork.
+func (c *capturer) prepareSnapshot(pid int) {
+	o := c.opts
+	if !o.LeaveRunning || o.Kill || o.Track || o.Tracking != nil || o.Parent != nil {
+		return
+	}
+	defer c.ph.start("snapshot: prepare")()
+	w, err := snapshot.Prepare(c.ex, pid, snapshot.Options{})
+	if err != nil {
+		return // the freeze reports a target gone; the rest forks
+	}
+	if err := w.ProtectAll(); err != nil {
+		w.Close()
+		return
+	}
+	c.wpPrep = w
+}
+
+// readFrozen reports whether an area is read before the target is
+// released: what the write-protect snapshot does not cover, or for a
+// fork snapshot what needsTarget says.
+func readFrozen(pr *proc, a *format.Area) bool {
+	if pr.wp != nil {
+		return !pr.wp.Covers(a.Start)
+	}
+	return needsTarget(a)
+}
+
+// presentPages appends the pages of r to read: with a write-protect
+// snapshot those present at the snapshot instant, otherwise those the
+// pagemap shows present now.
+func presentPages(pr *proc, pagemap *os.File, r dirty.Range, out []dirty.Range) ([]dirty.Range, error) {
+	if pr.wp != nil && pr.wp.Covers(r.Start) {
+		for _, g := range pr.wp.Present(r.Start, r.End, nil) {
+			out = append(out, dirty.Range{Start: g.Start, End: g.End})
+		}
+		return out, nil
+	}
+	return dirty.Present(pagemap, r, out)
 }
 
 // needsTarget reports whether an area must be read from the frozen target
@@ -67,11 +146,11 @@ func needsTarget(a *format.Area) bool {
 }
 
 // dumpSnapshotted reads memory in two passes when snapshots exist: the
-// areas the fork cannot give, from the frozen target; then the target is
-// released and the rest is read from the snapshots.
+// areas the snapshot cannot give, from the frozen target; then the target
+// is released and the rest is read from the snapshots.
 func (c *capturer) dumpSnapshotted() error {
 	done := c.ph.start("memory (frozen)")
-	err := c.dumpMemory(func(_ *proc, a *format.Area, _ *procfs.Mapping) bool { return needsTarget(a) })
+	err := c.dumpMemory(func(pr *proc, a *format.Area, _ *procfs.Mapping) bool { return readFrozen(pr, a) })
 	done()
 	if err != nil {
 		return err
@@ -83,6 +162,9 @@ func (c *capturer) dumpSnapshotted() error {
 		return err
 	}
 	for _, pr := range c.procs {
+		if pr.wp != nil {
+			pr.mem = pr.wp // the target's own pagemap, memory through the snapshot
+		}
 		if pr.snap != nil {
 			pr.memPID = pr.snap.PID()
 			f, err := os.Open("/proc/" + strconv.Itoa(pr.memPID) + "/mem")
@@ -92,12 +174,29 @@ func (c *capturer) dumpSnapshotted() error {
 			pr.mem = f
 		}
 	}
-	defer c.ph.start("memory")()
-	return c.dumpMemory(func(_ *proc, a *format.Area, _ *procfs.Mapping) bool { return !needsTarget(a) })
+	done = c.ph.start("memory")
+	err = c.dumpMemory(func(pr *proc, a *format.Area, _ *procfs.Mapping) bool { return !readFrozen(pr, a) })
+	done()
+	if err != nil {
+		return err
+	}
+	for _, pr := range c.procs {
+		if pr.wp != nil {
+			if err := pr.wp.Finish(); err != nil {
+				return wrap("read the memory snapshot", pr.pid, 0, -1, err)
+			}
+		}
+	}
+	return nil
 }
 
-// dropSnapshots kills the snapshot processes.
+// dropSnapshots kills the snapshot processes and ends the write-protect
+// snapshots.
 func (c *capturer) dropSnapshots() {
+	if c.wpPrep != nil {
+		_ = c.wpPrep.Close()
+		c.wpPrep = nil
+	}
 	for _, pr := range c.procs {
 		if pr.mem != nil {
 			pr.mem.Close()
@@ -107,6 +206,10 @@ func (c *capturer) dropSnapshots() {
 			_ = pr.snap.Close()
 			pr.snap = nil
 			pr.memPID = pr.pid
+		}
+		if pr.wp != nil {
+			_ = pr.wp.Close()
+			pr.wp = nil
 		}
 	}
 }

@@ -423,8 +423,10 @@ func TestCaptureLeaveRunningLeavesNothing(t *testing.T) {
 }
 
 // TestCaptureKilledSnapshotDies: SIGKILL of ckptimg while it reads a
-// --leave-running snapshot kills the snapshot too (it never runs as a
-// second copy of the program), and the target runs on untraced.
+// --leave-running snapshot leaves the target running untraced: a fork
+// snapshot dies too (it never runs as a second copy of the program); a
+// write-protect snapshot's userfaultfd registration goes with ckptimg's
+// copy of it (VmFlags "uw" gone, the program writes on).
 func TestCaptureKilledSnapshotDies(t *testing.T) {
 	ckptimg, _ := binaries(t)
 	dir := t.TempDir()
@@ -439,13 +441,29 @@ func TestCaptureKilledSnapshotDies(t *testing.T) {
 	waitTicking(t, outPath, 3)
 	capt := startGroup(t, nil, nil, ckptimg, "capture", strconv.Itoa(pid), "-o", filepath.Join(dir, "x.ckpt"), "--leave-running", "--compression", "4")
 	cpid := capt.Process.Pid
-	// The snapshot: traced by ckptimg, not the target. Catch it once the
-	// target is released and memory is being read from the snapshot.
+	// A fork snapshot: traced by ckptimg, not the target. Catch it once
+	// the target is released and memory is being read from the snapshot.
+	// A write-protect snapshot: the target's areas registered ("uw") while
+	// it runs.
 	snap := 0
+	registered := func() bool {
+		sm, err := procfs.NewFS("").Proc(pid).Smaps()
+		for _, m := range sm {
+			if m.VmFlags.Has("uw") {
+				return true
+			}
+		}
+		return err != nil
+	}
+	wp := false
 	eventually(t, "a snapshot is being read", func() bool {
 		st, err := status(pid)
 		if err != nil || st.TracerPid != 0 {
 			return false
+		}
+		if registered() {
+			wp = true
+			return true
 		}
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {
@@ -465,12 +483,16 @@ func TestCaptureKilledSnapshotDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = capt.Wait()
-	eventually(t, fmt.Sprintf("snapshot %d is dead", snap), func() bool {
-		st, err := procfs.NewFS("").Proc(snap).Stat()
-		return err != nil || st.State == 'Z'
-	})
-	if st, err := procfs.NewFS("").Proc(snap).Stat(); err == nil && st.PGRP == pid {
-		t.Errorf("the snapshot's zombie holds the target's ids: %+v", st)
+	if wp {
+		eventually(t, "the userfaultfd registration is gone", func() bool { return !registered() })
+	} else {
+		eventually(t, fmt.Sprintf("snapshot %d is dead", snap), func() bool {
+			st, err := procfs.NewFS("").Proc(snap).Stat()
+			return err != nil || st.State == 'Z'
+		})
+		if st, err := procfs.NewFS("").Proc(snap).Stat(); err == nil && st.PGRP == pid {
+			t.Errorf("the snapshot's zombie holds the target's ids: %+v", st)
+		}
 	}
 	if left := related(t, pid); len(left) > 0 {
 		t.Errorf("left behind: %s", strings.Join(left, "; "))

@@ -1,7 +1,34 @@
-// Package snapshot takes a copy-on-write snapshot of a frozen process's
-// memory, so that a capture with --leave-running freezes the target only
-// for the time of one fork (copying its page tables: about 10-14 ms per
-// GiB here) and reads memory from the snapshot while the target runs on.
+// Package snapshot takes a snapshot of a process's memory at one instant,
+// so that a capture with --leave-running reads memory while the target
+// runs on. Two kinds:
+//
+// A write-protect snapshot (Protected) keeps the pause short at any size.
+// Prepare registers the target's private anonymous areas with a userfaultfd
+// in write-protect mode (created in the target by injection, held here by
+// pidfd_getfd) in a short freeze that walks no page table, and ProtectAll
+// write-protects every page while the target runs. In the capture's freeze
+// Snapshot lists the present pages and protects again the few written
+// since, in one PAGEMAP_SCAN walk: that is the instant. A handler goroutine
+// then copies each page before the program writes or discards it; ReadAt
+// gives the snapshot's content and lifts the protection of what it read;
+// every page taken is proved unchanged by its write-protect bit, or the
+// read fails with ErrLost (the program unmapped or moved memory not yet
+// read): a snapshot is exact or refused. docs/capture.md ("Short pauses")
+// lists what the program may do meanwhile. Recipe:
+//
+//	w, err := snapshot.Prepare(ex, pid, snapshot.Options{}) // ErrNoWP: fork instead
+//	w.ProtectAll()                                           // target running
+//	t, _ := ex.Seize(pid)                                    // freeze starts
+//	sm, _ := proc.Smaps()
+//	err = w.Snapshot(t, sm)                                  // the instant
+//	... read the areas !w.Covers(start) from the frozen target ...
+//	t.Detach()                                               // freeze ends
+//	... for each covered area, w.Present(range) pages through w.ReadAt ...
+//	err = w.Finish()                                         // ErrLost: capture again
+//	w.Close()
+//
+// A fork snapshot (Fork, type Snapshot, below) is the fallback: its pause grows with
+// the size (copying the page tables: 13-47 ms per GiB here).
 //
 // Fork injects a clone(CLONE_VM) into the target, then a fork into that
 // middle process; the fork is the snapshot, the middle process is killed
