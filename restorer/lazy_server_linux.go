@@ -347,32 +347,30 @@ func (s *lazyServer) fillData(t *lazyTarget, p *lazyPiece) unix.Errno {
 		p.Len = 0
 		return 0
 	}
-	ps := s.plan.PageSize
-	for p.Len > 0 {
-		n, errno := uffdCopyWake(t.fd, p.Addr, plain[p.Offset:p.Offset+p.Len])
-		n = min(max(n, 0), int64(p.Len)) &^ int64(ps-1)
-		s.copied += uint64(n)
-		*p = p.slice(p.Addr+uint64(n), p.end())
-		switch errno {
-		case 0:
-		case unix.EEXIST:
-			// Filled already (by a fork's copy of the page, or written
-			// after a zero page): skip that page.
-			uffdWake(t.fd, p.Addr, ps)
-			*p = p.slice(p.Addr+ps, p.end())
-		default:
-			return errno
-		}
-	}
-	return 0
+	return s.fillWith(t, p, func(addr, n uint64) (int64, unix.Errno) {
+		return uffdCopyWake(t.fd, addr, plain[p.Offset:p.Offset+n])
+	}, true)
 }
 
 // fillZero maps zero pages over piece p, advancing p.
 func (s *lazyServer) fillZero(t *lazyTarget, p *lazyPiece) unix.Errno {
+	return s.fillWith(t, p, func(addr, n uint64) (int64, unix.Errno) {
+		return s.zero(t, addr, n, false)
+	}, false)
+}
+
+// fillWith fills piece p with put (UFFDIO_COPY or UFFDIO_ZEROPAGE of n
+// bytes at addr), advancing p by what was filled. A page filled already
+// (EEXIST: by a fork's copy of it, or written after a zero page) is
+// skipped.
+func (s *lazyServer) fillWith(t *lazyTarget, p *lazyPiece, put func(addr, n uint64) (int64, unix.Errno), count bool) unix.Errno {
 	ps := s.plan.PageSize
 	for p.Len > 0 {
-		n, errno := s.zero(t, p.Addr, p.Len, false)
+		n, errno := put(p.Addr, p.Len)
 		n = min(max(n, 0), int64(p.Len)) &^ int64(ps-1)
+		if count {
+			s.copied += uint64(n)
+		}
 		*p = p.slice(p.Addr+uint64(n), p.end())
 		switch errno {
 		case 0:

@@ -109,14 +109,8 @@ func Fork(t *ptrace.Tracee, opts Options) (*Snapshot, error) {
 		return fmt.Errorf("snapshot: pid %d: %s: %w", pid, step, err)
 	}
 	proc := procfs.NewFS("").Proc(pid)
-	if !opts.IgnoreSeccomp {
-		st, err := proc.Status()
-		if err != nil {
-			return nil, fail("status", err)
-		}
-		if st.Seccomp == 2 {
-			return nil, fail("fork", ErrSeccomp)
-		}
+	if err := opts.checkSeccomp(proc); err != nil {
+		return nil, fail("fork", err)
 	}
 	smaps := opts.Smaps
 	if smaps == nil {
@@ -360,4 +354,21 @@ func (s *Snapshot) Close() error {
 	}
 	s.closed = true
 	return s.child.Kill()
+}
+
+// checkSeccomp returns ErrSeccomp for a target under a seccomp filter,
+// unless IgnoreSeccomp: the filter may kill the target on an injected
+// syscall, or raise SIGSYS in it.
+func (o Options) checkSeccomp(proc procfs.Proc) error {
+	if o.IgnoreSeccomp {
+		return nil
+	}
+	st, err := proc.Status()
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if st.Seccomp == 2 {
+		return ErrSeccomp
+	}
+	return nil
 }

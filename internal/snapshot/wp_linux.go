@@ -116,14 +116,8 @@ func Prepare(ex *ptrace.Executor, pid int, opts Options) (p *Protected, err erro
 		return fmt.Errorf("snapshot: pid %d: %s: %w", pid, step, err)
 	}
 	proc := procfs.NewFS("").Proc(pid)
-	if !opts.IgnoreSeccomp {
-		st, err := proc.Status()
-		if err != nil {
-			return nil, fail("status", err)
-		}
-		if st.Seccomp == 2 {
-			return nil, fail("write-protect", ErrSeccomp)
-		}
+	if err := opts.checkSeccomp(proc); err != nil {
+		return nil, fail("write-protect", err)
 	}
 	t, err := ex.Seize(pid)
 	if err != nil {
