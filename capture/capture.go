@@ -24,6 +24,10 @@ import (
 // collected and before memory is read.
 var testHookBeforeMemory func(pid int)
 
+// testHookBeforeSmaps, when set by a test, runs after a write-protect
+// snapshot's target is released and before its smaps are read.
+var testHookBeforeSmaps func(pid int)
+
 // Tool is recorded in every image as its writer.
 var Tool = "ckptimg " + version.String()
 
@@ -42,6 +46,9 @@ type proc struct {
 	// write-protect snapshot, read instead of using process_vm_readv
 	// (see readBatch).
 	mem snapshotMem
+	// lateSmaps: maps holds /proc/PID/maps only, smaps is read after the
+	// release (mergeSmaps; with a write-protect snapshot).
+	lateSmaps bool
 }
 
 type capturer struct {

@@ -16,6 +16,12 @@ import (
 // lacks (for example PTRACE_GET_RSEQ_CONFIGURATION).
 var ErrNotSupported = errors.New("capture: not supported by this kernel")
 
+// ErrAreaChanged is wrapped when a memory area of a --leave-running
+// capture changed its layout between the snapshot instant and the read
+// of its smaps details after the release: the target runs on, and the
+// capture can simply be taken again.
+var ErrAreaChanged = errors.New("capture: memory area changed after the snapshot instant")
+
 // exitTargetGone is cli.ExitTargetGone; capture cannot import cmd.
 const exitTargetGone = 4
 

@@ -49,7 +49,8 @@ func (c *capturer) snapshot() error {
 // otherwise a copy-on-write fork with internal/snapshot (an injected fork,
 // traced from birth so it never runs a user instruction). The smaps read
 // for the areas are handed over, so the freeze does not walk the page
-// tables a second time.
+// tables a second time. The write-protect snapshot needs no smaps: the
+// areas got maps only (collectAreas), and smaps comes after the release.
 func (c *capturer) snapshotProcess(pr *proc) error {
 	if w := c.wpPrep; w != nil && w.PID() == pr.pid {
 		c.wpPrep = nil
@@ -57,19 +58,19 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 		err := w.Snapshot(pr.tr, pr.maps)
 		done()
 		if err == nil {
-			pr.wp = w
-			// The registration is ckptimg's, not the program's (which
-			// Prepare checked has none).
-			for i := range pr.rec.Areas {
-				if a := &pr.rec.Areas[i]; w.Covers(a.Start) {
-					a.VMFlags = withoutUffdFlags(a.VMFlags)
-				}
-			}
+			pr.wp = w // mergeSmaps gives the areas their VmFlags after the release
 			return nil
 		}
 		w.Close()
 		if !errors.Is(err, snapshot.ErrNoWP) {
 			return wrap("take the memory snapshot", pr.pid, 0, -1, err)
+		}
+		// The fork needs the VmFlags ("dc", "wf") in the freeze.
+		done = c.ph.start("areas: smaps")
+		err = c.mergeSmaps(pr)
+		done()
+		if err != nil {
+			return err
 		}
 	}
 	done := c.ph.start("snapshot: fork")
@@ -161,6 +162,17 @@ func (c *capturer) dumpSnapshotted() error {
 	if err != nil {
 		return err
 	}
+	done = c.ph.start("smaps")
+	for _, pr := range c.procs {
+		if testHookBeforeSmaps != nil && pr.lateSmaps {
+			testHookBeforeSmaps(pr.pid)
+		}
+		if err := c.mergeSmaps(pr); err != nil {
+			done()
+			return err
+		}
+	}
+	done()
 	for _, pr := range c.procs {
 		if pr.wp != nil {
 			pr.mem = pr.wp // the target's own pagemap, memory through the snapshot

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,4 +56,55 @@ func TestRestoreLeaveRunningInstant(t *testing.T) {
 			t.Fatalf("the restored program found a page of another instant: %s", l)
 		}
 	}
+}
+
+// TestRestoreLeaveRunningAdvice: with the write-protect snapshot the
+// areas' VmFlags come from smaps read after the release (the freeze reads
+// maps only); the advice the program gave (madvise, mlock) still comes
+// back with a restore of such a capture.
+func TestRestoreLeaveRunningAdvice(t *testing.T) {
+	needRoot(t)
+	dir := testDir(t)
+	p := testprog.Start(t, testprog.Build(t, "advice"))
+	p.WaitCount(t, 2)
+	flagOf := map[string]string{"dontfork": "dc", "wipeonfork": "wf", "mlock": "lo"}
+	addrs := map[string]uint64{}
+	for name := range flagOf {
+		if s, ok := p.ReadyFields[name]; ok {
+			var a uint64
+			fmt.Sscanf(s, "%x", &a)
+			addrs[name] = a
+		}
+	}
+	img := filepath.Join(dir, "advice.ckpt")
+	before := lastCount(p)
+	res := captureTo(t, p.PID, img, capture.Options{LeaveRunning: true})
+	wp := false
+	for _, ph := range res.Phases {
+		wp = wp || ph.Name == "snapshot: write-protect"
+	}
+	if !wp {
+		t.Skipf("the capture took no write-protect snapshot (phases %v)", res.Phases)
+	}
+	after := lastCount(p)
+	syscall.Kill(p.PID, syscall.SIGKILL)
+	p.Wait(t, testprog.Timeout)
+	waitGone(t, p.PID)
+	testprog.KillAtCleanup(t, p.PID)
+	r := startRestart(t, []int{p.PID}, img)
+	// The program resumes from the instant, some count between the last
+	// printed before the capture and the last printed before the kill.
+	lines := r.waitFor(t, "three counts", func(l []string) bool { return len(counts(l)) >= 3 })
+	checkNoFailures(t, lines)
+	c := counts(lines)
+	if c[0] <= before || c[0] > after+1 || c[1] != c[0]+1 || c[2] != c[0]+2 {
+		t.Fatalf("counts after the restore are %v, want consecutive from one in %d..%d", c, before+1, after+1)
+	}
+	for name, a := range addrs {
+		if got := vmFlagsAt(t, p.PID, a); !slices.Contains(got, flagOf[name]) {
+			t.Errorf("restored %s area at %#x has VmFlags %v, without %s", name, a, got, flagOf[name])
+		}
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	<-r.done
 }

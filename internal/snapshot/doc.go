@@ -19,8 +19,8 @@
 //	w, err := snapshot.Prepare(ex, pid, snapshot.Options{}) // ErrNoWP: fork instead
 //	w.ProtectAll()                                           // target running
 //	t, _ := ex.Seize(pid)                                    // freeze starts
-//	sm, _ := proc.Smaps()
-//	err = w.Snapshot(t, sm)                                  // the instant
+//	maps, _ := proc.Maps()                                   // no page-table walk, unlike smaps
+//	err = w.Snapshot(t, maps)                                // the instant
 //	... read the areas !w.Covers(start) from the frozen target ...
 //	t.Detach()                                               // freeze ends
 //	... for each covered area, w.Present(range) pages through w.ReadAt ...

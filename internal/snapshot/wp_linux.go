@@ -175,8 +175,9 @@ func (p *Protected) ProtectAll() error {
 }
 
 // Snapshot fixes the snapshot instant in the frozen target t, whose
-// smaps of this freeze are given: the areas registered by Prepare that
-// are still there (VmFlags "uw") are covered; the pages present in them
+// maps of this freeze are given (/proc/PID/maps is enough: smaps would
+// walk every page table for its counters): the areas registered by
+// Prepare that are still there are covered; the pages present in them
 // now are the snapshot's, and those written since ProtectAll are
 // write-protected again. One walk of the page tables that reads them
 // (PAGEMAP_SCAN), and changes only the written ones.
@@ -184,7 +185,7 @@ func (p *Protected) ProtectAll() error {
 // The program's stack bytes that injections replaced are put back first
 // (t.Rest), so that the snapshot holds the program's own. ErrNoWP when
 // nothing registered is left (the program exec'd, or unmapped it all).
-func (p *Protected) Snapshot(t *ptrace.Tracee, smaps []procfs.Mapping) error {
+func (p *Protected) Snapshot(t *ptrace.Tracee, maps []procfs.Mapping) error {
 	fail := func(step string, err error) error {
 		return fmt.Errorf("snapshot: pid %d: %s: %w", p.pid, step, err)
 	}
@@ -198,9 +199,18 @@ func (p *Protected) Snapshot(t *ptrace.Tracee, smaps []procfs.Mapping) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.covered = p.covered[:0]
-	for _, m := range wpCandidates(smaps) {
-		if m.VmFlags.Has("uw") {
+	for _, m := range wpCandidates(maps) {
+		// Whether Prepare's registration is still on the area (one mapped
+		// since has none): the kernel refuses to write-protect an area
+		// not registered (ENOENT), without needing smaps' VmFlags "uw".
+		// Protecting the first page is what the scan below does anyway
+		// to a page present and written, and harmless to one absent.
+		switch err := writeProtect(p.uffd, m.Start, p.ps, true); err {
+		case nil:
 			p.covered = append(p.covered, m)
+		case unix.ENOENT:
+		default:
+			return fail(fmt.Sprintf("protect %#x-%#x", m.Start, m.End), err)
 		}
 	}
 	if len(p.covered) == 0 {

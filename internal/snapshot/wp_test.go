@@ -1,12 +1,15 @@
 package snapshot
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
@@ -30,11 +33,11 @@ func takeWP(t testing.TB, ex *ptrace.Executor, pid int) (*Protected, *ptrace.Tra
 		t.Fatal(err)
 	}
 	tr := seize(t, ex, pid)
-	sm, err := procfs.NewFS("").Proc(pid).Smaps()
+	maps, err := procfs.NewFS("").Proc(pid).Maps()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Snapshot(tr, sm); err != nil {
+	if err := w.Snapshot(tr, maps); err != nil {
 		t.Fatalf("Snapshot %d: %v", pid, err)
 	}
 	return w, tr
@@ -192,5 +195,60 @@ func TestProtectedInstant(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestProtectedNewAreaNotCovered: an area the program maps between
+// Prepare and the freeze is not registered; Snapshot, given maps (no
+// VmFlags), learns it from the kernel and leaves it uncovered (the
+// capture reads it frozen), pages and all, while Prepare's areas stay
+// covered.
+func TestProtectedNewAreaNotCovered(t *testing.T) {
+	p := testprog.Start(t, testprog.Build(t, "bigmem"), "16", "1000")
+	addr := p.Uint(t, "addr")
+	ex := newExecutor(t)
+	w, err := Prepare(ex, p.PID, Options{})
+	if errors.Is(err, ErrNoWP) {
+		t.Skipf("no write-protect snapshot here: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Prepare %d: %v", p.PID, err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	if err := w.ProtectAll(); err != nil {
+		t.Fatal(err)
+	}
+	tr := seize(t, ex, p.PID)
+	n := uintptr(16 * pageSize)
+	var fresh uintptr
+	err = ex.Do(func() error {
+		if err := tr.BlockSignals(); err != nil {
+			return err
+		}
+		a, err := tr.Syscall(p.PID, unix.SYS_MMAP, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+		fresh = a
+		return err
+	})
+	if err != nil {
+		t.Fatalf("inject mmap: %v", err)
+	}
+	page := bytes.Repeat([]byte{0xa5}, int(pageSize))
+	local := []unix.Iovec{{Base: &page[0], Len: pageSize}}
+	remote := []unix.RemoteIovec{{Base: fresh + uintptr(pageSize), Len: int(pageSize)}}
+	if _, err := unix.ProcessVMWritev(p.PID, local, remote, 0); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := procfs.NewFS("").Proc(p.PID).Maps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Snapshot(tr, maps); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	if w.Covers(uint64(fresh)) {
+		t.Errorf("the area mapped after Prepare at %#x is covered", fresh)
+	}
+	if !w.Covers(addr) {
+		t.Errorf("Prepare's area at %#x is not covered", addr)
 	}
 }
