@@ -16,10 +16,13 @@ import (
 // lacks (for example PTRACE_GET_RSEQ_CONFIGURATION).
 var ErrNotSupported = errors.New("capture: not supported by this kernel")
 
-// ErrAreaChanged is wrapped when a memory area of a --leave-running
-// capture changed its layout between the snapshot instant and the read
-// of its smaps details after the release: the target runs on, and the
-// capture can simply be taken again.
+// ErrAreaChanged is wrapped when the program changed its memory after the
+// instant of a --leave-running write-protect snapshot in a way the capture
+// cannot follow: a memory area's layout changed before its smaps details
+// were read, or memory was unmapped or moved before it was read (with
+// snapshot.ErrLost). The target runs on, and the capture can be taken
+// again, or with a fork snapshot (Options.ForkSnapshot), which these
+// changes do not disturb.
 var ErrAreaChanged = errors.New("capture: memory area changed after the snapshot instant")
 
 // exitTargetGone is cli.ExitTargetGone; capture cannot import cmd.

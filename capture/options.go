@@ -29,6 +29,10 @@ type Options struct {
 	// no longer grows with memory size. Without it, the target stays frozen
 	// until every page has been read. Ignored with Kill.
 	LeaveRunning bool
+	// ForkSnapshot makes LeaveRunning take the fork snapshot even where a
+	// write-protect one is possible: a longer pause (a copy of the page
+	// tables), but the program may change its memory layout meanwhile.
+	ForkSnapshot bool
 
 	// Parent is the image a delta is taken against; the caller must give
 	// the same image to format.WithParent when making the Writer. It

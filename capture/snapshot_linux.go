@@ -2,6 +2,7 @@ package capture
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -92,7 +93,7 @@ func (c *capturer) snapshotProcess(pr *proc) error {
 // itself: with one, the snapshot is a fork.
 func (c *capturer) prepareSnapshot(pid int) {
 	o := c.opts
-	if !o.LeaveRunning || o.Kill || o.Track || o.Tracking != nil || o.Parent != nil {
+	if !o.LeaveRunning || o.ForkSnapshot || o.Kill || o.Track || o.Tracking != nil || o.Parent != nil {
 		return
 	}
 	defer c.ph.start("snapshot: prepare")()
@@ -189,17 +190,17 @@ func (c *capturer) dumpSnapshotted() error {
 	done = c.ph.start("memory")
 	err = c.dumpMemory(func(pr *proc, a *format.Area, _ *procfs.Mapping) bool { return !readFrozen(pr, a) })
 	done()
-	if err != nil {
-		return err
-	}
 	for _, pr := range c.procs {
-		if pr.wp != nil {
-			if err := pr.wp.Finish(); err != nil {
-				return wrap("read the memory snapshot", pr.pid, 0, -1, err)
+		if err == nil && pr.wp != nil {
+			if err = pr.wp.Finish(); err != nil {
+				err = wrap("read the memory snapshot", pr.pid, 0, -1, err)
 			}
 		}
 	}
-	return nil
+	if errors.Is(err, snapshot.ErrLost) {
+		return fmt.Errorf("%w (%w); capture again", ErrAreaChanged, err)
+	}
+	return err
 }
 
 // dropSnapshots kills the snapshot processes and ends the write-protect

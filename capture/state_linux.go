@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -426,15 +427,21 @@ func (c *capturer) mergeSmaps(pr *proc) error {
 		for j < len(smaps) && smaps[j].End <= m.Start {
 			j++
 		}
-		if j == len(smaps) || !sameLayout(m, &smaps[j]) {
-			now := "gone"
-			if j < len(smaps) && smaps[j].Start < m.End {
-				now = "now " + mappingString(&smaps[j])
+		switch {
+		case j < len(smaps) && sameLayout(m, &smaps[j]):
+			m.VmFlags, m.Fields = smaps[j].VmFlags, smaps[j].Fields
+		default:
+			flags, ok := reprotected(m, smaps[j:])
+			if !ok {
+				now := "gone"
+				if j < len(smaps) && smaps[j].Start < m.End {
+					now = "now " + mappingString(&smaps[j])
+				}
+				return wrap("read smaps", pr.pid, 0, -1, fmt.Errorf(
+					"area %s: %w (%s); capture again", mappingString(m), ErrAreaChanged, now))
 			}
-			return wrap("read smaps", pr.pid, 0, -1, fmt.Errorf(
-				"area %s: %w (%s); capture again", mappingString(m), ErrAreaChanged, now))
+			m.VmFlags, m.Fields = flags, nil
 		}
-		m.VmFlags, m.Fields = smaps[j].VmFlags, smaps[j].Fields
 		a := &pr.rec.Areas[i]
 		smapsDetails(a, m)
 		if pr.wp != nil && pr.wp.Covers(a.Start) {
@@ -445,6 +452,58 @@ func (c *capturer) mergeSmaps(pr *proc) error {
 	}
 	pr.lateSmaps = false
 	return nil
+}
+
+// reprotected returns the VmFlags of area m when all that changed since
+// the instant is the protection of some of its pages (mprotect: malloc
+// growing an arena, a JIT sealing code), that it grew into memory mapped
+// since or shrank, which split or merge areas: the later areas overlapping
+// m map the same file (or anonymous memory) at the same offsets, and
+// agree on every flag but the protections, which
+// are m's own (the kernel merges areas only when their flags agree). Part
+// of m may be gone (a heap trimmed): whether its pages were read is the
+// snapshot's to tell (ErrLost), its flags are those of what is left.
+func reprotected(m *procfs.Mapping, late []procfs.Mapping) (procfs.VmFlags, bool) {
+	var flags procfs.VmFlags
+	for i := range late {
+		l := &late[i]
+		if l.Start >= m.End {
+			break
+		}
+		if l.Perms.Shared != m.Perms.Shared || l.Major != m.Major ||
+			l.Minor != m.Minor || l.Inode != m.Inode || l.Path != m.Path || l.Deleted != m.Deleted {
+			return nil, false
+		}
+		// maps gives a file's offset; anonymous memory shows 0.
+		if file := m.Inode != 0 || m.Major != 0 || m.Minor != 0; file &&
+			(l.Start <= m.Start && l.Offset+(m.Start-l.Start) != m.Offset ||
+				l.Start > m.Start && l.Offset != m.Offset+(l.Start-m.Start)) {
+			return nil, false
+		}
+		kept := procfs.VmFlags{}
+		for _, f := range l.VmFlags {
+			if f != "rd" && f != "wr" && f != "ex" {
+				kept = append(kept, f)
+			}
+		}
+		if flags != nil && !slices.Equal(flags, kept) {
+			return nil, false
+		}
+		flags = kept
+	}
+	if flags == nil {
+		return nil, false
+	}
+	for _, p := range []struct {
+		on   bool
+		flag string
+	}{{m.Perms.Read, "rd"}, {m.Perms.Write, "wr"}, {m.Perms.Exec, "ex"}} {
+		if p.on {
+			flags = append(flags, p.flag)
+		}
+	}
+	slices.Sort(flags)
+	return flags, true
 }
 
 // sameLayout reports whether two lines of maps describe the same area.

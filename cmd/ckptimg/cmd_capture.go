@@ -194,10 +194,24 @@ func runCapture(ctx context.Context, o *captureOptions, stderr io.Writer) error 
 }
 
 // captureTo captures pid into output (atomically), as a delta against
-// parentPath when set.
+// parentPath when set. A --leave-running capture into a file whose
+// write-protect snapshot the program disturbed (capture.ErrAreaChanged:
+// it unmapped, moved or trimmed memory before it was read) is taken again
+// at once with a fork snapshot; nothing of the first was kept.
 func captureTo(ctx context.Context, o *captureOptions, pid int, output, parentPath string, gen uint32, stderr io.Writer) (*capture.Result, error) {
-	opts := capture.Options{Tree: o.tree, Kill: o.kill, LeaveRunning: o.leaveRunning, Command: o.args, Generation: gen,
-		Track: o.track, Tracking: o.tracking}
+	res, err := captureOnce(ctx, o, pid, output, parentPath, gen, stderr, false)
+	if err != nil && errors.Is(err, capture.ErrAreaChanged) && output != "-" && ctx.Err() == nil {
+		o.log.Printf("ckptimg: note: %v\nckptimg: capturing again with a fork snapshot\n", err)
+		res, err = captureOnce(ctx, o, pid, output, parentPath, gen, stderr, true)
+	}
+	return res, err
+}
+
+// captureOnce is captureTo's one attempt; fork chooses the fork snapshot
+// for --leave-running.
+func captureOnce(ctx context.Context, o *captureOptions, pid int, output, parentPath string, gen uint32, stderr io.Writer, fork bool) (*capture.Result, error) {
+	opts := capture.Options{Tree: o.tree, Kill: o.kill, LeaveRunning: o.leaveRunning, ForkSnapshot: fork, Command: o.args,
+		Generation: gen, Track: o.track, Tracking: o.tracking}
 	// The output is the command's own (a new file, or standard output
 	// when it is a file): large images bypass the page cache.
 	wopts := []format.WriterOption{format.WithCompression(o.compression), format.WithDirectIO()}
