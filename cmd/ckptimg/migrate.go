@@ -261,7 +261,9 @@ func (s *sender) round(ctx context.Context, final bool) error {
 			f.Close()
 		}
 	}()
-	opts := capture.Options{Tree: s.o.tree, LeaveRunning: !final, Kill: final, Parent: s.parent,
+	// The rounds stream as they are written, so a write-protect snapshot
+	// the program disturbs could not be taken again: the fork's instead.
+	opts := capture.Options{Tree: s.o.tree, LeaveRunning: !final, ForkSnapshot: true, Kill: final, Parent: s.parent,
 		Tracking: s.tracking, Command: s.o.args, Generation: uint32(n)}
 	wopts := []format.WriterOption{format.WithCompression(s.o.compression)}
 	if s.parent != nil {
