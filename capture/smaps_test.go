@@ -137,7 +137,7 @@ while True:
 				t.Logf("capture: %v", err)
 			}
 			// Only the protections of the test's area change: that is
-			// accepted (reprotected). Another area of python's may go.
+			// accepted (survivingFlags). Another area of python's may go.
 			if strings.Contains(err.Error(), "area 0x"+area+"-") {
 				t.Errorf("a change of protections only was refused: %v", err)
 			}

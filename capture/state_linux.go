@@ -427,11 +427,10 @@ func (c *capturer) mergeSmaps(pr *proc) error {
 		for j < len(smaps) && smaps[j].End <= m.Start {
 			j++
 		}
-		switch {
-		case j < len(smaps) && sameLayout(m, &smaps[j]):
+		if j < len(smaps) && sameLayout(m, &smaps[j]) {
 			m.VmFlags, m.Fields = smaps[j].VmFlags, smaps[j].Fields
-		default:
-			flags, ok := reprotected(m, smaps[j:])
+		} else {
+			flags, ok := survivingFlags(m, smaps[j:])
 			if !ok {
 				now := "gone"
 				if j < len(smaps) && smaps[j].Start < m.End {
@@ -454,16 +453,16 @@ func (c *capturer) mergeSmaps(pr *proc) error {
 	return nil
 }
 
-// reprotected returns the VmFlags of area m when all that changed since
-// the instant is the protection of some of its pages (mprotect: malloc
-// growing an arena, a JIT sealing code), that it grew into memory mapped
-// since or shrank, which split or merge areas: the later areas overlapping
-// m map the same file (or anonymous memory) at the same offsets, and
-// agree on every flag but the protections, which
-// are m's own (the kernel merges areas only when their flags agree). Part
-// of m may be gone (a heap trimmed): whether its pages were read is the
-// snapshot's to tell (ErrLost), its flags are those of what is left.
-func reprotected(m *procfs.Mapping, late []procfs.Mapping) (procfs.VmFlags, bool) {
+// survivingFlags returns the VmFlags of area m when all that changed
+// since the instant is the protection of some of its pages (mprotect:
+// malloc growing an arena, a JIT sealing code), or that it grew into
+// memory mapped since or shrank (a heap trimmed), which split or merge
+// areas: the later areas overlapping m map the same file (or anonymous
+// memory) at the same offsets and agree on every flag but the
+// protections, which are m's own (the kernel merges areas only when their
+// flags agree). Whether the pages of a part gone were read is the
+// snapshot's to tell (ErrLost).
+func survivingFlags(m *procfs.Mapping, late []procfs.Mapping) (procfs.VmFlags, bool) {
 	var flags procfs.VmFlags
 	for i := range late {
 		l := &late[i]
