@@ -52,7 +52,17 @@ func inPIDNS(t *testing.T, r *restarted, pid int) int {
 			}
 		}
 		if root == 0 || init == 0 {
-			return fmt.Errorf("ckpt-restart %d has no restored root (%d inside) and init among its children %q", r.cmd.Process.Pid, pid, b)
+			state := "running"
+			select {
+			case <-r.done:
+				state = fmt.Sprintf("ended (%v)", r.err)
+			default:
+			}
+			r.mu.Lock()
+			stderr := r.stderr.String()
+			r.mu.Unlock()
+			return fmt.Errorf("ckpt-restart %d (%s) has no restored root (%d inside) and init among its children %q; its stderr:\n%s",
+				r.cmd.Process.Pid, state, pid, b, stderr)
 		}
 		return nil
 	})
