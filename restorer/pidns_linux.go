@@ -38,14 +38,14 @@ type pidNS struct {
 }
 
 // startPIDNS starts the init of a new PID namespace for a tree whose
-// root has PID root inside it.
-func startPIDNS(root int32) (*pidNS, error) {
+// root has PID root inside it and whose highest id is last.
+func startPIDNS(root, last int32) (*pidNS, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	cmd := exec.Command("/proc/self/exe", strconv.Itoa(int(root)))
+	cmd := exec.Command("/proc/self/exe", strconv.Itoa(int(root)), strconv.Itoa(int(last)))
 	cmd.Args[0] = InitName
 	cmd.Env = []string{}
 	cmd.Dir = "/"
@@ -135,17 +135,27 @@ func (ns *pidNS) kill() {
 }
 
 // RunInit is the init of a restore's PID namespace (argv[0] InitName,
-// args the root's PID inside): it waits for the restorer to close its
-// stdin, then reaps every process that ends up its child until the root
-// has exited and it has no child left. It returns the exit code.
+// args the root's PID inside and the tree's highest id): it waits for the
+// restorer to close its stdin, then reaps every process that ends up its
+// child until the root has exited and it has no child left. It returns
+// the exit code.
 func RunInit(args []string) int {
-	if len(args) != 1 || os.Getpid() != 1 {
+	if len(args) != 2 || os.Getpid() != 1 {
 		fmt.Fprintf(os.Stderr, "%s: run by ckpt-restart --pidns only\n", InitName)
 		return 2
 	}
 	root, err := strconv.Atoi(args[0])
 	if err != nil {
 		return 2
+	}
+	// Ids given from now on (the stub, threads and children the program
+	// makes once restored) come after the tree's, as on the host it left,
+	// not among the few this init's own threads took: an image taken in
+	// this namespace then holds no id a later init's threads may hold.
+	// Best effort: without the privilege, ids are given from 2 up.
+	if f, err := os.OpenFile("/proc/sys/kernel/ns_last_pid", os.O_WRONLY, 0); err == nil {
+		f.WriteString(args[1])
+		f.Close()
 	}
 	// A signal from inside the namespace must not end it.
 	signal.Ignore(unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)

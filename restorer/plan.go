@@ -456,3 +456,15 @@ func (pl *Plan) fileCreds(fp *FilePlan) *format.Creds {
 	}
 	return &pl.Procs[0].Proc.Creds
 }
+
+// highestID is the highest process or thread id of the tree.
+func (pl *Plan) highestID() int32 {
+	var last int32
+	for _, pp := range pl.Procs {
+		last = max(last, pp.Proc.PID)
+		for _, th := range pp.Proc.Threads {
+			last = max(last, th.TID)
+		}
+	}
+	return last
+}

@@ -141,7 +141,7 @@ func (s *Session) Restore(ctx context.Context) (res *Restored, err error) {
 	}()
 	root := r.plan.Procs[0].Proc
 	if r.opts.PIDNS {
-		if r.pidns, err = startPIDNS(root.PID); err != nil {
+		if r.pidns, err = startPIDNS(root.PID, r.plan.highestID()); err != nil {
 			return nil, &Error{Step: "start PID namespace", Err: err}
 		}
 		r.res.InitPID = r.pidns.cmd.Process.Pid

@@ -204,3 +204,64 @@ func TestRestorePIDNSDetach(t *testing.T) {
 		t.Fatalf("pid %d printed by --detach: NSpid %v, want %d outside and %d inside", host, st.NSpid, host, p.PID)
 	}
 }
+
+// spawnerSrc makes a thread on each SIGUSR1, which prints its id ("tid
+// N"); main prints "ready pid=P" and sleeps.
+const spawnerSrc = `#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t asked;
+static void on_usr1(int sig) { (void)sig; asked = 1; }
+static void *spawned(void *arg) {
+	(void)arg;
+	printf("tid %d\n", gettid());
+	for (;;)
+		pause();
+	return NULL;
+}
+int main(void) {
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGUSR1, on_usr1);
+	printf("ready pid=%d\n", getpid());
+	for (;;) {
+		if (asked) {
+			asked = 0;
+			pthread_t t;
+			pthread_create(&t, NULL, spawned, NULL);
+		}
+		usleep(10000);
+	}
+}
+`
+
+// TestRestorePIDNSNewIDs: in a namespace of --pidns, a thread the
+// restored program makes gets an id above the tree's, as on the host it
+// left, not one of the small ids the namespace's init holds in the next
+// restore's namespace (an image taken there would clash with them).
+func TestRestorePIDNSNewIDs(t *testing.T) {
+	needRoot(t)
+	bin := testprog.BuildC(t, "spawner", spawnerSrc)
+	dir := testDir(t)
+	p := testprog.Start(t, bin)
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		if _, ok := lastLine(p.Lines(), "ready"); !ok {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	img := filepath.Join(dir, "1.ckpt")
+	captureKill(t, p.PID, img, false)
+	r := startRestart(t, nil, "--pidns", img)
+	host := inPIDNS(t, r, p.PID)
+	if err := syscall.Kill(host, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	lines := r.waitFor(t, "a new thread", func(lines []string) bool { _, ok := lastLine(lines, "tid "); return ok })
+	l, _ := lastLine(lines, "tid ")
+	tid, err := strconv.Atoi(strings.TrimPrefix(l, "tid "))
+	if err != nil || tid <= p.PID {
+		t.Fatalf("the restored program's new thread is %q, want an id above the tree's (%d)", l, p.PID)
+	}
+}
