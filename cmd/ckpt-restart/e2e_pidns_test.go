@@ -52,17 +52,13 @@ func inPIDNS(t *testing.T, r *restarted, pid int) int {
 			}
 		}
 		if root == 0 || init == 0 {
-			state := "running"
 			select {
 			case <-r.done:
-				state = fmt.Sprintf("ended (%v)", r.err)
+				_, stderr := r.snapshot()
+				t.Fatalf("ckpt-restart %d ended (%v) with no restored root (%d inside); its stderr:\n%s", r.cmd.Process.Pid, r.err, pid, stderr)
 			default:
 			}
-			r.mu.Lock()
-			stderr := r.stderr.String()
-			r.mu.Unlock()
-			return fmt.Errorf("ckpt-restart %d (%s) has no restored root (%d inside) and init among its children %q; its stderr:\n%s",
-				r.cmd.Process.Pid, state, pid, b, stderr)
+			return fmt.Errorf("ckpt-restart %d has no restored root (%d inside) and init among its children %q", r.cmd.Process.Pid, pid, b)
 		}
 		return nil
 	})
