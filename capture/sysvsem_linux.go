@@ -1,10 +1,13 @@
 package capture
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
 	"github.com/ckptimg/ckptimg/internal/sysvipc"
@@ -40,6 +43,13 @@ func (c *capturer) collectSemMsgHere(pids map[int64]bool) error {
 	for _, row := range sems {
 		id := int(row["semid"])
 		vals, spids, err := sysvipc.SemValues(id, int(row["nsems"]))
+		if errors.Is(err, unix.EACCES) {
+			// Another user's set, which the tree (run as this user)
+			// cannot read either, and so hardly uses; its sempids cannot
+			// be read to tell.
+			c.notice("semaphore set %d (key %#x, owner uid %d) cannot be read as this user: not captured, if the program uses it", id, row["key"], row["uid"])
+			continue
+		}
 		if err != nil {
 			return wrap(fmt.Sprintf("read semaphore set %d", id), c.procs[0].pid, 0, -1, err)
 		}

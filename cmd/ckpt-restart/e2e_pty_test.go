@@ -94,7 +94,10 @@ func TestRestorePTYPairShell(t *testing.T) {
 	pid := cmd.Process.Pid
 	d := &ptyDriver{dir: dir}
 	d.send(t, "stty -echo noflsh; echo ready\n")
-	d.waitOut(t, "ready")
+	// The output line and the prompt after it, not the terminal's echo
+	// of the command line ("... echo ready"): all of it must be read
+	// before the master is held.
+	d.waitOut(t, "\nready\r\n$ ")
 	for round := 1; round <= 2; round++ {
 		d.send(t, "!hold")
 		marker := filepath.Join(dir, fmt.Sprintf("marker%d", round))
