@@ -12,17 +12,9 @@ import (
 // ckpt-restart builds to a binary that says so, so that
 // `go install ./cmd/...` works where the offline ckptimg commands do.
 func newRootCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "ckpt-restart [flags] IMAGE",
-		Short: "Restore a process tree from a checkpoint image (Linux on x86-64 only)",
-		// Any flags are accepted, so that the error says why.
-		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
-		SilenceErrors:      true,
-		SilenceUsage:       true,
-		RunE: func(*cobra.Command, []string) error {
-			return cli.NeedsLinuxAMD64("restoring")
-		},
-	}
+	cmd := cli.LinuxAMD64Only("ckpt-restart [flags] IMAGE", "Restore a process tree from a checkpoint image", "restoring")
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	return cmd
 }
 
 // runAsInit: there is no --pidns restore here.

@@ -8,16 +8,8 @@ import (
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 )
 
-// newCaptureCommand: capture needs Linux on x86-64 (cmd_capture.go); here
-// it is listed all the same and says so.
+// newCaptureCommand: capture needs Linux on x86-64 (cmd_capture.go).
 func newCaptureCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "capture PID -o IMAGE | capture [flags] -o IMAGE -- CMD [ARGS...]",
-		Short: "Capture a running process (tree) into an image (Linux on x86-64 only)",
-		// Any flags are accepted, so that the error says why.
-		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
-		RunE: func(*cobra.Command, []string) error {
-			return cli.NeedsLinuxAMD64("capture")
-		},
-	}
+	return cli.LinuxAMD64Only("capture PID -o IMAGE | capture [flags] -o IMAGE -- CMD [ARGS...]",
+		"Capture a running process (tree) into an image", "capture")
 }

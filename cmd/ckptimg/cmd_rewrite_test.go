@@ -22,16 +22,24 @@ import (
 // exit code the error maps to.
 func runCkptimg(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	stdout, stderr, err := runSplit(t, args...)
+	if err != nil {
+		stderr += err.Error() + "\n"
+	}
+	return stdout, stderr, cli.ExitCode(err)
+}
+
+// runSplit runs ckptimg in-process and returns its stdout, its stderr and
+// the command's error.
+func runSplit(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
 	cmd := newRootCommand()
 	var stdout, stderr bytes.Buffer
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
-	if err != nil {
-		stderr.WriteString(err.Error() + "\n")
-	}
-	return stdout.String(), stderr.String(), cli.ExitCode(err)
+	return stdout.String(), stderr.String(), err
 }
 
 func mustRun(t *testing.T, args ...string) (string, string) {

@@ -9,14 +9,7 @@ import (
 )
 
 // newMigrateCommand: migrate captures live processes, which needs Linux on
-// x86-64 (migrate.go); here it is listed all the same and says so.
+// x86-64 (migrate.go).
 func newMigrateCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:                "migrate PID --to CMD",
-		Short:              "Move a running process (tree) to where CMD restores it (Linux on x86-64 only)",
-		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
-		RunE: func(*cobra.Command, []string) error {
-			return cli.NeedsLinuxAMD64("migrate")
-		},
-	}
+	return cli.LinuxAMD64Only("migrate PID --to CMD", "Move a running process (tree) to where CMD restores it", "migrate")
 }

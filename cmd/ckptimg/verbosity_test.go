@@ -1,26 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ckptimg/ckptimg/cmd/internal/cli"
 )
-
-// runSplit runs ckptimg in-process and returns its stdout and stderr.
-func runSplit(t *testing.T, args ...string) (string, string, error) {
-	t.Helper()
-	cmd := newRootCommand()
-	var stdout, stderr bytes.Buffer
-	cmd.SetOut(&stdout)
-	cmd.SetErr(&stderr)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	return stdout.String(), stderr.String(), err
-}
 
 // TestQuietVerbose: every command has -q/--quiet and -v/--verbose, with
 // one meaning: -q keeps only warnings and errors on stderr, -v adds each
