@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/procfs"
 )
 
 // Present appends to out the parts of r whose pages are present or
@@ -14,15 +16,15 @@ import (
 // of pages instead of one 8-byte entry per page: a large, mostly present
 // area costs a few regions.
 func Present(pagemap *os.File, r Range, out []Range) ([]Range, error) {
-	vec := make([]pageRegion, 512)
+	vec := make([]procfs.PageRegion, 512)
 	for start := r.Start; start < r.End; {
-		arg := pmScanArg{
+		arg := procfs.PagemapScanArg{
 			Start:             start,
 			End:               r.End,
-			CategoryAnyofMask: pageIsPresent | pageIsSwapped,
-			ReturnMask:        pageIsPresent | pageIsSwapped,
+			CategoryAnyofMask: procfs.PageIsPresent | procfs.PageIsSwapped,
+			ReturnMask:        procfs.PageIsPresent | procfs.PageIsSwapped,
 		}
-		n, err := pagemapScanIoctl(int(pagemap.Fd()), &arg, vec)
+		n, err := procfs.PagemapScan(pagemap.Fd(), &arg, vec)
 		if err != nil {
 			if err == unix.ENOTTY {
 				err = fmt.Errorf("%w: no PAGEMAP_SCAN ioctl: %w", ErrNotSupported, err)

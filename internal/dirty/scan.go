@@ -91,16 +91,16 @@ func (tr *Tracker) scan(pid int, areas []Range, wp, untracked bool) ([]Range, er
 	}
 	defer f.Close()
 	if tr.vec == nil {
-		tr.vec = make([]pageRegion, scanVecLen)
+		tr.vec = make([]procfs.PageRegion, scanVecLen)
 	}
 	var out []Range
 	for _, a := range areas {
 		for start := a.Start; start < a.End; {
-			arg := pmScanArg{Start: start, End: a.End}
+			arg := procfs.PagemapScanArg{Start: start, End: a.End}
 			if untracked {
-				arg.CategoryInverted = pageIsWPAllowed
-				arg.CategoryMask = pageIsWPAllowed
-				arg.ReturnMask = pageIsWPAllowed
+				arg.CategoryInverted = procfs.PageIsWPAllowed
+				arg.CategoryMask = procfs.PageIsWPAllowed
+				arg.ReturnMask = procfs.PageIsWPAllowed
 			} else {
 				// "Written" is "not write-protected", which on this
 				// kernel includes empty page table entries: requiring
@@ -109,14 +109,14 @@ func (tr *Tracker) scan(pid int, areas []Range, wp, untracked bool) ([]Range, er
 				// which pagemap shows as swapped pages (bits 62 and 57)
 				// that a capture would then read. An empty entry written
 				// later becomes a present, unprotected page: reported.
-				arg.CategoryMask = pageIsWritten
-				arg.CategoryAnyofMask = pageIsPresent | pageIsSwapped
-				arg.ReturnMask = pageIsWritten
+				arg.CategoryMask = procfs.PageIsWritten
+				arg.CategoryAnyofMask = procfs.PageIsPresent | procfs.PageIsSwapped
+				arg.ReturnMask = procfs.PageIsWritten
 				if wp {
-					arg.Flags = pmScanWPMatching
+					arg.Flags = procfs.PMScanWPMatching
 				}
 			}
-			n, err := pagemapScanIoctl(int(f.Fd()), &arg, tr.vec)
+			n, err := procfs.PagemapScan(f.Fd(), &arg, tr.vec)
 			if err != nil {
 				if err == unix.ENOTTY {
 					err = fmt.Errorf("%w: no PAGEMAP_SCAN ioctl: %w", ErrNotSupported, err)
@@ -171,9 +171,9 @@ func probe() error {
 		return fmt.Errorf("dirty: probe: %w", err)
 	}
 	defer f.Close()
-	var vec [1]pageRegion
-	arg := pmScanArg{Start: 0, End: 0, CategoryMask: pageIsWritten, ReturnMask: pageIsWritten}
-	if _, err := pagemapScanIoctl(int(f.Fd()), &arg, vec[:]); err == unix.ENOTTY {
+	var vec [1]procfs.PageRegion
+	arg := procfs.PagemapScanArg{Start: 0, End: 0, CategoryMask: procfs.PageIsWritten, ReturnMask: procfs.PageIsWritten}
+	if _, err := procfs.PagemapScan(f.Fd(), &arg, vec[:]); err == unix.ENOTTY {
 		return fmt.Errorf("%w: no PAGEMAP_SCAN ioctl on pagemap", ErrNotSupported)
 	} else if err != nil {
 		return fmt.Errorf("dirty: probe PAGEMAP_SCAN: %w", err)

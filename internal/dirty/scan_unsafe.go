@@ -1,31 +1,10 @@
 package dirty
 
 import (
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
-
-// pagemapScanIoctl runs PAGEMAP_SCAN on an open /proc/PID/pagemap with
-// arg, whose Vec/VecLen are set here from vec. It returns the number of
-// regions the kernel filled in.
-func pagemapScanIoctl(fd int, arg *pmScanArg, vec []pageRegion) (int, error) {
-	arg.Size = uint64(unsafe.Sizeof(*arg))
-	arg.Vec = uint64(uintptr(unsafe.Pointer(&vec[0])))
-	arg.VecLen = uint64(len(vec))
-	for {
-		n, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), pagemapScan, uintptr(unsafe.Pointer(arg)))
-		runtime.KeepAlive(vec) // its address went to the kernel as a plain number
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), nil
-	}
-}
 
 // localUffdAPI opens a userfaultfd in this process and runs the UFFDIO_API
 // handshake asking for features, returning the features the kernel

@@ -75,7 +75,7 @@ type Tracker struct {
 	fd      int // our copy of the userfaultfd; -1 after Close
 	state   State
 	skipped []RangeError
-	vec     []pageRegion
+	vec     []procfs.PageRegion
 }
 
 // RangeError is a range Start could not register, with the reason. Such a

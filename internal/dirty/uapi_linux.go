@@ -24,38 +24,3 @@ const (
 	sizeofUffdioAPI      = 24 // struct uffdio_api { u64 api, features, ioctls; }
 	sizeofUffdioRegister = 32 // struct uffdio_register { struct uffdio_range { u64 start, len; } range; u64 mode, ioctls; }
 )
-
-// include/uapi/linux/fs.h (PAGEMAP_SCAN, 6.7)
-const (
-	pagemapScan = 0xC0606610 // PAGEMAP_SCAN = _IOWR('f', 16, struct pm_scan_arg) (96 bytes)
-
-	pageIsWPAllowed = 1 << 0 // PAGE_IS_WPALLOWED: the VMA is registered for async uffd-wp
-	pageIsWritten   = 1 << 1 // PAGE_IS_WRITTEN: not write-protected by uffd (written since protected)
-	pageIsPresent   = 1 << 3 // PAGE_IS_PRESENT
-	pageIsSwapped   = 1 << 4 // PAGE_IS_SWAPPED (also uffd-wp markers in empty entries)
-
-	pmScanWPMatching = 1 << 0 // PM_SCAN_WP_MATCHING: write-protect the pages reported
-)
-
-// pmScanArg is struct pm_scan_arg.
-type pmScanArg struct {
-	Size              uint64
-	Flags             uint64
-	Start             uint64
-	End               uint64
-	WalkEnd           uint64
-	Vec               uint64 // user address of []pageRegion
-	VecLen            uint64
-	MaxPages          uint64
-	CategoryInverted  uint64
-	CategoryMask      uint64
-	CategoryAnyofMask uint64
-	ReturnMask        uint64
-}
-
-// pageRegion is struct page_region.
-type pageRegion struct {
-	Start      uint64
-	End        uint64
-	Categories uint64
-}

@@ -3,10 +3,11 @@ package snapshot
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/procfs"
 )
 
 // Kernel ABI of include/uapi/linux/userfaultfd.h that golang.org/x/sys/unix
@@ -78,48 +79,25 @@ func writeProtect(fd int, start, n uint64, wp bool) error {
 	}
 }
 
-// include/uapi/linux/fs.h (PAGEMAP_SCAN, 6.7)
-const (
-	pagemapScan   = 0xC0606610 // _IOWR('f', 16, struct pm_scan_arg)
-	pageIsWritten = 1 << 1     // PAGE_IS_WRITTEN: no uffd write protection
-	pageIsPresent = 1 << 3     // PAGE_IS_PRESENT
-	pageIsSwapped = 1 << 4     // PAGE_IS_SWAPPED
-)
-
-// pmScanArg is struct pm_scan_arg; pageRegion is struct page_region.
-type pmScanArg struct {
-	Size, Flags, Start, End, WalkEnd, Vec, VecLen, MaxPages       uint64
-	CategoryInverted, CategoryMask, CategoryAnyofMask, ReturnMask uint64
-}
-
-type pageRegion struct{ Start, End, Categories uint64 }
-
 // scanPages calls fn for each run of pages of [start, end) present or
 // swapped, in address order, telling whether the run is written (has no
 // uffd write protection), with PAGEMAP_SCAN on pagemap: one walk that
 // skips unpopulated page tables and writes nothing.
 func scanPages(pagemap *os.File, start, end uint64, fn func(start, end uint64, written bool) error) error {
-	vec := make([]pageRegion, 512)
+	vec := make([]procfs.PageRegion, 512)
 	for start < end {
-		arg := pmScanArg{
+		arg := procfs.PagemapScanArg{
 			Start:             start,
 			End:               end,
-			Vec:               uint64(uintptr(unsafe.Pointer(&vec[0]))),
-			VecLen:            uint64(len(vec)),
-			CategoryAnyofMask: pageIsPresent | pageIsSwapped,
-			ReturnMask:        pageIsWritten,
+			CategoryAnyofMask: procfs.PageIsPresent | procfs.PageIsSwapped,
+			ReturnMask:        procfs.PageIsWritten,
 		}
-		arg.Size = uint64(unsafe.Sizeof(arg))
-		n, _, e := unix.Syscall(unix.SYS_IOCTL, pagemap.Fd(), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-		runtime.KeepAlive(vec) // its address went to the kernel as a plain number
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return fmt.Errorf("PAGEMAP_SCAN %#x-%#x: %w", start, end, e)
+		n, err := procfs.PagemapScan(pagemap.Fd(), &arg, vec)
+		if err != nil {
+			return fmt.Errorf("PAGEMAP_SCAN %#x-%#x: %w", start, end, err)
 		}
 		for _, g := range vec[:n] {
-			if err := fn(g.Start, g.End, g.Categories&pageIsWritten != 0); err != nil {
+			if err := fn(g.Start, g.End, g.Categories&procfs.PageIsWritten != 0); err != nil {
 				return err
 			}
 		}
