@@ -354,6 +354,8 @@ func (c *capturer) kill() error {
 	var errs []error
 	for _, pr := range order {
 		if pr.tr != nil {
+			// Best effort: a zombie left is init's to reap, maybe late.
+			_ = reapZombies(pr.tr)
 			if err := pr.tr.Kill(); err != nil {
 				errs = append(errs, wrap("kill", pr.pid, 0, -1, err))
 			}
@@ -395,6 +397,33 @@ func reapChild(t *ptrace.Tracee, child int) error {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// reapZombies collects every child of the frozen process t that is dead
+// already, with injected wait4(-1, NULL, WNOHANG|__WALL) calls, before t is
+// killed: its zombies would pass to init, which may reap them late, and
+// until then their pids, and the process group they share with t (a
+// server's finished worker), stay taken for a restore of t. Only children
+// that have exited are taken; live ones outside the tree go on.
+func reapZombies(t *ptrace.Tracee) error {
+	if err := t.BlockSignals(); err != nil {
+		return err
+	}
+	if _, err := t.FindGadget(); err != nil {
+		return err
+	}
+	for range 1 << 16 {
+		r, errno, err := t.RawSyscall(t.LiveTID(), unix.SYS_WAIT4, ^uintptr(0), 0, unix.WNOHANG|unix.WALL, 0)
+		switch {
+		case err != nil:
+			return err
+		case errno == unix.ECHILD || (errno == 0 && r == 0):
+			return nil
+		case errno != 0:
+			return fmt.Errorf("wait4: %w", errno)
+		}
+	}
+	return nil
 }
 
 // waitKilled waits until every killed process is gone, or is a zombie

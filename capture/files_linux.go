@@ -344,7 +344,7 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 	switch dom {
 	case unix.AF_UNIX:
 		f.Type = format.FileUnix
-		why, err := c.describeUnix(si, dfd)
+		why, err := c.describeUnix(pr, si, dfd)
 		if err != nil {
 			return err
 		}
@@ -363,6 +363,9 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 			if si.State != format.SocketListening && perr == nil {
 				c.describeTCP(f, si, dfd)
 			}
+		}
+		if si.TCP == nil {
+			si.Inet = inetOptions(dfd, dom, typ)
 		}
 	default:
 		f.Unsupported = fmt.Sprintf("socket family %d is not described by the format", dom)

@@ -110,3 +110,37 @@ func (c *capturer) closeHeldTCP(killed bool) {
 	}
 	c.tcpLocked = nil
 }
+
+// inetOptions reads the options of an inet socket that has no TCP repair
+// state (a listener, an unconnected or UDP socket) from capture's
+// duplicate dfd. An option the kernel does not answer for reads as unset.
+func inetOptions(dfd, family, typ int) *format.InetOptions {
+	get := func(level, opt int) uint32 {
+		v, err := unix.GetsockoptInt(dfd, level, opt)
+		if err != nil || v < 0 {
+			return 0
+		}
+		return uint32(v)
+	}
+	o := &format.InetOptions{
+		ReuseAddr: get(unix.SOL_SOCKET, unix.SO_REUSEADDR) != 0,
+		ReusePort: get(unix.SOL_SOCKET, unix.SO_REUSEPORT) != 0,
+		KeepAlive: get(unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0,
+		Broadcast: get(unix.SOL_SOCKET, unix.SO_BROADCAST) != 0,
+	}
+	if family == unix.AF_INET6 {
+		o.V6Only = get(unix.IPPROTO_IPV6, unix.IPV6_V6ONLY) != 0
+	}
+	if l, err := unix.GetsockoptLinger(dfd, unix.SOL_SOCKET, unix.SO_LINGER); err == nil && l.Onoff != 0 {
+		o.Linger, o.LingerSecs = true, uint32(max(l.Linger, 0))
+	}
+	if typ == unix.SOCK_STREAM {
+		o.NoDelay = get(unix.IPPROTO_TCP, unix.TCP_NODELAY) != 0
+		o.KeepIdle = get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		o.KeepIntvl = get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
+		o.KeepCnt = get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+		o.DeferAccept = get(unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
+		o.FastOpen = get(unix.IPPROTO_TCP, unix.TCP_FASTOPEN)
+	}
+	return o
+}

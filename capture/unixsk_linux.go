@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -25,10 +26,12 @@ import (
 // From linux/unix_diag.h.
 const (
 	udiagShowName  = 0x01
+	udiagShowVFS   = 0x02
 	udiagShowPeer  = 0x04
 	udiagShowIcons = 0x08
 	udiagShowRQLen = 0x10
 
+	unixDiagVFS      = 1
 	unixDiagPeer     = 2
 	unixDiagIcons    = 3
 	unixDiagRQLen    = 4
@@ -54,6 +57,11 @@ type unixDiag struct {
 	RQueue      uint32 // queued bytes (stream, seqpacket), the first datagram's length (dgram), or a listener's pending count
 	WQueue      uint32 // a listener's backlog
 	Shutdown    uint8
+	// VFSIno and VFSDev identify the file a socket bound to a path made
+	// (UNIX_DIAG_VFS: the inode's low 32 bits, the device in the kernel's
+	// MAJOR<<20|MINOR form).
+	VFSIno, VFSDev uint32
+	HasVFS         bool
 }
 
 // unixSockets lists the unix sockets of the capturer's network namespace
@@ -78,7 +86,7 @@ func dumpUnixSockets() (map[uint64]unixDiag, error) {
 	req := make([]byte, 24)
 	req[0] = unix.AF_UNIX
 	binary.NativeEndian.PutUint32(req[4:], ^uint32(0))
-	binary.NativeEndian.PutUint32(req[12:], udiagShowName|udiagShowPeer|udiagShowIcons|udiagShowRQLen)
+	binary.NativeEndian.PutUint32(req[12:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowIcons|udiagShowRQLen)
 	msgs, err := conn.Execute(netlink.Message{
 		Header: netlink.Header{Type: unix.SOCK_DIAG_BY_FAMILY, Flags: netlink.Request | netlink.Dump},
 		Data:   req,
@@ -100,6 +108,10 @@ func dumpUnixSockets() (map[uint64]unixDiag, error) {
 		}
 		for ad.Next() {
 			switch ad.Type() {
+			case unixDiagVFS:
+				if b := ad.Bytes(); len(b) >= 8 {
+					d.HasVFS, d.VFSIno, d.VFSDev = true, binary.NativeEndian.Uint32(b), binary.NativeEndian.Uint32(b[4:])
+				}
 			case unixDiagPeer:
 				d.HasPeer, d.Peer = true, uint64(ad.Uint32())
 			case unixDiagIcons:
@@ -123,12 +135,13 @@ func dumpUnixSockets() (map[uint64]unixDiag, error) {
 // describeUnix adds what sock_diag and the receive queue tell of unix
 // socket si, read through dfd, a duplicate of its description. It returns
 // why the socket cannot be recorded fully, or "".
-func (c *capturer) describeUnix(si *format.SocketInfo, dfd int) (string, error) {
+func (c *capturer) describeUnix(pr *proc, si *format.SocketInfo, dfd int) (string, error) {
 	d, ok := c.unixSockets()[si.Ino]
 	if !ok {
 		return "", nil // another network namespace: described as before
 	}
 	si.Shutdown = uint32(d.Shutdown)
+	si.Node = socketNode(pr, si.Local, d)
 	cred, _ := unix.GetsockoptInt(dfd, unix.SOL_SOCKET, unix.SO_PASSCRED)
 	si.PassCred = cred != 0
 	switch {
@@ -249,4 +262,22 @@ func closeRights(oob []byte) bool {
 		}
 	}
 	return found
+}
+
+// socketNode reads the mode and owner of the file a unix socket bound to a
+// path made, seen from the process's root; nil for an abstract or unnamed
+// socket, or when the file at that path now is another one (removed, or
+// replaced by a later bind).
+func socketNode(pr *proc, path string, d unixDiag) *format.SocketNode {
+	if !d.HasVFS || !strings.HasPrefix(path, "/") {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(fmt.Sprintf("/proc/%d/root%s", pr.pid, path), &st); err != nil {
+		return nil
+	}
+	if uint32(st.Ino) != d.VFSIno || st.Dev != unix.Mkdev(d.VFSDev>>20, d.VFSDev&0xfffff) {
+		return nil
+	}
+	return &format.SocketNode{Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid}
 }

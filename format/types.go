@@ -358,6 +358,23 @@ type SocketInfo struct {
 	PassCred bool `ckpt:"17"`
 	// TCP is the repair state of a connected TCP socket.
 	TCP *TCPInfo `ckpt:"20"`
+	// Inet holds the options of an inet socket that is not a connected
+	// TCP one (those are in TCP): a listener's, a UDP socket's (1.2).
+	Inet *InetOptions `ckpt:"21"`
+	// Node is the file a unix socket bound to a path made there, as it
+	// was at capture (1.2): programs keep state in its mode (screen marks
+	// a session attached or detached with the owner's execute bit).
+	Node *SocketNode `ckpt:"22"`
+}
+
+// SocketNode is the file of a unix socket bound to a path.
+type SocketNode struct {
+	// Mode is the file's permission bits (st_mode & 07777).
+	Mode uint32 `ckpt:"1"`
+	// UID is the file's owner.
+	UID uint32 `ckpt:"2"`
+	// GID is the file's group.
+	GID uint32 `ckpt:"3"`
 }
 
 // TTYInfo describes a terminal.

@@ -57,6 +57,43 @@ type TCPInfo struct {
 	RcvBuf uint32 `ckpt:"21"`
 }
 
+// InetOptions are the socket options of an inet socket without TCP repair
+// state (SocketInfo.Inet): a listening or unconnected TCP socket, a UDP
+// socket. Some must be set before bind (V6Only, ReuseAddr, ReusePort) or
+// the bind fails or means something else; a listener's NoDelay and
+// keepalive settings pass to the connections it accepts.
+type InetOptions struct {
+	// V6Only is IPV6_V6ONLY of an AF_INET6 socket: without it a socket
+	// bound to [::] also takes the IPv4 port, and the program's own
+	// IPv4 socket on that port could not be bound again.
+	V6Only bool `ckpt:"1"`
+	// ReuseAddr is SO_REUSEADDR.
+	ReuseAddr bool `ckpt:"2"`
+	// ReusePort is SO_REUSEPORT: several sockets of the tree may be bound
+	// to one port.
+	ReusePort bool `ckpt:"3"`
+	// NoDelay is TCP_NODELAY.
+	NoDelay bool `ckpt:"4"`
+	// KeepAlive is SO_KEEPALIVE.
+	KeepAlive bool `ckpt:"5"`
+	// KeepIdle is TCP_KEEPIDLE, in seconds.
+	KeepIdle uint32 `ckpt:"6"`
+	// KeepIntvl is TCP_KEEPINTVL, in seconds.
+	KeepIntvl uint32 `ckpt:"7"`
+	// KeepCnt is TCP_KEEPCNT.
+	KeepCnt uint32 `ckpt:"8"`
+	// DeferAccept is TCP_DEFER_ACCEPT in seconds, as getsockopt gives it.
+	DeferAccept uint32 `ckpt:"9"`
+	// FastOpen is a listener's TCP_FASTOPEN queue length.
+	FastOpen uint32 `ckpt:"10"`
+	// Broadcast is SO_BROADCAST.
+	Broadcast bool `ckpt:"11"`
+	// Linger is SO_LINGER's l_onoff.
+	Linger bool `ckpt:"12"`
+	// LingerSecs is SO_LINGER's l_linger, in seconds.
+	LingerSecs uint32 `ckpt:"13"`
+}
+
 // TCPState is a kernel TCP state (include/net/tcp_states.h).
 type TCPState uint32
 

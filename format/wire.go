@@ -14,7 +14,7 @@ const (
 	// VersionMajor changes only when an older reader could misread an image.
 	VersionMajor = 1
 	// VersionMinor counts additions an older reader can skip.
-	VersionMinor = 1
+	VersionMinor = 2
 
 	headerMagic  = "CKPTIMG\x00"
 	trailerMagic = "CKPTEND\x00"

@@ -38,6 +38,11 @@ func generate() ([]generated, error) {
 		return nil, fmt.Errorf("full-1.1-amd64: %w", err)
 	}
 	out = append(out, generated{"full-1.1-amd64", full11})
+	full12, err := genFull12AMD64()
+	if err != nil {
+		return nil, fmt.Errorf("full-1.2-amd64: %w", err)
+	}
+	out = append(out, generated{"full-1.2-amd64", full12})
 	arm, err := genARM64()
 	if err != nil {
 		return nil, fmt.Errorf("arm64: %w", err)
@@ -689,5 +694,62 @@ func genFull11AMD64() ([]byte, error) {
 			b.set(uint32(len(meta.Blobs)))
 		}
 		return nil
+	})
+}
+
+// genFull12AMD64 covers what format 1.2 added: the options of inet
+// sockets that have no TCP repair state (a dual-stack pair of listeners,
+// SO_REUSEPORT, options accepted connections inherit, UDP sockets bound
+// and connected) and the file of a unix socket bound to a path.
+func genFull12AMD64() ([]byte, error) {
+	const ps = 4096
+	const heap = 0x5c0000000000
+	exe := format.FileRef{Path: "/usr/bin/kvstore", Dev: 0x803, Ino: 262201, Mode: 0o100755, Size: 16384, MtimeNs: 1767000000_000000000}
+	const sockStream, sockDgram = 1, 2
+	inet := func(family, typ uint32, state format.SocketState, local, peer string, ino uint64, o *format.InetOptions) *format.SocketInfo {
+		proto := uint32(6)
+		if typ == sockDgram {
+			proto = 17
+		}
+		return &format.SocketInfo{Family: family, Type: typ, Protocol: proto, State: state, Local: local, Peer: peer, Ino: ino, Backlog: 511, Inet: o}
+	}
+	keep := &format.InetOptions{ReuseAddr: true, NoDelay: true, KeepAlive: true, KeepIdle: 300, KeepIntvl: 75, KeepCnt: 9}
+	v6 := *keep
+	v6.V6Only = true
+	meta := &format.Meta{
+		Tool: "ckptimg golden generator", Created: genCreated,
+		Machine: format.Machine{Arch: format.ArchAMD64, KernelRelease: "6.18.0-golden", PageSize: ps, Hostname: "golden"},
+		Capture: format.CaptureInfo{Method: "full", FrozenNs: 2345678, WallNs: 3456789,
+			Command: []string{"ckptimg", "capture", "--pid", "500", "-o", "full-1.2-amd64.ckpt"}},
+		Processes: []format.Process{{
+			PID: 500, PPID: 1, PGID: 500, SID: 500, Comm: "kvstore", Cmdline: []string{exe.Path, "--port", "6379"}, Cwd: "/var/lib/kvstore", Root: "/",
+			Exe: exe, Creds: userCreds(1000),
+			Threads: []format.Thread{{TID: 500, Comm: "kvstore", Regs: amd64Regs(0x401000, 0x7ffffffde000)}},
+			Areas: []format.Area{
+				{Start: heap, End: heap + 2*ps, Prot: format.ProtRead | format.ProtWrite, Flags: format.MapHeap, Name: "[heap]"},
+			},
+			FDs: []format.FD{{Num: 0, FileID: 1}, {Num: 3, FileID: 2}, {Num: 4, FileID: 3}, {Num: 5, FileID: 4}, {Num: 6, FileID: 5}, {Num: 7, FileID: 6}},
+		}},
+		Files: []format.File{
+			{ID: 1, Type: format.FileChar, Name: "/dev/null", Flags: 0o2},
+			{ID: 2, Type: format.FileInet, Name: "socket:[9101]", Flags: 0o2 | 0o4000,
+				Socket: inet(10, sockStream, format.SocketListening, "[::]:6379", "", 9101, &v6)},
+			{ID: 3, Type: format.FileInet, Name: "socket:[9102]", Flags: 0o2 | 0o4000,
+				Socket: inet(2, sockStream, format.SocketListening, "0.0.0.0:6379", "", 9102, keep)},
+			{ID: 4, Type: format.FileInet, Name: "socket:[9103]", Flags: 0o2 | 0o4000,
+				Socket: inet(2, sockStream, format.SocketListening, "127.0.0.1:6380", "", 9103,
+					&format.InetOptions{ReuseAddr: true, ReusePort: true, DeferAccept: 5, FastOpen: 16, Linger: true, LingerSecs: 3})},
+			{ID: 5, Type: format.FileInet, Name: "socket:[9104]", Flags: 0o2,
+				Socket: inet(2, sockDgram, format.SocketUnconnected, "0.0.0.0:5353", "", 9104, &format.InetOptions{Broadcast: true})},
+			{ID: 6, Type: format.FileInet, Name: "socket:[9105]", Flags: 0o2,
+				Socket: inet(2, sockDgram, format.SocketConnected, "10.0.0.1:40000", "10.0.0.53:53", 9105, &format.InetOptions{})},
+		},
+	}
+	meta.Files = append(meta.Files, format.File{ID: 7, Type: format.FileUnix, Name: "socket:[9106]", Flags: 0o2,
+		Socket: &format.SocketInfo{Family: 1, Type: sockStream, State: format.SocketListening, Local: "/run/kvstore/kv.sock", Ino: 9106, Backlog: 128,
+			Node: &format.SocketNode{Mode: 0o660, UID: 1000, GID: 1000}}})
+	meta.Processes[0].FDs = append(meta.Processes[0].FDs, format.FD{Num: 8, FileID: 7})
+	return writeImage(meta, nil, func(w *format.Writer) error {
+		return w.AddPages(500, heap, text(2*ps, "kvstore"))
 	})
 }

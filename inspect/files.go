@@ -104,6 +104,18 @@ type SocketJSON struct {
 	Pending        uint32 `json:"pending,omitempty"`
 	Unaccepted     bool   `json:"unaccepted,omitempty"`
 	PassCred       bool   `json:"passcred,omitempty"`
+	// Options of an inet socket without TCP repair state (format 1.2),
+	// present when any is set.
+	Options []string `json:"options,omitempty"`
+	// Node is the file of a unix socket bound to a path (format 1.2).
+	Node *SocketNodeJSON `json:"node,omitempty"`
+}
+
+// SocketNodeJSON is the mode and owner of a unix socket's file.
+type SocketNodeJSON struct {
+	Mode string `json:"mode"`
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
 }
 
 // TTYJSON is the state of a terminal.
@@ -245,6 +257,14 @@ func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
 			line += words
 		}
 		line += unixSocketDetail(fi.Socket, s, m)
+		if o := inetOptionWords(s.Inet); len(o) > 0 {
+			fi.Socket.Options = o
+			line += " options " + strings.Join(o, ",")
+		}
+		if n := s.Node; n != nil {
+			fi.Socket.Node = &SocketNodeJSON{Mode: fmt.Sprintf("%04o", n.Mode), UID: n.UID, GID: n.GID}
+			line += fmt.Sprintf(" file %04o %d:%d", n.Mode, n.UID, n.GID)
+		}
 		d = append(d, line)
 	}
 	if t := f.TTY; t != nil {
@@ -378,4 +398,34 @@ func ttyDetail(t *format.TTYInfo) string {
 		line += fmt.Sprintf(" %d bytes buffered", len(t.Buffered))
 	}
 	return line
+}
+
+// inetOptionWords names the options set in o, in the vocabulary of
+// docs/json-output.md.
+func inetOptionWords(o *format.InetOptions) []string {
+	if o == nil {
+		return nil
+	}
+	var w []string
+	for _, b := range []struct {
+		set  bool
+		name string
+	}{{o.V6Only, "v6only"}, {o.ReuseAddr, "reuseaddr"}, {o.ReusePort, "reuseport"}, {o.NoDelay, "nodelay"}, {o.Broadcast, "broadcast"}} {
+		if b.set {
+			w = append(w, b.name)
+		}
+	}
+	if o.KeepAlive {
+		w = append(w, fmt.Sprintf("keepalive=%d/%d/%d", o.KeepIdle, o.KeepIntvl, o.KeepCnt))
+	}
+	if o.DeferAccept != 0 {
+		w = append(w, fmt.Sprintf("defer_accept=%d", o.DeferAccept))
+	}
+	if o.FastOpen != 0 {
+		w = append(w, fmt.Sprintf("fastopen=%d", o.FastOpen))
+	}
+	if o.Linger {
+		w = append(w, fmt.Sprintf("linger=%d", o.LingerSecs))
+	}
+	return w
 }

@@ -247,7 +247,7 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 				}
 			}
 		case SrcListen:
-			if host.Bind == nil || f.Socket.Local == "" {
+			if host.Bind == nil || f.Socket.Local == "" || f.Type == format.FileInet && inetUnbound(f.Socket) {
 				continue
 			}
 			if err := host.Bind(pl.fileCreds(fp), f.Socket); err != nil {

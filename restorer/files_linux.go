@@ -403,15 +403,21 @@ func (fs *fileSet) openSocket(fp *FilePlan) error {
 			return err
 		}
 	}
-	if s.State != format.SocketListening && s.Local == "" {
+	inet := s.Family == unix.AF_INET || s.Family == unix.AF_INET6
+	if s.State != format.SocketListening && (s.Local == "" || inet && inetUnbound(s)) {
+		if inet {
+			return setInetOptions(fd, s)
+		}
 		return nil
 	}
 	sa, err := sockaddr(s)
 	if err != nil {
 		return err
 	}
-	if s.Family != unix.AF_UNIX {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if inet {
+		if err := setInetBindOptions(fd, s); err != nil {
+			return err
+		}
 	}
 	err = unix.Bind(fd, sa)
 	if err == unix.EADDRINUSE && s.Family == unix.AF_UNIX && !strings.HasPrefix(s.Local, "@") {
@@ -425,6 +431,11 @@ func (fs *fileSet) openSocket(fp *FilePlan) error {
 	if err != nil {
 		return fmt.Errorf("binding %s: %w", s.Local, os.NewSyscallError("bind", err))
 	}
+	if s.Family == unix.AF_UNIX && s.Node != nil {
+		if err := fs.setSocketNode(fp, s); err != nil {
+			return err
+		}
+	}
 	if s.State == format.SocketListening {
 		backlog := int(s.Backlog)
 		if backlog <= 0 {
@@ -433,6 +444,18 @@ func (fs *fileSet) openSocket(fp *FilePlan) error {
 		if err := unix.Listen(fd, backlog); err != nil {
 			return os.NewSyscallError("listen", err)
 		}
+	}
+	if inet && s.Type == unix.SOCK_DGRAM && s.State == format.SocketConnected {
+		peer, err := sockaddr(&format.SocketInfo{Family: s.Family, Local: s.Peer})
+		if err != nil {
+			return err
+		}
+		if err := unix.Connect(fd, peer); err != nil {
+			return fmt.Errorf("connecting to %s: %w", s.Peer, os.NewSyscallError("connect", err))
+		}
+	}
+	if inet {
+		return setInetOptions(fd, s)
 	}
 	return nil
 }

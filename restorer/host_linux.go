@@ -31,7 +31,7 @@ func LiveHost(xstate []byte, chain *format.Chain) (*Host, error) {
 		Arch:       kabi.Arch,
 		PageSize:   uint32(os.Getpagesize()),
 		Stat:       statRef,
-		PIDUser:    pidUser,
+		PIDUser:    newPIDUser(),
 		FDOpen:     inheritedFD,
 		UserGroups: userGroups,
 		Bind:       bindProbe,
@@ -71,6 +71,55 @@ func statRef(path string) (format.FileRef, error) {
 		return format.FileRef{}, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	return format.FileRef{Path: path, Dev: st.Dev, Ino: st.Ino, Mode: st.Mode, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
+}
+
+// newPIDUser returns a PIDUser that also names a pid held as the process
+// group or session of other processes (clone3 cannot take it either: a
+// finished child of a killed server, a zombie waiting for init, keeps its
+// group). Those are listed once, on the first pid no task holds.
+func newPIDUser() func(pid int32) string {
+	var groups map[int32]string
+	return func(pid int32) string {
+		if who := pidUser(pid); who != "" {
+			return who
+		}
+		if groups == nil {
+			groups = groupUsers()
+		}
+		return groups[pid]
+	}
+}
+
+// groupUsers maps each process group and session id to a description of
+// one process in it.
+func groupUsers() map[int32]string {
+	m := map[int32]string{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return m
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := procfs.NewFS("").Proc(pid).Stat()
+		if err != nil {
+			continue
+		}
+		who := fmt.Sprintf("process %d (%s", pid, st.Comm)
+		if st.State == 'Z' {
+			who += ", a zombie its parent has not reaped"
+		}
+		who += ")"
+		if _, ok := m[int32(st.PGRP)]; !ok && st.PGRP != pid {
+			m[int32(st.PGRP)] = "the process group of " + who
+		}
+		if _, ok := m[int32(st.Session)]; !ok && st.Session != pid {
+			m[int32(st.Session)] = "the session of " + who
+		}
+	}
+	return m
 }
 
 // pidUser describes the task holding pid, "" when none does.

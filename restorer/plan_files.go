@@ -2,6 +2,7 @@ package restorer
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/ckptimg/ckptimg/format"
@@ -183,6 +184,14 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 			fp.Source, fp.Note = SrcListen, "unix socket bound again to "+s.Local
 		case s.State == format.SocketUnconnected && s.Local == "" && s.Peer == "":
 			fp.Source, fp.Note = SrcListen, "unbound socket made anew"
+		case f.Type == format.FileInet && s.State == format.SocketUnconnected && s.Peer == "":
+			fp.Source, fp.Note = SrcListen, "inet socket bound again to "+s.Local
+			if inetUnbound(s) {
+				fp.Note = "unbound inet socket made anew"
+			}
+		case f.Type == format.FileInet && s.Type == sockDgram && s.State == format.SocketConnected:
+			// connect on a datagram socket only sets the default peer.
+			fp.Source, fp.Note = SrcListen, fmt.Sprintf("datagram socket bound again to %s and connected to %s", s.Local, s.Peer)
 		default:
 			if n, ok := stdioHolder(fp); ok {
 				fp.Source, fp.FD = SrcInherit, n
@@ -258,4 +267,12 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 		}
 		unsupported(fmt.Sprintf("a file of type %s", f.Type))
 	}
+}
+
+// inetUnbound says an inet socket was never bound: its address is the
+// unspecified one with port 0, which a restore must not bind (that would
+// pick a port the program never had).
+func inetUnbound(s *format.SocketInfo) bool {
+	ap, err := netip.ParseAddrPort(s.Local)
+	return err == nil && ap.Port() == 0 && ap.Addr().IsUnspecified()
 }

@@ -104,7 +104,9 @@ func bindProbe(c *format.Creds, s *format.SocketInfo) error {
 			return err
 		}
 		if s.Family != unix.AF_UNIX {
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+			if err := setInetBindOptions(fd, s); err != nil {
+				return err
+			}
 		}
 		if err := unix.Bind(fd, sa); err != nil {
 			return os.NewSyscallError("bind", err)

@@ -215,3 +215,27 @@ func setUnixOptions(fd int, s *format.SocketInfo) error {
 	}
 	return shutdownAsRecorded(fd, s.Shutdown)
 }
+
+// setSocketNode gives the file bind made for a unix socket the mode and
+// owner it had at capture: bind creates it with the restorer's owner and
+// umask, and programs keep state in it (screen marks a session attached
+// with the owner's execute bit). An owner the restorer may not give
+// (without CAP_CHOWN) is a warning: the program runs, its socket file is
+// the restorer's.
+func (fs *fileSet) setSocketNode(fp *FilePlan, s *format.SocketInfo) error {
+	n := s.Node
+	var st unix.Stat_t
+	if err := unix.Lstat(s.Local, &st); err != nil {
+		return &os.PathError{Op: "stat the socket file", Path: s.Local, Err: err}
+	}
+	if st.Uid != n.UID || st.Gid != n.GID {
+		if err := unix.Lchown(s.Local, int(n.UID), int(n.GID)); err != nil {
+			fs.warnings = append(fs.warnings, fmt.Sprintf("%s: socket file %s stays owned by %d:%d, not %d:%d as at capture: %v",
+				fileSubject(fp.File), s.Local, st.Uid, st.Gid, n.UID, n.GID, err))
+		}
+	}
+	if err := unix.Fchmodat(unix.AT_FDCWD, s.Local, n.Mode&0o7777, 0); err != nil {
+		return &os.PathError{Op: "chmod the socket file", Path: s.Local, Err: err}
+	}
+	return nil
+}

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,15 +65,8 @@ else:
 // connection through two restores in a chain.
 func TestRestoreAsyncioTCP(t *testing.T) {
 	needRoot(t)
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 not found: install python3")
-	}
 	dir := testDir(t)
-	script := filepath.Join(dir, "server.py")
-	if err := os.WriteFile(script, []byte(asyncioTCPSrc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	python, script := pythonScript(t, dir, "server.py", asyncioTCPSrc)
 	port := freePort(t)
 	p := testprog.Start(t, python, script, strconv.Itoa(port))
 	p.WaitLine(t, testprog.Timeout, func(s string) bool { return strings.HasPrefix(s, "inside 3 ") })

@@ -506,3 +506,18 @@ func capturedCounter(t *testing.T, out string, n int64) (*testprog.Process, *for
 	}
 	return p, chain, meta
 }
+
+// pythonScript writes src to dir/name and returns the python3 to run it
+// with and the script's path.
+func pythonScript(t *testing.T, dir, name, src string) (python, script string) {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 not found: install the Debian package python3 (.ci/run does)")
+	}
+	script = filepath.Join(dir, name)
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return python, script
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -394,15 +393,8 @@ if __name__ == "__main__":
 
 func TestRestorePythonMultiprocessing(t *testing.T) {
 	needRoot(t)
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatalf("python3 not found (Debian package python3, which .ci/run installs): %v", err)
-	}
 	dir := testDir(t)
-	script := filepath.Join(dir, "mp.py")
-	if err := os.WriteFile(script, []byte(pyMultiprocessingSrc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	py, script := pythonScript(t, dir, "mp.py", pyMultiprocessingSrc)
 	p := testprog.Start(t, py, script)
 	p.WaitCount(t, 3)
 	treeRound := func(img string, drain func()) *restarted {

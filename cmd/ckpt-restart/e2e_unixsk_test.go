@@ -204,15 +204,8 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 // its timer callback keeps counting and its servers answer new clients.
 func TestRestoreAsyncio(t *testing.T) {
 	needRoot(t)
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 not found: install python3")
-	}
 	dir := testDir(t)
-	script := filepath.Join(dir, "server.py")
-	if err := os.WriteFile(script, []byte(asyncioSrc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	python, script := pythonScript(t, dir, "server.py", asyncioSrc)
 	sock, port := filepath.Join(dir, "sock"), freePort(t)
 	p := testprog.Start(t, python, script, sock, strconv.Itoa(port))
 	p.WaitCount(t, 3)
