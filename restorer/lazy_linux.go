@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // Lazy restore (Options.Lazy): the pages of anonymous private areas are
@@ -172,17 +173,16 @@ func (r *restore) startLazy(lp *liveProc, lm *lazyMemory) error {
 	}
 	uf := os.NewFile(uintptr(fd), "userfaultfd")
 	defer uf.Close()
-	features := uint64(uffdFeatureEventFork | uffdFeatureEventRemap | uffdFeatureEventRemove | uffdFeatureEventUnmap)
-	if errno := uffdSetFeatures(fd, features|uffdFeaturePoison); errno != 0 {
-		return fmt.Errorf("%w (the kernel must offer userfaultfd fork, remap, remove, unmap events and poison: 6.6 or later)",
-			os.NewSyscallError("ioctl(UFFDIO_API)", errno))
+	features := uint64(uffd.FeatureEventFork | uffd.FeatureEventRemap | uffd.FeatureEventRemove | uffd.FeatureEventUnmap)
+	if _, err := uffd.Handshake(fd, features|uffd.FeaturePoison); err != nil {
+		return fmt.Errorf("%w (the kernel must offer userfaultfd fork, remap, remove, unmap events and poison: 6.6 or later)", err)
 	}
 	for _, rg := range lm.ranges {
-		ioctls, errno := uffdRegister(fd, rg.start, rg.end-rg.start)
-		if errno != 0 {
-			return fmt.Errorf("registering %#x-%#x: %w", rg.start, rg.end, os.NewSyscallError("ioctl(UFFDIO_REGISTER)", errno))
+		ioctls, err := uffd.Register(fd, rg.start, rg.end-rg.start, uffd.RegisterModeMissing)
+		if err != nil {
+			return fmt.Errorf("registering %#x-%#x: %w", rg.start, rg.end, err)
 		}
-		if ioctls&(uffdIoctlCopy|uffdIoctlZeropage) != uffdIoctlCopy|uffdIoctlZeropage {
+		if ioctls&(uffd.OffersCopy|uffd.OffersZeropage) != uffd.OffersCopy|uffd.OffersZeropage {
 			return fmt.Errorf("registering %#x-%#x: UFFDIO_COPY or UFFDIO_ZEROPAGE is not offered", rg.start, rg.end)
 		}
 	}

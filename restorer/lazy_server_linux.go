@@ -1,8 +1,8 @@
 package restorer
 
 import (
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/format"
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // The page server of a lazy restore (see lazy_linux.go for the design).
@@ -121,7 +122,7 @@ func (s *lazyServer) logf(format string, args ...any) {
 // run serves faults and events first, and otherwise fills the next
 // pieces in address order, until every target is filled or gone.
 func (s *lazyServer) run() int {
-	msgs := make([]byte, 64*uffdMsgSize)
+	msgs := make([]byte, 64*uffd.MsgSize)
 	for len(s.targets) > 0 {
 		select {
 		case <-s.term:
@@ -166,7 +167,7 @@ func (s *lazyServer) run() int {
 		if t == nil {
 			break
 		}
-		if s.fill(t, t.todo[0].Addr, t.todo[0].Addr+lazyStep) == unix.EAGAIN {
+		if errors.Is(s.fill(t, t.todo[0].Addr, t.todo[0].Addr+lazyStep), unix.EAGAIN) {
 			// An event is on its way: wait for it.
 			s.wait(time.Millisecond)
 		}
@@ -228,41 +229,39 @@ func (s *lazyServer) events(t *lazyTarget, buf []byte) {
 			s.fault(t, addr)
 		}
 		n, err := unix.Read(t.fd, buf)
-		if err != nil || n < uffdMsgSize {
+		if err != nil || n < uffd.MsgSize {
 			return
 		}
-		for b := buf[:n]; len(b) >= uffdMsgSize; b = b[uffdMsgSize:] {
-			s.event(t, b[:uffdMsgSize])
+		for b := buf[:n]; len(b) >= uffd.MsgSize; b = b[uffd.MsgSize:] {
+			s.event(t, uffd.Msg(b[:uffd.MsgSize]))
 		}
 	}
 }
 
 // event handles one struct uffd_msg.
-func (s *lazyServer) event(t *lazyTarget, m []byte) {
-	le := binary.LittleEndian
-	arg := m[8:]
-	switch m[0] {
-	case uffdEventPagefault:
+func (s *lazyServer) event(t *lazyTarget, m uffd.Msg) {
+	switch m.Event() {
+	case uffd.EventPagefault:
 		s.faults++
-		s.fault(t, le.Uint64(arg[8:]))
-	case uffdEventFork:
-		fd := int(le.Uint32(arg))
+		s.fault(t, m.PagefaultAddress())
+	case uffd.EventFork:
+		fd := m.ForkFD()
 		unix.SetNonblock(fd, true)
 		unix.CloseOnExec(fd)
 		// The child's missing pages are those missing in the parent now.
 		s.targets = append(s.targets, &lazyTarget{fd: fd, todo: slices.Clone(t.todo)})
-	case uffdEventRemap:
-		from, to, n := le.Uint64(arg), le.Uint64(arg[8:]), le.Uint64(arg[16:])
+	case uffd.EventRemap:
+		from, to, n := m.Remap()
 		t.cut(to, to+n)
 		moved := t.cut(from, from+n)
 		for i := range moved {
 			moved[i].Addr += to - from
 		}
 		t.insert(moved)
-	case uffdEventRemove, uffdEventUnmap:
+	case uffd.EventRemove, uffd.EventUnmap:
 		// Pages given back read as zeros from now on, as without a
 		// userfaultfd.
-		t.cut(le.Uint64(arg), le.Uint64(arg[8:]))
+		t.cut(m.Removed())
 	}
 }
 
@@ -280,64 +279,64 @@ func (s *lazyServer) fault(t *lazyTarget, addr uint64) {
 		}
 		return 0
 	})
-	var errno unix.Errno
+	var err error
 	if found {
-		errno = s.fill(t, addr, addr+lazyStep)
+		err = s.fill(t, addr, addr+lazyStep)
 	} else {
 		end := addr + lazyStep
 		if i < len(t.todo) {
 			end = min(end, t.todo[i].Addr)
 		}
 		var done int64
-		done, errno = s.zero(t, addr, end-addr, false)
-		if errno == unix.ENOENT || errno == unix.EINVAL {
+		done, err = s.zero(t, addr, end-addr, false)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
 			// The window leaves the area: the page alone.
-			done, errno = s.zero(t, addr, ps, false)
+			done, err = s.zero(t, addr, ps, false)
 		}
-		if errno == unix.EEXIST && done == 0 {
-			errno = uffdWake(t.fd, addr, ps)
+		if errors.Is(err, unix.EEXIST) && done == 0 {
+			err = uffd.Wake(t.fd, addr, ps)
 		}
 	}
-	if errno == unix.EAGAIN {
+	if errors.Is(err, unix.EAGAIN) {
 		t.retry = append(t.retry, addr)
 	}
 }
 
 // fill fills the pieces of t in [a, b); what is left after EAGAIN goes
 // back.
-func (s *lazyServer) fill(t *lazyTarget, a, b uint64) unix.Errno {
+func (s *lazyServer) fill(t *lazyTarget, a, b uint64) error {
 	pieces := t.cut(a, b)
 	for i := range pieces {
 		p := &pieces[i]
-		var errno unix.Errno
+		var err error
 		if p.Level < 0 {
-			errno = s.fillZero(t, p)
+			err = s.fillZero(t, p)
 		} else {
-			errno = s.fillData(t, p)
+			err = s.fillData(t, p)
 		}
-		switch errno {
-		case 0:
-		case unix.EAGAIN:
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EAGAIN):
 			t.insert(pieces[i:])
-			return errno
-		case unix.ESRCH:
+			return err
+		case errors.Is(err, unix.ESRCH):
 			// The process exited or exec'd: nothing left to fill.
 			unix.Close(t.fd)
 			t.fd, t.todo, t.retry = -1, nil, nil
-			return errno
+			return err
 		default:
 			// The range is no longer registered (an event raced us):
 			// not ours to fill.
 			if s.plan.Verbose {
-				s.logf("%#x-%#x: %v", p.Addr, p.end(), errno)
+				s.logf("%#x-%#x: %v", p.Addr, p.end(), err)
 			}
 		}
 	}
-	return 0
+	return nil
 }
 
 // fillData copies piece p from its chunk, advancing p as it goes.
-func (s *lazyServer) fillData(t *lazyTarget, p *lazyPiece) unix.Errno {
+func (s *lazyServer) fillData(t *lazyTarget, p *lazyPiece) error {
 	plain, err := s.chunk(p.Level, p.Chunk)
 	if err == nil && (p.Offset > uint64(len(plain)) || p.Len > uint64(len(plain))-p.Offset) {
 		err = fmt.Errorf("chunk %d holds %d bytes, not %d+%d", p.Chunk, len(plain), p.Offset, p.Len)
@@ -345,16 +344,16 @@ func (s *lazyServer) fillData(t *lazyTarget, p *lazyPiece) unix.Errno {
 	if err != nil {
 		s.badChunk(t, *p, err)
 		p.Len = 0
-		return 0
+		return nil
 	}
-	return s.fillWith(t, p, func(addr, n uint64) (int64, unix.Errno) {
-		return uffdCopyWake(t.fd, addr, plain[p.Offset:p.Offset+n])
+	return s.fillWith(t, p, func(addr, n uint64) (int64, error) {
+		return uffd.Copy(t.fd, addr, plain[p.Offset:p.Offset+n], 0)
 	}, true)
 }
 
 // fillZero maps zero pages over piece p, advancing p.
-func (s *lazyServer) fillZero(t *lazyTarget, p *lazyPiece) unix.Errno {
-	return s.fillWith(t, p, func(addr, n uint64) (int64, unix.Errno) {
+func (s *lazyServer) fillZero(t *lazyTarget, p *lazyPiece) error {
+	return s.fillWith(t, p, func(addr, n uint64) (int64, error) {
 		return s.zero(t, addr, n, false)
 	}, false)
 }
@@ -363,33 +362,37 @@ func (s *lazyServer) fillZero(t *lazyTarget, p *lazyPiece) unix.Errno {
 // bytes at addr), advancing p by what was filled. A page filled already
 // (EEXIST: by a fork's copy of it, or written after a zero page) is
 // skipped.
-func (s *lazyServer) fillWith(t *lazyTarget, p *lazyPiece, put func(addr, n uint64) (int64, unix.Errno), count bool) unix.Errno {
+func (s *lazyServer) fillWith(t *lazyTarget, p *lazyPiece, put func(addr, n uint64) (int64, error), count bool) error {
 	ps := s.plan.PageSize
 	for p.Len > 0 {
-		n, errno := put(p.Addr, p.Len)
+		n, err := put(p.Addr, p.Len)
 		n = min(max(n, 0), int64(p.Len)) &^ int64(ps-1)
 		if count {
 			s.copied += uint64(n)
 		}
 		*p = p.slice(p.Addr+uint64(n), p.end())
-		switch errno {
-		case 0:
-		case unix.EEXIST:
-			uffdWake(t.fd, p.Addr, ps)
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EEXIST):
+			uffd.Wake(t.fd, p.Addr, ps)
 			*p = p.slice(p.Addr+ps, p.end())
 		default:
-			return errno
+			return err
 		}
 	}
-	return 0
+	return nil
 }
 
-func (s *lazyServer) zero(t *lazyTarget, addr, n uint64, poison bool) (int64, unix.Errno) {
-	done, errno := uffdZeropage(t.fd, addr, n, poison)
-	if !poison {
-		s.zeroed += uint64(max(done, 0))
+// zero maps zero pages over [addr, addr+n) and returns how many bytes it
+// mapped (possibly some on error). poison marks the range poisoned
+// instead (UFFDIO_POISON): a touch raises SIGBUS.
+func (s *lazyServer) zero(t *lazyTarget, addr, n uint64, poison bool) (int64, error) {
+	if poison {
+		return uffd.Poison(t.fd, addr, n)
 	}
-	return done, errno
+	done, err := uffd.Zeropage(t.fd, addr, n)
+	s.zeroed += uint64(done)
+	return done, err
 }
 
 // chunk returns the plaintext of a chunk, verified.
@@ -442,12 +445,12 @@ func (s *lazyServer) badChunk(t *lazyTarget, p lazyPiece, err error) {
 func (s *lazyServer) poison(t *lazyTarget, pieces []lazyPiece) {
 	for _, p := range pieces {
 		for p.Len > 0 && t.fd >= 0 {
-			n, errno := s.zero(t, p.Addr, p.Len, true)
+			n, err := s.zero(t, p.Addr, p.Len, true)
 			n = min(max(n, 0), int64(p.Len)) &^ int64(s.plan.PageSize-1)
 			p = p.slice(p.Addr+uint64(n), p.end())
-			if errno == unix.EEXIST {
+			if errors.Is(err, unix.EEXIST) {
 				p = p.slice(p.Addr+s.plan.PageSize, p.end())
-			} else if errno != 0 {
+			} else if err != nil {
 				break
 			}
 		}

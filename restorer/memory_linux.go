@@ -165,7 +165,7 @@ func (r *restore) writePages(lp *liveProc) error {
 	stop := pw.readahead(data)
 	defer stop()
 	if useUffd && len(anon) > 0 {
-		u, err := openUffd(lp, anon)
+		u, err := openUffdFiller(lp, anon)
 		if err != nil {
 			// Only slower without it: say why on the log and go on.
 			if r.opts.Log != nil {
@@ -217,9 +217,9 @@ type pageWriter struct {
 	r      *restore
 	lp     *liveProc
 	images []*format.Reader
-	maps   [][]byte // per chain level: the image file mapped, or nil
-	names  []string // and the file's name
-	uf     *uffd    // nil: everything through process_vm_writev
+	maps   [][]byte    // per chain level: the image file mapped, or nil
+	names  []string    // and the file's name
+	uf     *uffdFiller // nil: everything through process_vm_writev
 }
 
 // work runs jobs until none is left or a worker failed.

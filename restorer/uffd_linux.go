@@ -1,16 +1,19 @@
 package restorer
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // useUffd lets tests force the process_vm_writev path.
 var useUffd = true
 
-// uffd fills missing pages of a process's anonymous private areas with
+// uffdFiller fills missing pages of a process's anonymous private areas with
 // UFFDIO_COPY. The kernel then allocates each page and copies into it
 // without clearing it first, where process_vm_writev faults in a cleared
 // page and copies over it: 512 MiB on one core of the development VM took
@@ -19,7 +22,7 @@ var useUffd = true
 // the restorer through a copy taken with pidfd_getfd; nothing ever reads
 // its events. Closing both fds unregisters every range, so the areas end
 // up exactly as mapped (no "um" in VmFlags), just populated.
-type uffd struct {
+type uffdFiller struct {
 	lp       *liveProc
 	fd       int     // the restorer's fd, -1 when not taken yet
 	remoteFD uintptr // the process's fd
@@ -27,18 +30,19 @@ type uffd struct {
 
 type addrRange struct{ start, end uint64 }
 
-// openUffd creates a userfaultfd in lp and registers ranges (page-aligned,
-// each covered by anonymous private mappings) for missing-page handling.
-func openUffd(lp *liveProc, ranges []addrRange) (*uffd, error) {
+// openUffdFiller creates a userfaultfd in lp and registers ranges
+// (page-aligned, each covered by anonymous private mappings) for
+// missing-page handling.
+func openUffdFiller(lp *liveProc, ranges []addrRange) (*uffdFiller, error) {
 	// UFFD_USER_MODE_ONLY: allowed without privilege whatever
 	// vm.unprivileged_userfaultfd says, and a fault the kernel itself takes
 	// in a registered range fails at once instead of waiting for a handler
 	// that never comes.
-	n, err := lp.call("userfaultfd", lp.pid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uffdUserModeOnly)
+	n, err := lp.call("userfaultfd", lp.pid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uffd.UserModeOnly)
 	if err != nil {
 		return nil, err
 	}
-	u := &uffd{lp: lp, fd: -1, remoteFD: n}
+	u := &uffdFiller{lp: lp, fd: -1, remoteFD: n}
 	if err := u.init(ranges); err != nil {
 		u.close()
 		return nil, err
@@ -46,7 +50,7 @@ func openUffd(lp *liveProc, ranges []addrRange) (*uffd, error) {
 	return u, nil
 }
 
-func (u *uffd) init(ranges []addrRange) error {
+func (u *uffdFiller) init(ranges []addrRange) error {
 	pidfd, err := unix.PidfdOpen(u.lp.pid, 0)
 	if err != nil {
 		return os.NewSyscallError("pidfd_open", err)
@@ -57,15 +61,15 @@ func (u *uffd) init(ranges []addrRange) error {
 		u.fd = -1
 		return os.NewSyscallError("pidfd_getfd", err)
 	}
-	if _, errno := uffdSetAPI(u.fd); errno != 0 {
-		return os.NewSyscallError("ioctl(UFFDIO_API)", errno)
+	if _, err := uffd.Handshake(u.fd, 0); err != nil {
+		return err
 	}
 	for _, r := range ranges {
-		ioctls, errno := uffdRegister(u.fd, r.start, r.end-r.start)
-		if errno != 0 {
-			return fmt.Errorf("registering %#x-%#x: %w", r.start, r.end, os.NewSyscallError("ioctl(UFFDIO_REGISTER)", errno))
+		ioctls, err := uffd.Register(u.fd, r.start, r.end-r.start, uffd.RegisterModeMissing)
+		if err != nil {
+			return fmt.Errorf("registering %#x-%#x: %w", r.start, r.end, err)
 		}
-		if ioctls&uffdIoctlCopy == 0 {
+		if ioctls&uffd.OffersCopy == 0 {
 			return fmt.Errorf("registering %#x-%#x: UFFDIO_COPY is not offered", r.start, r.end)
 		}
 	}
@@ -74,7 +78,7 @@ func (u *uffd) init(ranges []addrRange) error {
 
 // close closes the process's fd, then the restorer's: the last close
 // unregisters the ranges, here, before the restore goes on.
-func (u *uffd) close() error {
+func (u *uffdFiller) close() error {
 	_, err := u.lp.call("close(userfaultfd)", u.lp.pid, unix.SYS_CLOSE, u.remoteFD)
 	if u.fd >= 0 {
 		unix.Close(u.fd)
@@ -84,23 +88,21 @@ func (u *uffd) close() error {
 }
 
 // copy fills the missing pages at dst with src (whole pages).
-func (u *uffd) copy(dst uint64, src []byte) error {
+func (u *uffdFiller) copy(dst uint64, src []byte) error {
 	for len(src) > 0 {
-		n, errno := uffdCopyOnce(u.fd, dst, src)
-		if n > int64(len(src)) {
-			n = int64(len(src))
-		}
+		n, err := uffd.Copy(u.fd, dst, src, uffd.CopyModeDontWake)
+		n = min(n, int64(len(src)))
 		dst, src = dst+uint64(n), src[n:]
-		switch errno {
-		case 0:
+		switch {
+		case err == nil:
 			if n == 0 && len(src) > 0 {
 				return fmt.Errorf("UFFDIO_COPY at %#x made no progress", dst)
 			}
-		case unix.EAGAIN, unix.EINTR:
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
 			// The mm changed under it, or a signal: go on from where it
 			// stopped.
 		default:
-			return fmt.Errorf("UFFDIO_COPY at %#x: %w", dst, os.NewSyscallError("ioctl", errno))
+			return fmt.Errorf("filling %#x: %w", dst, err)
 		}
 	}
 	return nil

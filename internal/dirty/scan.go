@@ -1,6 +1,7 @@
 package dirty
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/internal/procfs"
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // ScanResult is what one Scan found.
@@ -154,12 +156,12 @@ func Supported() error {
 }
 
 func probe() error {
-	want := uint64(uffdFeatureWPAsync | uffdFeatureWPUnpopulated)
-	got, err := localUffdAPI(want)
+	want := uint64(uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated)
+	got, err := localHandshake(want)
 	switch {
-	case err == unix.ENOSYS || err == unix.EPERM || err == unix.EACCES:
-		return fmt.Errorf("%w: userfaultfd: %w", ErrNotSupported, err)
-	case err == unix.EINVAL:
+	case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%w: %w", ErrNotSupported, err)
+	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("%w: UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED: %w", ErrNotSupported, err)
 	case err != nil:
 		return fmt.Errorf("dirty: probe userfaultfd: %w", err)
@@ -179,6 +181,22 @@ func probe() error {
 		return fmt.Errorf("dirty: probe PAGEMAP_SCAN: %w", err)
 	}
 	return nil
+}
+
+// localHandshake opens a userfaultfd in this process and runs the
+// UFFDIO_API handshake asking for features, returning the features the
+// kernel granted. It probes what the running kernel supports.
+func localHandshake(features uint64) (uint64, error) {
+	fd, err := uffd.Open(unix.O_CLOEXEC | unix.O_NONBLOCK | uffd.UserModeOnly)
+	if errors.Is(err, unix.EINVAL) {
+		// Before 5.11 there is no UFFD_USER_MODE_ONLY.
+		fd, err = uffd.Open(unix.O_CLOEXEC | unix.O_NONBLOCK)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return uffd.Handshake(fd, features)
 }
 
 // Trackable selects the mappings worth tracking from /proc/PID/maps (or

@@ -1,18 +1,17 @@
 package dirty
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // Errors. Each is wrapped with the pid and the step that failed.
@@ -168,7 +167,7 @@ func (tr *Tracker) inject(t *ptrace.Tracee, areas []Range, opts Options) (err er
 		return wrap("block signals", err)
 	}
 	// On the stack where it can be: nothing is left mapped if we die.
-	scratch, err := t.Scratch(tid, sizeofUffdioRegister)
+	scratch, err := t.Scratch(tid, max(uffd.SizeofAPIArg, uffd.SizeofRegisterArg))
 	if err != nil {
 		return wrap("scratch area", err)
 	}
@@ -178,7 +177,7 @@ func (tr *Tracker) inject(t *ptrace.Tracee, areas []Range, opts Options) (err er
 		}
 	}()
 
-	r, errno, err := t.RawSyscall(tid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uffdUserModeOnly)
+	r, errno, err := t.RawSyscall(tid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uffd.UserModeOnly)
 	if err == nil && errno == unix.EINVAL {
 		r, errno, err = t.RawSyscall(tid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK)
 	}
@@ -201,14 +200,11 @@ func (tr *Tracker) inject(t *ptrace.Tracee, areas []Range, opts Options) (err er
 		}
 	}()
 
-	var b [sizeofUffdioRegister]byte
-	binary.NativeEndian.PutUint64(b[0:], uffdAPI)
-	binary.NativeEndian.PutUint64(b[8:], uffdFeatureWPAsync|uffdFeatureWPUnpopulated)
-	binary.NativeEndian.PutUint64(b[16:], 0)
-	if err := scratch.Write(0, b[:sizeofUffdioAPI]); err != nil {
+	api := uffd.APIArg{API: uffd.API, Features: uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated}
+	if err := scratch.Write(0, api.Bytes()); err != nil {
 		return wrap("write uffdio_api", err)
 	}
-	if _, err := t.Syscall(tid, unix.SYS_IOCTL, uintptr(remote), uffdioAPI, scratch.Addr); err != nil {
+	if _, err := t.Syscall(tid, unix.SYS_IOCTL, uintptr(remote), uffd.IoctlAPI, scratch.Addr); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			err = fmt.Errorf("%w: UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED: %w", ErrNotSupported, err)
 		}
@@ -216,14 +212,11 @@ func (tr *Tracker) inject(t *ptrace.Tracee, areas []Range, opts Options) (err er
 	}
 
 	for _, a := range areas {
-		binary.NativeEndian.PutUint64(b[0:], a.Start)
-		binary.NativeEndian.PutUint64(b[8:], a.Len())
-		binary.NativeEndian.PutUint64(b[16:], uffdioRegisterModeWP)
-		binary.NativeEndian.PutUint64(b[24:], 0)
-		if err := scratch.Write(0, b[:]); err != nil {
+		reg := uffd.RegisterArg{Range: uffd.Range{Start: a.Start, Len: a.Len()}, Mode: uffd.RegisterModeWP}
+		if err := scratch.Write(0, reg.Bytes()); err != nil {
 			return wrap("write uffdio_register", err)
 		}
-		_, errno, err := t.RawSyscall(tid, unix.SYS_IOCTL, uintptr(remote), uffdioRegister, scratch.Addr)
+		_, errno, err := t.RawSyscall(tid, unix.SYS_IOCTL, uintptr(remote), uffd.IoctlRegister, scratch.Addr)
 		switch {
 		case err != nil:
 			return wrap("inject UFFDIO_REGISTER", err)
@@ -313,31 +306,14 @@ func checkOurUffd(fd int, ino uint64) error {
 	if err != nil {
 		return err
 	}
-	feat, err := fdinfoFeatures(fi.Raw)
-	if err != nil {
-		return err
+	feat, ok := uffd.FdinfoFeatures(fi.Raw)
+	if !ok {
+		return fmt.Errorf("no features in userfaultfd fdinfo %q", fi.Raw)
 	}
-	if want := uint64(uffdFeatureWPAsync | uffdFeatureWPUnpopulated); feat&want != want {
+	if want := uint64(uffd.FeatureWPAsync | uffd.FeatureWPUnpopulated); feat&want != want {
 		return fmt.Errorf("userfaultfd features %#x lack WP_ASYNC|WP_UNPOPULATED: %w", feat, ErrLost)
 	}
 	return nil
-}
-
-// fdinfoFeatures parses the features from a userfaultfd's fdinfo line
-// "API:\t<api>:<features>:<ioctls>" (hex; fs/userfaultfd.c).
-func fdinfoFeatures(text string) (uint64, error) {
-	for _, line := range strings.Split(text, "\n") {
-		v, ok := strings.CutPrefix(line, "API:")
-		if !ok {
-			continue
-		}
-		parts := strings.Split(strings.TrimSpace(v), ":")
-		if len(parts) != 3 {
-			break
-		}
-		return strconv.ParseUint(parts[1], 16, 64)
-	}
-	return 0, fmt.Errorf("no API line in userfaultfd fdinfo %q", text)
 }
 
 // State is what to store in the image so a later capture can Resume.

@@ -365,13 +365,3 @@ func TestMergeRanges(t *testing.T) {
 		t.Fatalf("mergeRanges = %v, want %v", got, want)
 	}
 }
-
-func TestFdinfoFeatures(t *testing.T) {
-	f, err := fdinfoFeatures("pos:\t0\nflags:\t02004002\nmnt_id:\t16\nino:\t1057\npending:\t0\ntotal:\t0\nAPI:\taa:a000:1c00000000000\n")
-	if err != nil || f != 0xa000 {
-		t.Fatalf("fdinfoFeatures = %#x, %v", f, err)
-	}
-	if _, err := fdinfoFeatures("pos:\t0\n"); err == nil {
-		t.Fatal("no error without an API line")
-	}
-}

@@ -3,14 +3,13 @@ package snapshot
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // ErrSeccomp is returned by Fork for a target under a seccomp filter,
@@ -298,8 +297,8 @@ func checkUffd(proc procfs.Proc, smaps []procfs.Mapping) error {
 		if err != nil {
 			return err
 		}
-		feat, ok := uffdFeatures(fi.Raw)
-		if !ok || feat&uffdFeatureEventFork != 0 {
+		feat, ok := uffd.FdinfoFeatures(fi.Raw)
+		if !ok || feat&uffd.FeatureEventFork != 0 {
 			return fmt.Errorf("fd %d is a userfaultfd with fork events (fdinfo %q): %w", f.Num, fi.Raw, ErrUffdFork)
 		}
 	}
@@ -311,25 +310,6 @@ func checkUffd(proc procfs.Proc, smaps []procfs.Mapping) error {
 		}
 	}
 	return nil
-}
-
-// uffdFeatureEventFork is UFFD_FEATURE_EVENT_FORK (include/uapi/linux/userfaultfd.h).
-const uffdFeatureEventFork = 1 << 1
-
-// uffdFeatures parses "API:\t<api>:<features>:<ioctls>" (hex) from a
-// userfaultfd's fdinfo (fs/userfaultfd.c).
-func uffdFeatures(text string) (uint64, bool) {
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, "API:"); ok {
-			parts := strings.Split(strings.TrimSpace(v), ":")
-			if len(parts) != 3 {
-				return 0, false
-			}
-			f, err := strconv.ParseUint(parts[1], 16, 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
 }
 
 // CloseFiles closes every fd of the child (an injected close_range), so

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/ptrace"
+	"github.com/ckptimg/ckptimg/internal/uffd"
 )
 
 // ErrNoWP is returned by Protect when a write-protect snapshot cannot be
@@ -167,8 +168,8 @@ func Prepare(ex *ptrace.Executor, pid int, opts Options) (p *Protected, err erro
 // released it).
 func (p *Protected) ProtectAll() error {
 	for _, m := range p.covered {
-		if err := writeProtect(p.uffd, m.Start, m.Size(), true); err != nil && err != unix.EAGAIN {
-			return fmt.Errorf("snapshot: pid %d: UFFDIO_WRITEPROTECT %#x-%#x: %w", p.pid, m.Start, m.End, err)
+		if err := writeProtect(p.uffd, m.Start, m.Size(), true); err != nil && !errors.Is(err, unix.EAGAIN) {
+			return fmt.Errorf("snapshot: pid %d: write-protect %#x-%#x: %w", p.pid, m.Start, m.End, err)
 		}
 	}
 	return nil
@@ -205,10 +206,10 @@ func (p *Protected) Snapshot(t *ptrace.Tracee, maps []procfs.Mapping) error {
 		// not registered (ENOENT), without needing smaps' VmFlags "uw".
 		// Protecting the first page is what the scan below does anyway
 		// to a page present and written, and harmless to one absent.
-		switch err := writeProtect(p.uffd, m.Start, p.ps, true); err {
-		case nil:
+		switch err := writeProtect(p.uffd, m.Start, p.ps, true); {
+		case err == nil:
 			p.covered = append(p.covered, m)
-		case unix.ENOENT:
+		case errors.Is(err, unix.ENOENT):
 		default:
 			return fail(fmt.Sprintf("protect %#x-%#x", m.Start, m.End), err)
 		}
@@ -318,29 +319,54 @@ func (p *Protected) inject(t *ptrace.Tracee, cands []procfs.Mapping, fail func(s
 	if err != nil {
 		return fail("take the userfaultfd", err)
 	}
-	if err := uffdHandshake(p.uffd, uffdFeatureEventRemove); err != nil {
+	if _, err := uffd.Handshake(p.uffd, uffd.FeatureEventRemove); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			err = fmt.Errorf("%w: UFFDIO_API refused EVENT_REMOVE: %w", ErrNoWP, err)
 		}
-		return fail("UFFDIO_API", err)
+		return fail("handshake", err)
 	}
 	for _, m := range cands {
-		ioctls, err := uffdRegisterWP(p.uffd, m.Start, m.Size())
-		step := fmt.Sprintf("UFFDIO_REGISTER %#x-%#x", m.Start, m.End)
+		ioctls, err := registerWP(p.uffd, m.Start, m.Size())
+		step := fmt.Sprintf("register %#x-%#x", m.Start, m.End)
 		switch {
-		case err == unix.EBUSY:
+		case errors.Is(err, unix.EBUSY):
 			return fail(step, fmt.Errorf("%w: registered with another userfaultfd: %w", ErrNoWP, err))
-		case err == unix.EINVAL || err == unix.EPERM:
+		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM):
 			p.Unprotected = append(p.Unprotected, m)
 			continue
 		case err != nil:
 			return fail(step, err)
-		case ioctls&uffdioWriteprotectBit == 0:
+		case ioctls&uffd.OffersWriteprotect == 0:
 			return fail(step, fmt.Errorf("%w: no UFFDIO_WRITEPROTECT for anonymous memory", ErrNoWP))
 		}
 		p.covered = append(p.covered, m)
 	}
 	return nil
+}
+
+// registerWP registers [start, start+n) in write-protect mode, retried
+// while interrupted, and returns the ioctls the kernel offers there.
+func registerWP(fd int, start, n uint64) (uint64, error) {
+	for {
+		ioctls, err := uffd.Register(fd, start, n, uffd.RegisterModeWP)
+		if !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EAGAIN) {
+			return ioctls, err
+		}
+	}
+}
+
+// writeProtect sets (wp) or clears the userfaultfd write protection of
+// [start, start+n) on this process's copy of the target's userfaultfd,
+// retried while interrupted. Clearing also wakes the threads waiting on a
+// write fault there. EAGAIN means an event (UFFD_EVENT_REMOVE) is being
+// delivered: read the userfaultfd, then retry.
+func writeProtect(fd int, start, n uint64, wp bool) error {
+	for {
+		err := uffd.Writeprotect(fd, start, n, wp)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // PID is the target's pid.
@@ -467,7 +493,7 @@ func (p *Protected) ReadAt(b []byte, off int64) (int, error) {
 	}
 	// EAGAIN (an event being delivered): the pages stay protected, and a
 	// write to them faults to the handler, which lifts it then.
-	if err := writeProtect(p.uffd, addr, n, false); err != nil && err != unix.EAGAIN && err != unix.ENOENT {
+	if err := writeProtect(p.uffd, addr, n, false); err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.ENOENT) {
 		return 0, fmt.Errorf("snapshot: pid %d: unprotect %#x+%#x: %w", p.pid, addr, n, err)
 	}
 	return len(b), nil
@@ -498,7 +524,7 @@ func (p *Protected) Finish() error {
 // the protection, which lets the faulting thread go on.
 func (p *Protected) serve() {
 	defer close(p.done)
-	buf := make([]byte, 64*sizeofUffdMsg)
+	buf := make([]byte, 64*uffd.MsgSize)
 	var pending []uint64 // pages to unprotect
 	fds := []unix.PollFd{{Fd: int32(p.uffd), Events: unix.POLLIN}, {Fd: int32(p.stop), Events: unix.POLLIN}}
 	for {
@@ -523,7 +549,7 @@ func (p *Protected) serve() {
 				p.copyDiscards()
 				want = 1
 			}
-			n, err := unix.Read(p.uffd, buf[:min(want, 64)*sizeofUffdMsg])
+			n, err := unix.Read(p.uffd, buf[:min(want, 64)*uffd.MsgSize])
 			if err == unix.EAGAIN || err == unix.EINTR {
 				break
 			}
@@ -531,28 +557,27 @@ func (p *Protected) serve() {
 				p.setErr(fmt.Errorf("read userfaultfd: %w", err))
 				return
 			}
-			for m := buf[:n]; len(m) >= sizeofUffdMsg; m = m[sizeofUffdMsg:] {
-				arg1 := binary.NativeEndian.Uint64(m[16:])
-				arg0 := binary.NativeEndian.Uint64(m[8:])
-				switch m[0] {
-				case uffdEventPagefault: // flags (arg0), address (arg1)
-					page := arg1 &^ (p.ps - 1)
+			for b := buf[:n]; len(b) >= uffd.MsgSize; b = b[uffd.MsgSize:] {
+				m := uffd.Msg(b[:uffd.MsgSize])
+				switch m.Event() {
+				case uffd.EventPagefault:
+					page := m.PagefaultAddress() &^ (p.ps - 1)
 					p.beforeWrite(page)
 					pending = append(pending, page)
-				case uffdEventRemove: // start (arg0), end (arg1)
+				case uffd.EventRemove:
 					// Copied above unless the discard came from elsewhere
 					// (process_madvise): then it is a race, and a page
 					// lost is reported by ReadAt.
-					p.beforeDiscard(arg0, arg1)
+					p.beforeDiscard(m.Removed())
 				}
 			}
 		}
 		kept := pending[:0]
 		for _, page := range pending {
 			err := p.lift(page)
-			if err == unix.EAGAIN {
+			if errors.Is(err, unix.EAGAIN) {
 				kept = append(kept, page)
-			} else if err != nil && err != unix.ENOENT {
+			} else if err != nil && !errors.Is(err, unix.ENOENT) {
 				p.setErr(fmt.Errorf("unprotect %#x: %w", page, err))
 			}
 		}
