@@ -367,6 +367,8 @@ func (c *capturer) describeSocket(f *format.File, pr *proc, pidfd, num int, ino 
 		if si.TCP == nil {
 			si.Inet = inetOptions(dfd, dom, typ)
 		}
+	case unix.AF_NETLINK:
+		f.Unsupported = describeNetlink(si, dfd)
 	default:
 		f.Unsupported = fmt.Sprintf("socket family %d is not described by the format", dom)
 	}

@@ -365,6 +365,36 @@ type SocketInfo struct {
 	// was at capture (1.2): programs keep state in its mode (screen marks
 	// a session attached or detached with the owner's execute bit).
 	Node *SocketNode `ckpt:"22"`
+	// Netlink is the binding of a netlink socket (1.2).
+	Netlink *NetlinkInfo `ckpt:"23"`
+}
+
+// NetlinkInfo is what a netlink socket is bound to; Family, Type and
+// Protocol (NETLINK_ROUTE, ...) are in SocketInfo.
+type NetlinkInfo struct {
+	// PortID is the socket's own address (nl_pid), 0 when it was never
+	// bound: replies come to it, and programs check it in them.
+	PortID uint32 `ckpt:"1"`
+	// Groups are the multicast groups it receives, as the
+	// NETLINK_LIST_MEMBERSHIPS bitmap: bit i of word w is group 32*w+i+1.
+	Groups []uint32 `ckpt:"2"`
+}
+
+// GroupNumbers lists the multicast groups of the membership bitmap, at
+// most max of them (a hostile image may set every bit of a long bitmap).
+func (n *NetlinkInfo) GroupNumbers(max int) []uint32 {
+	var g []uint32
+	for w, bits := range n.Groups {
+		for i := range 32 {
+			if bits&(1<<i) != 0 {
+				if len(g) == max {
+					return g
+				}
+				g = append(g, uint32(w)*32+uint32(i)+1)
+			}
+		}
+	}
+	return g
 }
 
 // SocketNode is the file of a unix socket bound to a path.

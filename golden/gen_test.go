@@ -700,7 +700,8 @@ func genFull11AMD64() ([]byte, error) {
 // genFull12AMD64 covers what format 1.2 added: the options of inet
 // sockets that have no TCP repair state (a dual-stack pair of listeners,
 // SO_REUSEPORT, options accepted connections inherit, UDP sockets bound
-// and connected) and the file of a unix socket bound to a path.
+// and connected), the file of a unix socket bound to a path, and a
+// netlink socket's port id and groups (one beyond bind's 32).
 func genFull12AMD64() ([]byte, error) {
 	const ps = 4096
 	const heap = 0x5c0000000000
@@ -748,7 +749,10 @@ func genFull12AMD64() ([]byte, error) {
 	meta.Files = append(meta.Files, format.File{ID: 7, Type: format.FileUnix, Name: "socket:[9106]", Flags: 0o2,
 		Socket: &format.SocketInfo{Family: 1, Type: sockStream, State: format.SocketListening, Local: "/run/kvstore/kv.sock", Ino: 9106, Backlog: 128,
 			Node: &format.SocketNode{Mode: 0o660, UID: 1000, GID: 1000}}})
-	meta.Processes[0].FDs = append(meta.Processes[0].FDs, format.FD{Num: 8, FileID: 7})
+	meta.Files = append(meta.Files, format.File{ID: 8, Type: format.FileSocket, Name: "socket:[9107]", Flags: 0o2,
+		Socket: &format.SocketInfo{Family: 16, Type: 3, Protocol: 0, State: format.SocketUnconnected, Ino: 9107,
+			Netlink: &format.NetlinkInfo{PortID: 500, Groups: []uint32{0x1, 0x2}}}})
+	meta.Processes[0].FDs = append(meta.Processes[0].FDs, format.FD{Num: 8, FileID: 7}, format.FD{Num: 9, FileID: 8})
 	return writeImage(meta, nil, func(w *format.Writer) error {
 		return w.AddPages(500, heap, text(2*ps, "kvstore"))
 	})

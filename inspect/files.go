@@ -109,6 +109,14 @@ type SocketJSON struct {
 	Options []string `json:"options,omitempty"`
 	// Node is the file of a unix socket bound to a path (format 1.2).
 	Node *SocketNodeJSON `json:"node,omitempty"`
+	// Netlink is a netlink socket's binding (format 1.2).
+	Netlink *NetlinkJSON `json:"netlink,omitempty"`
+}
+
+// NetlinkJSON is what a netlink socket is bound to.
+type NetlinkJSON struct {
+	PortID uint32   `json:"port_id"`
+	Groups []uint32 `json:"groups"`
 }
 
 // SocketNodeJSON is the mode and owner of a unix socket's file.
@@ -260,6 +268,17 @@ func fillTypeInfo(fi *FileInfo, f *format.File, m *format.Meta) {
 		if o := inetOptionWords(s.Inet); len(o) > 0 {
 			fi.Socket.Options = o
 			line += " options " + strings.Join(o, ",")
+		}
+		if n := s.Netlink; n != nil {
+			fi.Socket.Netlink = &NetlinkJSON{PortID: n.PortID, Groups: n.GroupNumbers(maxListedGroups)}
+			line += fmt.Sprintf(" port id %d", n.PortID)
+			if g := fi.Socket.Netlink.Groups; len(g) > 0 {
+				words := make([]string, len(g))
+				for i, n := range g {
+					words[i] = fmt.Sprint(n)
+				}
+				line += " groups " + strings.Join(words, ",")
+			}
 		}
 		if n := s.Node; n != nil {
 			fi.Socket.Node = &SocketNodeJSON{Mode: fmt.Sprintf("%04o", n.Mode), UID: n.UID, GID: n.GID}
@@ -429,3 +448,6 @@ func inetOptionWords(o *format.InetOptions) []string {
 	}
 	return w
 }
+
+// maxListedGroups bounds the netlink groups listed for one socket.
+const maxListedGroups = 1024

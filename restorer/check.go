@@ -247,12 +247,16 @@ func (pl *Plan) checkFiles(host *Host, opts *Options, add func(Problem), warn fu
 				}
 			}
 		case SrcListen:
-			if host.Bind == nil || f.Socket.Local == "" || f.Type == format.FileInet && inetUnbound(f.Socket) {
+			if host.Bind == nil || f.Socket.Local == "" && f.Socket.Netlink == nil || f.Type == format.FileInet && inetUnbound(f.Socket) {
 				continue
 			}
 			if err := host.Bind(pl.fileCreds(fp), f.Socket); err != nil {
-				add(Problem{Subject: subj, What: fmt.Sprintf("%s %s cannot be bound again: %s", f.Type, f.Socket.Local, errText(err)),
-					Remedy: fmt.Sprintf("stop whatever holds %s now, or substitute the socket: --subst %s,FD", f.Socket.Local, format.FileIDString(f.ID))})
+				addr := f.Socket.Local
+				if n := f.Socket.Netlink; n != nil {
+					addr = fmt.Sprintf("netlink port id %d", n.PortID)
+				}
+				add(Problem{Subject: subj, What: fmt.Sprintf("%s %s cannot be bound again: %s", f.Type, addr, errText(err)),
+					Remedy: fmt.Sprintf("stop whatever holds %s now, or substitute the socket: --subst %s,FD", addr, format.FileIDString(f.ID))})
 			}
 		case SrcPTYMaster:
 			if host.Stat == nil {

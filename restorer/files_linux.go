@@ -398,6 +398,9 @@ func (fs *fileSet) openSocket(fp *FilePlan) error {
 	}
 	fs.keep(fp, fd)
 	setFL(fd, fp.Flags)
+	if s.Family == unix.AF_NETLINK {
+		return bindNetlink(fd, s.Netlink)
+	}
 	if s.Family == unix.AF_UNIX {
 		if err := setUnixOptions(fd, s); err != nil {
 			return err

@@ -155,6 +155,16 @@ func (pl *Plan) planFile(fp *FilePlan, opts *Options, pipes map[uint64][]*FilePl
 			return
 		}
 		pipes[f.Pipe.Ino] = append(pipes[f.Pipe.Ino], fp)
+	case format.FileSocket:
+		s := f.Socket
+		if s == nil || s.Netlink == nil || s.Family != afNetlink {
+			unsupported("a socket of a family the restore does not make")
+			return
+		}
+		fp.Source, fp.Note = SrcListen, fmt.Sprintf("netlink socket (protocol %d) bound again to port id %d", s.Protocol, s.Netlink.PortID)
+		if g := s.Netlink.GroupNumbers(maxNetlinkGroups); len(g) > 0 {
+			fp.Note += fmt.Sprintf(", multicast groups %v", g)
+		}
 	case format.FileUnix, format.FileInet:
 		s := f.Socket
 		if s == nil {
@@ -276,3 +286,11 @@ func inetUnbound(s *format.SocketInfo) bool {
 	ap, err := netip.ParseAddrPort(s.Local)
 	return err == nil && ap.Port() == 0 && ap.Addr().IsUnspecified()
 }
+
+// afNetlink is AF_NETLINK, as the image records it.
+const afNetlink = 16
+
+// maxNetlinkGroups bounds the groups a restore joins: netlink families
+// have tens (rtnetlink 36 on Linux 6.18); generic netlink hands out more,
+// but not thousands.
+const maxNetlinkGroups = 4096

@@ -99,6 +99,9 @@ func bindProbe(c *format.Creds, s *format.SocketInfo) error {
 			return os.NewSyscallError("socket", err)
 		}
 		defer unix.Close(fd)
+		if s.Family == unix.AF_NETLINK {
+			return bindNetlink(fd, s.Netlink)
+		}
 		sa, err := sockaddr(s)
 		if err != nil {
 			return err

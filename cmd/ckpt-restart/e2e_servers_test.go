@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptimg/ckptimg/internal/procfs"
 	"github.com/ckptimg/ckptimg/internal/testprog"
 )
 
@@ -58,6 +59,7 @@ func TestRestoreRedis(t *testing.T) {
 	drain := func() { p.Wait(t, testprog.Timeout) }
 	for i := 1; i <= 2; i++ {
 		what := fmt.Sprintf("after restore %d", i)
+		waitConnectionsClosed(t, pid)
 		r := round(t, pid, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
 		logOnFailure(t, what, r)
 		drain = func() { <-r.done }
@@ -130,6 +132,7 @@ func TestRestoreMemcached(t *testing.T) {
 	drain := func() { p.Wait(t, testprog.Timeout) }
 	for i := 1; i <= 2; i++ {
 		what := fmt.Sprintf("after restore %d", i)
+		waitConnectionsClosed(t, pid)
 		r := round(t, pid, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
 		logOnFailure(t, what, r)
 		drain = func() { <-r.done }
@@ -378,6 +381,7 @@ func TestRestoreInetOptions(t *testing.T) {
 	drain := func() { p.Wait(t, testprog.Timeout) }
 	for i := 1; i <= 2; i++ {
 		what := fmt.Sprintf("after restore %d", i)
+		waitConnectionsClosed(t, p.PID)
 		r := round(t, p.PID, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
 		logOnFailure(t, what, r)
 		drain = func() { <-r.done }
@@ -390,4 +394,38 @@ func TestRestoreInetOptions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// waitConnectionsClosed waits until every TCP socket process pid holds is
+// a listener: a client that has hung up leaves the server's end in
+// CLOSE_WAIT until the server reads the end and closes it, and a capture
+// in between would record a connection no restore can bring back.
+func waitConnectionsClosed(t *testing.T, pid int) {
+	t.Helper()
+	p := procfs.NewFS("").Proc(pid)
+	testprog.Eventually(t, testprog.Timeout, func() error {
+		fds, err := p.FDs()
+		if err != nil {
+			return err
+		}
+		held := map[uint64]bool{}
+		for _, fd := range fds {
+			var ino uint64
+			if _, err := fmt.Sscanf(fd.Target, "socket:[%d]", &ino); err == nil {
+				held[ino] = true
+			}
+		}
+		for _, read := range []func() ([]procfs.TCPSocket, error){p.NetTCP, p.NetTCP6} {
+			socks, err := read()
+			if err != nil {
+				return err
+			}
+			for _, s := range socks {
+				if held[s.Inode] && !s.Listening() {
+					return fmt.Errorf("process %d still holds TCP connection %s -> %s (state %d)", pid, s.Local, s.Remote, s.State)
+				}
+			}
+		}
+		return nil
+	})
 }
