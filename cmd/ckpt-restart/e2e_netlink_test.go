@@ -54,15 +54,7 @@ while True:
 // pid: its port id, bound groups and every membership.
 func netlinkState(t *testing.T, pid, fd int) string {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
-	dfd, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		t.Fatalf("pidfd_getfd %d of %d: %v", fd, pid, err)
-	}
+	dfd := fdOf(t, pid, fd)
 	defer unix.Close(dfd)
 	sa, err := unix.Getsockname(dfd)
 	if err != nil {

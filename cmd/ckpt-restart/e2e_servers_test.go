@@ -298,15 +298,7 @@ while True:
 // (pidfd_getfd), as "NAME=value" in a fixed order.
 func sockOpts(t *testing.T, pid, fd int) string {
 	t.Helper()
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
-	dfd, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		t.Fatalf("pidfd_getfd %d of %d: %v", fd, pid, err)
-	}
+	dfd := fdOf(t, pid, fd)
 	defer unix.Close(dfd)
 	var b strings.Builder
 	sa, _ := unix.Getsockname(dfd)
@@ -428,4 +420,20 @@ func waitConnectionsClosed(t *testing.T, pid int) {
 		}
 		return nil
 	})
+}
+
+// fdOf returns a duplicate of fd of process pid (pidfd_getfd), for the
+// caller to close.
+func fdOf(t *testing.T, pid, fd int) int {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	dfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		t.Fatalf("pidfd_getfd %d of %d: %v", fd, pid, err)
+	}
+	return dfd
 }
