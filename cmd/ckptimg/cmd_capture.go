@@ -82,8 +82,11 @@ later delta against this image reads only the pages written since (method
 uffd-wp); a delta against such an image keeps tracking. If the tracker was
 lost, the delta compares hashes and says so. --incremental in command mode
 tracks without touching the fd table.
---leave-running shortens the pause to the time an injected fork takes; pages
-are then read from that copy-on-write snapshot while the target runs on.`,
+--leave-running keeps the pause to milliseconds whatever the memory size:
+the target's memory is write-protected (userfaultfd) and runs on while its
+pages are read, each page it writes first copied as it was; where that is
+not available, an injected fork makes a copy-on-write snapshot instead
+(docs/capture.md, "Short pauses").`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			if dash >= 0 {
