@@ -27,7 +27,7 @@ import (
 // as an image with valid checksums (rewrite.Copy, which carries the
 // chunks and refuses metadata the reader would refuse), and runs every
 // reader on it: format (open, verify, chains, memory), inspect (what ls,
-// info, verify and diff print), rewrite (remap, subst, copy, merge) and
+// info, verify, diff and grep print), rewrite (remap, subst, copy, merge) and
 // the restorer's planner and checks against a described host (no process
 // is created). Each input must finish in seconds, without panicking, and
 // allocate a bounded amount.
@@ -128,6 +128,9 @@ func readEverything(t *testing.T, base fuzzBase, img []byte) {
 	inspect.Threads(r)
 	inspect.Summary(r)
 	inspect.NewVerifyResult(r)
+	inspect.IPC(r)
+	inspect.Timers(r)
+	inspect.Tree(r.Meta().Processes)
 	for i := range r.Meta().Blobs {
 		br, err := r.OpenBlob(i)
 		if err != nil {
@@ -154,6 +157,12 @@ func readEverything(t *testing.T, base fuzzBase, img []byte) {
 				inspect.ReadMemory(chain, p.PID, a.Start, buf, nil)
 			}
 		}
+		// grep: every stored page of every process, up to 100 matches.
+		matches := 0
+		inspect.Grep(ctx, chain, inspect.GrepOptions{Literal: []byte("ab"), Context: 16}, func(inspect.GrepMatch) bool {
+			matches++
+			return matches < 100
+		})
 		var merged bytes.Buffer
 		if w, err := rewrite.NewCopyWriter(&merged, r.Meta().Machine.PageSize); err == nil {
 			rewrite.Merge(ctx, w, chain, rewrite.MergeOptions{})
