@@ -86,10 +86,11 @@ bench: build
 # every reader, the planner and the checks; minimizing its inputs is
 # capped, as each run is slow.
 fuzz:
-	for f in FuzzReader FuzzMetadata FuzzMessage FuzzTables; do \
+	for f in FuzzReader FuzzMetadata FuzzMessage FuzzTables FuzzChain; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./format/ || exit 1; \
 	done
 	$(GO) test -run '^$$' -fuzz '^FuzzStructure$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./inspect/
+	$(GO) test -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./restorer/
 
 # Regenerate the golden images and their expected outputs: those the
 # golden package keeps, then those cmd/ckptimg's tests keep (ls --tree,

@@ -79,6 +79,22 @@ func TestReaderVectors(t *testing.T) {
 	}
 }
 
+// TestRunOutsideArea is a regression test: a run starting past its
+// area's end passed validation (the area's end minus the run's address
+// wrapped), so a restorer would write pages outside the mapping the image
+// declares, and a zero run could claim 2^52 pages.
+func TestRunOutsideArea(t *testing.T) {
+	full := mustFull(t)
+	m := mustReader(t, full).CloneMeta()
+	a := &m.Processes[0].Areas[0]
+	a.Runs = append(a.Runs, Run{Addr: a.End + 0x10000, Pages: 1, Kind: RunZero})
+	img := withMetadata(t, full, marshalMessage(nil, m))
+	_, err := NewReader(bytes.NewReader(img), int64(len(img)))
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "processes[0].areas[0].runs[") {
+		t.Fatalf("NewReader: %v, want a corruption naming the run", err)
+	}
+}
+
 // TestVersionError checks the message a user sees for a newer image.
 func TestVersionError(t *testing.T) {
 	b := mustFull(t)

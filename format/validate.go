@@ -142,7 +142,9 @@ func validateMeta(m *Meta, chunks []Chunk, hashCount uint64) error {
 			for ri := range a.Runs {
 				r := &a.Runs[ri]
 				rpath := func() string { return fmt.Sprintf("%s.runs[%d]", apath(), ri) } // built only for an error
-				if r.Pages == 0 || r.Addr%ps != 0 || r.Addr < next || r.Pages > (a.End-r.Addr)/ps {
+				// r.Addr >= a.End first: past the area, a.End-r.Addr wraps
+				// and would let any number of pages through.
+				if r.Pages == 0 || r.Addr%ps != 0 || r.Addr < next || r.Addr >= a.End || r.Pages > (a.End-r.Addr)/ps {
 					return bad(rpath(), "%d pages at %#x are not inside the area after the previous run", r.Pages, r.Addr)
 				}
 				next = r.Addr + r.Pages*ps

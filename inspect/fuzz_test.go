@@ -7,13 +7,9 @@ package inspect_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"math"
 	"os"
-	"reflect"
 	"runtime/metrics"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +27,7 @@ import (
 // as an image with valid checksums (rewrite.Copy, which carries the
 // chunks and refuses metadata the reader would refuse), and runs every
 // reader on it: format (open, verify, chains, memory), inspect (what ls,
-// info, verify and diff print), rewrite (remap, subst, copy, merge) and
+// info, verify, diff and grep print), rewrite (remap, subst, copy, merge) and
 // the restorer's planner and checks against a described host (no process
 // is created). Each input must finish in seconds, without panicking, and
 // allocate a bounded amount.
@@ -45,7 +41,7 @@ func FuzzStructure(f *testing.F) {
 		bases := loadFuzzBases(t)
 		b := bases[int(base)%len(bases)]
 		m := b.r.CloneMeta()
-		mutate(m, ops)
+		golden.Mutate(m, ops)
 
 		// Writing checks the metadata as the reader does (and drops what
 		// it would refuse); chunks and page hashes are carried as stored.
@@ -72,10 +68,12 @@ func FuzzStructure(f *testing.F) {
 const fuzzTimeout = 5 * time.Second
 
 // fuzzBases are the golden images mutated, each with the parents a delta
-// needs (the parents stay as they are).
+// needs (the parents stay as they are). Append only: the corpus names a
+// base by its index modulo the length.
 var fuzzBases = [][]string{
 	{"full-amd64"}, {"full-1.1-amd64"}, {"arm64"}, {"base"}, {"delta", "base"}, {"delta2", "delta", "base"},
 	{"captured-fdzoo-static"}, {"captured-counter-static"}, {"captured-counter-static-delta", "captured-counter-static"},
+	{"full-1.2-amd64"},
 }
 
 type fuzzBase struct {
@@ -130,6 +128,9 @@ func readEverything(t *testing.T, base fuzzBase, img []byte) {
 	inspect.Threads(r)
 	inspect.Summary(r)
 	inspect.NewVerifyResult(r)
+	inspect.IPC(r)
+	inspect.Timers(r)
+	inspect.Tree(r.Meta().Processes)
 	for i := range r.Meta().Blobs {
 		br, err := r.OpenBlob(i)
 		if err != nil {
@@ -156,6 +157,12 @@ func readEverything(t *testing.T, base fuzzBase, img []byte) {
 				inspect.ReadMemory(chain, p.PID, a.Start, buf, nil)
 			}
 		}
+		// grep: every stored page of every process, up to 100 matches.
+		matches := 0
+		inspect.Grep(ctx, chain, inspect.GrepOptions{Literal: []byte("ab"), Context: 16}, func(inspect.GrepMatch) bool {
+			matches++
+			return matches < 100
+		})
 		var merged bytes.Buffer
 		if w, err := rewrite.NewCopyWriter(&merged, r.Meta().Machine.PageSize); err == nil {
 			rewrite.Merge(ctx, w, chain, rewrite.MergeOptions{})
@@ -186,124 +193,6 @@ func fuzzHost(m *format.Meta) *restorer.Host {
 		Stat:    func(string) (format.FileRef, error) { return format.FileRef{}, os.ErrNotExist },
 		PIDUser: func(int32) string { return "" },
 		FDOpen:  func(int) bool { return false },
-	}
-}
-
-// mutate applies ops to m: each op is 11 bytes, a field number (2 bytes,
-// counted over every field of the decoded metadata in order), an action
-// and a value (8 bytes).
-func mutate(m *format.Meta, ops []byte) {
-	const opLen = 11
-	for n := 0; len(ops) >= opLen && n < 16; n++ {
-		op := ops[:opLen]
-		ops = ops[opLen:]
-		var slots []reflect.Value
-		collect(reflect.ValueOf(m).Elem(), &slots)
-		if len(slots) == 0 {
-			return
-		}
-		v := slots[int(binary.LittleEndian.Uint16(op))%len(slots)]
-		apply(v, op[2], binary.LittleEndian.Uint64(op[3:]))
-	}
-}
-
-// collect lists the fields a mutation may change: numbers, bools,
-// strings, byte strings and lists (whose length it changes).
-func collect(v reflect.Value, out *[]reflect.Value) {
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			if v.Type().Field(i).IsExported() {
-				collect(v.Field(i), out)
-			}
-		}
-	case reflect.Pointer:
-		if !v.IsNil() {
-			collect(v.Elem(), out)
-		}
-	case reflect.Slice:
-		*out = append(*out, v)
-		if v.Type().Elem().Kind() != reflect.Uint8 {
-			for i := 0; i < v.Len(); i++ {
-				collect(v.Index(i), out)
-			}
-		}
-	case reflect.Array:
-		if v.Type().Elem().Kind() != reflect.Uint8 {
-			for i := 0; i < v.Len(); i++ {
-				collect(v.Index(i), out)
-			}
-		}
-	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Bool, reflect.String:
-		*out = append(*out, v)
-	}
-}
-
-// interesting are values that probe limits: page boundaries, the ends of
-// each integer width, the top of the address space.
-var interesting = []uint64{0, 1, 2, 3, 7, 0xfff, 0x1000, 0x1001, 0x2000, 1 << 16, 1<<31 - 1, 1 << 31, 1<<32 - 1, 1 << 32,
-	1 << 47, 1 << 62, 1 << 63, math.MaxUint64 - 0xfff, math.MaxUint64 - 1, math.MaxUint64}
-
-var interestingStrings = []string{"", "/", "/etc/shadow", "/dev/zero", "../../x", "\x1b[31mred", "[vdso]", "pipe:[1]",
-	strings.Repeat("a", 4096), "/memfd:x (deleted)", "@abstract", "127.0.0.1:1"}
-
-// apply changes v by action with value x.
-func apply(v reflect.Value, action byte, x uint64) {
-	switch v.Kind() {
-	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		var u uint64
-		switch action % 4 {
-		case 0:
-			u = interesting[x%uint64(len(interesting))]
-		case 1:
-			u = v.Uint() + x%8192 - 4096 // near the old value
-		case 2:
-			u = v.Uint() ^ 1<<(x%64)
-		default:
-			u = x
-		}
-		if s := v.Type().Size(); s < 8 {
-			u &= 1<<(8*s) - 1
-		}
-		v.SetUint(u)
-	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		var i int64
-		switch action % 4 {
-		case 0:
-			i = int64(interesting[x%uint64(len(interesting))])
-		case 1:
-			i = v.Int() + int64(x%8192) - 4096
-		case 2:
-			i = -v.Int()
-		default:
-			i = int64(x)
-		}
-		bits := 8 * v.Type().Size()
-		v.SetInt(i << (64 - bits) >> (64 - bits))
-	case reflect.Bool:
-		v.SetBool(!v.Bool())
-	case reflect.String:
-		v.SetString(interestingStrings[x%uint64(len(interestingStrings))])
-	case reflect.Slice:
-		n := v.Len()
-		switch {
-		case action%4 == 0 && n > 0: // shorten
-			v.SetLen(int(x % uint64(n)))
-		case action%4 == 1 && n > 0: // repeat an element up to 64 times
-			e := v.Index(int(x % uint64(n)))
-			for k := uint64(0); k <= (x>>8)%64; k++ {
-				v.Set(reflect.Append(v, e))
-			}
-		case action%4 == 2 && n > 1: // swap two elements
-			i, j := int(x%uint64(n)), int((x>>16)%uint64(n))
-			a, b := reflect.New(v.Type().Elem()).Elem(), v.Index(j)
-			a.Set(v.Index(i))
-			v.Index(i).Set(b)
-			v.Index(j).Set(a)
-		default: // an element more, zero
-			v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
-		}
 	}
 }
 
