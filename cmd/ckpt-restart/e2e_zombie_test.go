@@ -86,3 +86,35 @@ func TestRestoreZombies(t *testing.T) {
 		t.Errorf("the parent reaped %q and %q, want exit 42 and SIGTERM", a, b)
 	}
 }
+
+// TestRestoreZombiesOutsideTree captures the same parent without --tree:
+// its zombie children are not in the image, and capture --kill reaps them
+// before killing the parent. Left to init, which may reap late, they would
+// keep the parent's pid taken as their process group, and the restore
+// right after would fail.
+func TestRestoreZombiesOutsideTree(t *testing.T) {
+	needRoot(t)
+	p := testprog.Start(t, testprog.BuildC(t, "zombies", zombieSrc))
+	p.WaitLine(t, testprog.Timeout, func(s string) bool { return s == "tick 2" })
+	var children []int
+	for _, k := range []string{"a", "b"} {
+		var pid int
+		fmt.Sscan(p.ReadyFields[k], &pid)
+		children = append(children, pid)
+	}
+	dir := testDir(t)
+	drain := func() { p.Wait(t, testprog.Timeout) }
+	for i := 1; i <= 2; i++ {
+		r := round(t, p.PID, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
+		drain = func() { <-r.done }
+		r.waitFor(t, fmt.Sprintf("round %d: ticks after the restore", i), func(l []string) bool { return len(l) > 3 })
+		if i > 1 {
+			continue // the restored parent has no children; their pids may be reused
+		}
+		for _, c := range children {
+			if st := procState(c); st != "" {
+				t.Errorf("child %d is still there (state %q) after the capture, want it reaped by the capture", c, st)
+			}
+		}
+	}
+}
