@@ -16,9 +16,11 @@ import (
 // page of the page cache is allocated and copied into, and the caller's
 // fsync then writes it all out while the capture waits. With O_DIRECT the
 // bytes go from our buffers to the device, and the final fsync has only the
-// tail and the file's metadata left. Measured on the 2-vCPU VM, 512 MiB:
-// buffered 0.6–2.4 s plus 0.25–0.34 s fsync; direct 0.27–0.45 s plus
-// under 1 ms fsync.
+// tail, the file's metadata and the device's cache flush left. Measured on
+// the 2-vCPU VM, 512 MiB: buffered 0.6–2.4 s plus 0.25–0.34 s fsync;
+// direct 0.21–0.45 s plus an fsync that is the virtual disk's flush
+// (under 1 ms or 0.26–0.34 s, as the host's cache behaves:
+// docs/capture.md).
 //
 // O_DIRECT needs the file offset, length and buffer of each write aligned.
 // The image is a stream with no gaps, so everything goes through aligned

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -240,7 +241,8 @@ func benchProcess(b *testing.B, w workload) {
 
 		img := filepath.Join(dir, "w.ckpt")
 		start := time.Now()
-		c, _ := runMeasured(b, ckptimg, "capture", "--kill", "-q", strconv.Itoa(t.pid), "-o", img)
+		c, out := runMeasured(b, ckptimg, "capture", "--kill", "-q", "--format", "json", strconv.Itoa(t.pid), "-o", img)
+		frozen := frozenFor(b, out)
 		<-t.gone
 		goneAfter := t.at.Sub(start)
 		t.size = fileSize(b, t.out)
@@ -248,7 +250,6 @@ func benchProcess(b *testing.B, w workload) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		frozen := time.Duration(r.Meta().Capture.FrozenNs)
 		// Everything but the page chunks: chunk table, metadata, page
 		// hashes.
 		var meta uint64
@@ -287,6 +288,23 @@ func benchProcess(b *testing.B, w workload) {
 
 		criuBench(b, w, dir, c.wall, warmRun, coldRun)
 	}
+}
+
+// frozenFor returns how long the target was stopped, from the summary of
+// capture --format json: until it was killed, so the fsync is in it. The
+// image's CaptureInfo.FrozenNs is written before the fsync and is shorter.
+func frozenFor(b *testing.B, out string) time.Duration {
+	var doc struct {
+		FrozenNs int64 `json:"frozen_ns"`
+	}
+	i := strings.IndexByte(out, '{')
+	if i < 0 {
+		b.Fatalf("capture --format json printed no summary:\n%s", out)
+	}
+	if err := json.NewDecoder(strings.NewReader(out[i:])).Decode(&doc); err != nil || doc.FrozenNs <= 0 {
+		b.Fatalf("capture --format json: %v, frozen_ns %d:\n%s", err, doc.FrozenNs, out)
+	}
+	return time.Duration(doc.FrozenNs)
 }
 
 // report prints a figure and, when the peer measured it, the ratio to it.
