@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -31,6 +32,10 @@ import (
 // argv[0] is InitName (ckpt-restart does).
 const InitName = "ckpt-restart-init"
 
+// initReadyTimeout bounds the wait for the init to start: generous, as
+// a loaded machine may take seconds to start a process.
+const initReadyTimeout = 30 * time.Second
+
 // pidNS is the namespace of a restore: its init, running.
 type pidNS struct {
 	cmd   *exec.Cmd
@@ -45,20 +50,38 @@ func startPIDNS(root, last int32) (*pidNS, error) {
 		return nil, err
 	}
 	defer r.Close()
+	// The init says on its stdout when it has moved the namespace's
+	// next id past the tree's (RunInit): ids given before that, to the
+	// stub or to a thread the restored program makes, would be low.
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	defer ready.Close()
 	cmd := exec.Command("/proc/self/exe", strconv.Itoa(int(root)), strconv.Itoa(int(last)))
 	cmd.Args[0] = InitName
 	cmd.Env = []string{}
 	cmd.Dir = "/"
 	cmd.Stdin = r
+	cmd.Stdout = readyW
 	// A process group of its own: killing ckpt-restart's group (a job
 	// ended by its shell or supervisor after --detach) must not end the
 	// namespace and the restored program with it.
 	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("starting the PID namespace's init: %w", err)
 	}
-	return &pidNS{cmd: cmd, start: w}, nil
+	ns := &pidNS{cmd: cmd, start: w}
+	ready.SetReadDeadline(time.Now().Add(initReadyTimeout))
+	if _, err := ready.Read(make([]byte, 1)); err != nil {
+		ns.kill()
+		return nil, fmt.Errorf("the PID namespace's init did not start: %w", err)
+	}
+	return ns, nil
 }
 
 // startStubIn starts the stub inside the namespace: the executor
@@ -157,6 +180,8 @@ func RunInit(args []string) int {
 		f.WriteString(args[1])
 		f.Close()
 	}
+	os.Stdout.Write([]byte{1}) // startPIDNS waits for this
+	os.Stdout.Close()
 	// A signal from inside the namespace must not end it.
 	signal.Ignore(unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
 	chld := make(chan os.Signal, 1)
