@@ -142,7 +142,8 @@ http {
 		t.Helper()
 		testprog.Eventually(t, testprog.Timeout, func() error {
 			if n := len(children(p.PID)); n != 2 {
-				return fmt.Errorf("%s: nginx master %d has %d workers, want 2", what, p.PID, n)
+				log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+				return fmt.Errorf("%s: nginx master %d (state %q) has %d workers, want 2; its error log:\n%s", what, p.PID, procState(p.PID), n, log)
 			}
 			got, err := httpGet(addr)
 			if err != nil {
