@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ckptimg/ckptimg/golden"
 )
 
 // fill sets every field of the value v points to, recursively, to a
@@ -218,7 +220,7 @@ func TestMessageDecodeBudget(t *testing.T) {
 	b := bytes.Repeat([]byte{4<<3 | wireBytes, 0}, 1<<20)
 	var m Meta
 	var err error
-	alloc := allocsOf(func() { err = unmarshalMessage(b, &m) })
+	alloc := golden.AllocsOf(func() { err = unmarshalMessage(b, &m) })
 	if err == nil || !strings.Contains(err.Error(), "decodes to more than its limit") {
 		t.Errorf("unmarshal of %d empty processes: %v, want an expansion error", len(b)/2, err)
 	}

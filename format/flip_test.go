@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/metrics"
 	"sort"
 	"testing"
+
+	"github.com/ckptimg/ckptimg/golden"
 )
 
 // openAndVerify opens img and verifies it, then (when both succeed) reads
@@ -103,7 +104,7 @@ func TestByteFlip(t *testing.T) {
 			if err := openAndVerify(img); err != nil {
 				t.Fatalf("intact image: %v", err)
 			}
-			base := allocsOf(func() { openAndVerify(img) })
+			base := golden.AllocsOf(func() { openAndVerify(img) })
 			// A flipped image may allocate for its error messages, and the
 			// zstd decoder refills its pools now and then, but a reader
 			// never allocates on the strength of a length it did not
@@ -121,7 +122,7 @@ func TestByteFlip(t *testing.T) {
 					copy(mut, img)
 					mut[off] = op.f(mut[off])
 					var err error
-					alloc := allocsOf(func() { err = openAndVerify(mut) })
+					alloc := golden.AllocsOf(func() { err = openAndVerify(mut) })
 					maxAlloc = max(maxAlloc, alloc)
 					if alloc > limit {
 						t.Errorf("byte %d (%s) %s: open+verify allocated %d bytes, over %d (intact: %d)", off, regionOf(img, off), op.name, alloc, limit, base)
@@ -183,15 +184,4 @@ func joinMax(lines []string, n int) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
-}
-
-// allocsOf returns the bytes f allocated on the heap. runtime/metrics is
-// read without stopping the world, unlike runtime.ReadMemStats.
-func allocsOf(f func()) uint64 {
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(sample)
-	before := sample[0].Value.Uint64()
-	f()
-	metrics.Read(sample)
-	return sample[0].Value.Uint64() - before
 }

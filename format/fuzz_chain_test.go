@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ckptimg/ckptimg/golden"
 )
 
 // FuzzChain opens a chain of two images from files, as ckptimg and
@@ -49,7 +51,7 @@ func FuzzChain(f *testing.F) {
 		// OpenChain opens the delta, then candidates for the parent: the
 		// recorded name, then each image of the directory (the delta
 		// again among them).
-		alloc := allocsOf(func() { c, closeAll, err = OpenChain(path) })
+		alloc := golden.AllocsOf(func() { c, closeAll, err = OpenChain(path) })
 		if limit := 3 * maxOpenAlloc(len(parent)+len(top)); alloc > limit {
 			t.Fatalf("opening a chain of %d+%d bytes allocated %d, over %d", len(parent), len(top), alloc, limit)
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/ckptimg/ckptimg/golden"
 )
 
 // maxSeedSize keeps big golden images out of the fuzz corpus: the fuzzer
@@ -116,7 +118,7 @@ func maxOpenAlloc(size int) uint64 {
 func fuzzImage(t *testing.T, data []byte) {
 	var r *Reader
 	var err error
-	alloc := allocsOf(func() { r, err = NewReader(bytes.NewReader(data), int64(len(data))) })
+	alloc := golden.AllocsOf(func() { r, err = NewReader(bytes.NewReader(data), int64(len(data))) })
 	if limit := maxOpenAlloc(len(data)); alloc > limit {
 		t.Fatalf("opening %d bytes allocated %d, over the bound of %d", len(data), alloc, limit)
 	}
@@ -279,7 +281,7 @@ func FuzzTables(f *testing.F) {
 		data := resealTables(t, img, r, dir, chunks)
 		var r2 *Reader
 		var err error
-		alloc := allocsOf(func() { r2, err = NewReader(bytes.NewReader(data), int64(len(data))) })
+		alloc := golden.AllocsOf(func() { r2, err = NewReader(bytes.NewReader(data), int64(len(data))) })
 		if limit := maxOpenAlloc(len(data)); alloc > limit {
 			t.Fatalf("opening %d bytes allocated %d, over the bound of %d", len(data), alloc, limit)
 		}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ckptimg/ckptimg/golden"
 )
 
 // The hostile images in testdata/hostile are crafted the way an attacker
@@ -124,7 +126,7 @@ func TestHostileImages(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v (regenerate with go test ./format -run TestHostileImages -update-hostile)", err)
 			}
-			alloc := allocsOf(func() { _, err = NewReader(bytes.NewReader(img), int64(len(img))) })
+			alloc := golden.AllocsOf(func() { _, err = NewReader(bytes.NewReader(img), int64(len(img))) })
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("NewReader(%d bytes) = %v, want ErrCorrupt containing %q", len(img), err, tc.want)
 			}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -57,7 +56,7 @@ func FuzzStructure(f *testing.F) {
 			panic("FuzzStructure: an input took over " + fuzzTimeout.String())
 		})
 		defer watchdog.Stop()
-		alloc := allocsOf(func() { readEverything(t, b, img.Bytes()) })
+		alloc := golden.AllocsOf(func() { readEverything(t, b, img.Bytes()) })
 		if limit := uint64(64<<20 + 1024*img.Len()); alloc > limit {
 			t.Fatalf("reading an image of %d bytes allocated %d bytes, over %d", img.Len(), alloc, limit)
 		}
@@ -194,13 +193,4 @@ func fuzzHost(m *format.Meta) *restorer.Host {
 		PIDUser: func(int32) string { return "" },
 		FDOpen:  func(int) bool { return false },
 	}
-}
-
-func allocsOf(f func()) uint64 {
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(sample)
-	before := sample[0].Value.Uint64()
-	f()
-	metrics.Read(sample)
-	return sample[0].Value.Uint64() - before
 }

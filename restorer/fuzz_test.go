@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"runtime/metrics"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,7 +47,7 @@ func FuzzPlan(f *testing.F) {
 		})
 		defer watchdog.Stop()
 		size := chain.Top().Size()
-		alloc := allocsOf(func() {
+		alloc := golden.AllocsOf(func() {
 			s, err := NewSession(chain, opts)
 			if err != nil {
 				return // no process, or a parent that does not hold a delta's pages
@@ -251,13 +250,4 @@ func writeChain(t *testing.T, b planBase, m *format.Meta) (*format.Chain, bool) 
 		return nil, false // a parent reference or page size changed
 	}
 	return chain, true
-}
-
-func allocsOf(f func()) uint64 {
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(sample)
-	before := sample[0].Value.Uint64()
-	f()
-	metrics.Read(sample)
-	return sample[0].Value.Uint64() - before
 }
