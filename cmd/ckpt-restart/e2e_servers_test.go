@@ -55,14 +55,7 @@ func TestRestoreRedis(t *testing.T) {
 		})
 	}
 	want("before capture", "127.0.0.1", "OK", "set", "before", "kept")
-	pid := p.PID
-	drain := func() { p.Wait(t, testprog.Timeout) }
-	for i := 1; i <= 2; i++ {
-		what := fmt.Sprintf("after restore %d", i)
-		waitConnectionsClosed(t, pid)
-		r := round(t, pid, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
-		logOnFailure(t, what, r)
-		drain = func() { <-r.done }
+	serverRounds(t, p, dir, func(what string, i int) {
 		want(what, "127.0.0.1", "kept", "get", "before")
 		want(what, "::1", "kept", "get", "before")
 		want(what, "::1", "OK", "set", fmt.Sprintf("after%d", i), "yes")
@@ -81,7 +74,7 @@ func TestRestoreRedis(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, "dump.rdb")); err != nil || st.Size() == 0 {
 			t.Fatalf("%s: the dump BGSAVE wrote: %v", what, err)
 		}
-	}
+	})
 }
 
 // TestRestoreMemcached: memcached listens on every address of both
@@ -128,20 +121,13 @@ func TestRestoreMemcached(t *testing.T) {
 		})
 	}
 	want("before capture", "127.0.0.1", "set before 0 0 4\r\nkept\r\n", "STORED\r\n")
-	pid := p.PID
-	drain := func() { p.Wait(t, testprog.Timeout) }
-	for i := 1; i <= 2; i++ {
-		what := fmt.Sprintf("after restore %d", i)
-		waitConnectionsClosed(t, pid)
-		r := round(t, pid, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
-		logOnFailure(t, what, r)
-		drain = func() { <-r.done }
+	serverRounds(t, p, dir, func(what string, i int) {
 		for _, host := range []string{"127.0.0.1", "::1"} {
 			want(what, host, "get before\r\n", "VALUE before 0 4\r\nkept\r\nEND\r\n")
 		}
 		want(what, "::1", fmt.Sprintf("set after%d 0 0 3\r\nyes\r\n", i), "STORED\r\n")
 		want(what, "127.0.0.1", fmt.Sprintf("get after%d\r\n", i), fmt.Sprintf("VALUE after%d 0 3\r\nyes\r\nEND\r\n", i))
-	}
+	})
 }
 
 // TestRestoreScreen: a detached GNU screen session (the SCREEN server and
@@ -241,6 +227,23 @@ func freeDualPort(t *testing.T) int {
 	}
 	t.Fatal("no TCP port free on both 127.0.0.1 and ::1")
 	return 0
+}
+
+// serverRounds captures the server p with --kill and restores it,
+// twice in a chain, once it has closed its clients' connections, and runs
+// check after each restore ("after restore N").
+func serverRounds(t *testing.T, p *testprog.Process, dir string, check func(what string, i int)) {
+	t.Helper()
+	pid := p.PID
+	drain := func() { p.Wait(t, testprog.Timeout) }
+	for i := 1; i <= 2; i++ {
+		what := fmt.Sprintf("after restore %d", i)
+		waitConnectionsClosed(t, pid)
+		r := round(t, pid, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
+		logOnFailure(t, what, r)
+		drain = func() { <-r.done }
+		check(what, i)
+	}
 }
 
 // logOnFailure shows what ckpt-restart r printed when the test fails.
@@ -370,13 +373,7 @@ func TestRestoreInetOptions(t *testing.T) {
 			return nil
 		})
 	}
-	drain := func() { p.Wait(t, testprog.Timeout) }
-	for i := 1; i <= 2; i++ {
-		what := fmt.Sprintf("after restore %d", i)
-		waitConnectionsClosed(t, p.PID)
-		r := round(t, p.PID, filepath.Join(dir, fmt.Sprintf("%d.ckpt", i)), drain)
-		logOnFailure(t, what, r)
-		drain = func() { <-r.done }
+	serverRounds(t, p, dir, func(what string, i int) {
 		hi(what, fmt.Sprintf("127.0.0.1:%d", port))
 		hi(what, fmt.Sprintf("[::1]:%d", port))
 		hi(what, fmt.Sprintf("127.0.0.1:%d", rport))
@@ -385,7 +382,7 @@ func TestRestoreInetOptions(t *testing.T) {
 				t.Errorf("%s: fd %d has\n\t%s\nwant\n\t%s", what, fd, got, want[fd])
 			}
 		}
-	}
+	})
 }
 
 // waitConnectionsClosed waits until every TCP socket process pid holds is
